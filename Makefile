@@ -1,0 +1,16 @@
+# The two README commands. Each sets everything up first (idempotent, scripts/setup_env.sh).
+PY := .venv/bin/python
+
+.PHONY: setup demo test table1
+
+setup:
+	@scripts/setup_env.sh
+
+demo: setup
+	@$(PY) -m mmf_pe.cli demo
+
+test: setup
+	@$(PY) -m pytest -q tests
+
+table1: setup
+	@$(PY) -m mmf_pe.cli table1

@@ -1,0 +1,1 @@
+"""Data helpers shared by datasets: pre-flight checks, MMF's feature LMDB format."""

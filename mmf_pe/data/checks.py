@@ -1,0 +1,106 @@
+"""Pre-flight data checks: a missing or malformed file is reported with its path, line and the command that makes it,
+before MMF fails deep inside a DataLoader (or tries to download)."""
+import json
+import os
+
+# How to obtain each dataset's files, by dataset name and kind of file.
+HINTS = {
+    "hateful_memes": {
+        "annotations": "Get the Hateful Memes challenge zip and run `mmf_convert_hm --zip_file <zip> --password <pw>` "
+        "(MMF's converter; it writes annotations/*.jsonl and images under $MMF_DATA_DIR/datasets/hateful_memes/defaults).",
+        "features": "Use MMF's released feature archive (features/detectron.lmdb), or extract your own with "
+        "`mmf_pe extract --images <images dir> --out <this path>`.",
+    },
+}
+DEFAULT_HINTS = {
+    "annotations": "Create it in MMF's jsonl layout (one JSON object per line).",
+    "features": "Extract region features with `mmf_pe extract --images <images dir> --out <this path>`.",
+}
+
+
+class DataCheckError(FileNotFoundError):
+    pass
+
+
+def _paths(dataset_config, attribute, split):
+    node = dataset_config.get(attribute, None)
+    if node is None or node.get(split, None) is None:
+        return []
+    paths = node[split]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return [os.path.join(dataset_config.data_dir, p) for entry in paths for p in entry.split(",")]
+
+
+def check_jsonl(path, required=("id", "text")):
+    """Every line must be a JSON object with the required keys; names the file and line otherwise."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataCheckError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise DataCheckError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise DataCheckError(f"{path}:{number}: record lacks {', '.join(missing)}")
+
+
+def check_dataset(name, dataset_config, splits=("train", "val", "test")):
+    hints = {**DEFAULT_HINTS, **HINTS.get(name, {})}
+    problems = []
+    for split in splits:
+        for path in _paths(dataset_config, "annotations", split):
+            if not os.path.isfile(path):
+                problems.append(f"{name} {split}: missing annotations {path}\n  -> {hints['annotations']}")
+            else:
+                try:
+                    check_jsonl(path)
+                except DataCheckError as exc:
+                    problems.append(f"{name} {split}: {exc}")
+        if dataset_config.get("use_features", False):
+            for path in _paths(dataset_config, "features", split):
+                if not os.path.exists(path):
+                    problems.append(f"{name} {split}: missing features {path}\n  -> {hints['features']}")
+    tokenizer = _tokenizer_path(dataset_config)
+    if tokenizer and os.sep in tokenizer and not os.path.isdir(tokenizer):
+        problems.append(
+            f"{name}: tokenizer directory {tokenizer} does not exist\n  -> put a BERT tokenizer there (vocab.txt, "
+            "tokenizer_config.json), e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR, or override "
+            f"dataset_config.{name}.processors.text_processor.params.tokenizer_config.type. Nothing is downloaded."
+        )
+    return problems
+
+
+def _tokenizer_path(dataset_config):
+    try:
+        return str(dataset_config.processors.text_processor.params.tokenizer_config.type)
+    except Exception:
+        return None
+
+
+def check_config_data(config):
+    """Check every dataset named in the run's config; raise one error listing all problems."""
+    datasets = config.datasets
+    names = [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets or [])
+    problems = []
+    for name in names:
+        dataset_config = config.dataset_config.get(name, None)
+        if dataset_config is not None:
+            problems += check_dataset(name, dataset_config)
+    if problems:
+        raise DataCheckError("data is missing or malformed:\n" + "\n".join(problems))
+
+
+def check_pretrained_checkpoint(config):
+    """`checkpoint.resume_file` must exist when set (MMF would fail later with a bare RuntimeError)."""
+    path = config.checkpoint.get("resume_file", None)
+    if path and not os.path.isfile(str(path)):
+        raise DataCheckError(
+            f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe put MMF's COCO-pretrained "
+            "VisualBERT (model zoo key visual_bert.pretrained.coco, file model.pth) at "
+            "$MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth, or start from BERT only with "
+            "checkpoint.resume_file=null checkpoint.resume_pretrained=false. Nothing is downloaded."
+        )

@@ -1,0 +1,1 @@
+"""Registered MMF models of mmf-pe. Importing a module registers its model."""

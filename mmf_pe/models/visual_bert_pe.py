@@ -1,0 +1,149 @@
+"""`visual_bert_pe`: rc10's VisualBERT with three training modes (FC / Full / PE) and parameter-efficient methods.
+
+The mode is `model_config.visual_bert_pe.training_mode` (fc | full | pe). Where it is null, the paper's switch decides:
+`freeze_base: false` -> full; `true` -> fc; `true` with `pe.method` set -> pe. PE methods live in `mmf_pe.tuners`.
+"""
+import json
+import os
+
+import torch
+from mmf.common.registry import registry
+from mmf.models.visual_bert import VisualBERT, VisualBERTForClassification
+from mmf.utils.modeling import get_optimizer_parameters_for_bert
+
+from mmf_pe import PACKAGE_DIR
+from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
+from mmf_pe.tuners import PEConfig, apply_pe_method
+
+TRAINING_MODES = ("fc", "full", "pe")
+
+
+def resolve_training_mode(config):
+    """The training mode named by a model config (see module docstring)."""
+    mode = config.get("training_mode", None)
+    if mode is not None:
+        mode = str(mode).lower()
+        if mode not in TRAINING_MODES:
+            raise ValueError(f"training_mode must be one of {TRAINING_MODES}, got {mode!r}")
+        return mode
+    if not config.get("freeze_base", False):
+        return "full"
+    pe = config.get("pe", None)
+    return "pe" if pe is not None and pe.get("method", None) else "fc"
+
+
+def check_local_weights(path, what):
+    """bert_model_name must be a local directory: no hub download is ever attempted."""
+    if path is None:
+        return
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(
+            f"{what}: {path!r} is not a local model directory (config.json + weights). Put a BERT checkpoint there "
+            "(e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR/bert-base-uncased), or set "
+            "model_config.visual_bert_pe.bert_model_name=null for random initialisation. Nothing is downloaded."
+        )
+
+
+BERT_ARCHITECTURE_KEYS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+)
+
+
+def adopt_architecture(config, bert_dir):
+    """A local checkpoint's dimensions win over the YAML's (a MiniLM directory just works)."""
+    with open(os.path.join(bert_dir, "config.json")) as f:
+        pretrained = json.load(f)
+    for key in BERT_ARCHITECTURE_KEYS:
+        if key in pretrained:
+            config[key] = pretrained[key]
+
+
+@registry.register_model("visual_bert_pe")
+class VisualBERTPE(VisualBERT):
+    @classmethod
+    def config_path(cls):
+        return os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml")
+
+    def build(self):
+        if self.config.training_head_type != "classification":
+            raise ValueError("visual_bert_pe supports training_head_type=classification only")
+        bert_dir = self.config.get("bert_model_name", None)
+        check_local_weights(bert_dir, "model_config.visual_bert_pe.bert_model_name")
+        if bert_dir is not None:
+            adopt_architecture(self.config, bert_dir)
+        self.training_mode = resolve_training_mode(self.config)
+        self.pe_config = PEConfig.from_config(self.config.get("pe", None))
+
+        self.model = VisualBERTForClassification(self.config)
+        bert = self.model.bert
+        if self.config.output_attentions:
+            bert.config._attn_implementation = "eager"  # SDPA cannot return attention weights
+        if self.config.special_visual_initialize:
+            bert.embeddings.initialize_visual_from_pretrained()
+        bert.embeddings.__class__ = DeviceAwareVisioLinguisticEmbeddings
+
+        # Names relative to self.model.bert of the parameters the PE method added.
+        self.pe_parameter_names = []
+        if self.training_mode == "pe":
+            self.pe_parameter_names = apply_pe_method(bert, self.pe_config)
+        self._set_trainable()
+
+    def _set_trainable(self):
+        bert = self.model.bert
+        full = self.training_mode == "full"
+        for parameter in bert.parameters():
+            parameter.requires_grad = full
+        if self.training_mode == "pe":
+            added = set(self.pe_parameter_names)
+            for name, parameter in bert.named_parameters():
+                trains = name in added
+                trains |= self.pe_config.train_layer_norms and "LayerNorm" in name
+                trains |= self.pe_config.train_visual_projection and name.startswith("embeddings.projection.")
+                parameter.requires_grad = trains
+        for parameter in self.model.classifier.parameters():
+            parameter.requires_grad = True
+
+    def parameter_counts(self):
+        """total / trained / PE-method parameters (the paper's Table I columns)."""
+        named = dict(self.model.bert.named_parameters())
+        return {
+            "total": sum(p.numel() for p in self.parameters()),
+            "trained": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "adapter": sum(named[n].numel() for n in self.pe_parameter_names),
+        }
+
+    def get_optimizer_parameters(self, config):
+        """MMF's BERT groups (decay 0.01 on weights, 0 on biases/LayerNorm), restricted to parameters that train."""
+        groups = []
+        for group in get_optimizer_parameters_for_bert(self.model, config):
+            params = [p for p in group["params"] if p.requires_grad]
+            if params:
+                groups.append({**group, "params": params})
+        return groups
+
+    def add_custom_params(self, sample_list):
+        """rc10's version with the region mask built on the features' device (it called `.cuda()`)."""
+        visual_embeddings = getattr(sample_list, "visual_embeddings", None)
+        image_dim = getattr(sample_list, "image_dim", None)
+        sample_list.masked_lm_labels = getattr(sample_list, "lm_label_ids", None)
+        if visual_embeddings is not None and image_dim is not None:
+            positions = torch.arange(visual_embeddings.size(-2), device=visual_embeddings.device)
+            image_mask = positions.expand(*visual_embeddings.size()[:-1])
+            image_dim = image_dim.to(visual_embeddings.device)
+            if image_dim.dim() < image_mask.dim():
+                image_dim = image_dim.unsqueeze(-1)
+            sample_list.image_mask = (image_mask < image_dim).long()
+        else:
+            sample_list.image_mask = None
+        sample_list.position_embeddings_visual = None
+        return sample_list
+
+    def describe(self):
+        counts = self.parameter_counts()
+        method = f" ({self.pe_config.method})" if self.training_mode == "pe" else ""
+        return (
+            f"visual_bert_pe mode={self.training_mode}{method}: total {counts['total']:,}, "
+            f"trained {counts['trained']:,}, adapter {counts['adapter']:,}"
+        )
+

@@ -1,0 +1,6 @@
+"""Import every mmf-pe component so that it registers with MMF's registry.
+
+Imported by MMF's `setup_imports()` through the compatibility layer (no MMF_USER_DIR needed), or as a user dir.
+"""
+import mmf_pe.models.visual_bert_pe  # noqa: F401
+import mmf_pe.trainers.mmf_pe_trainer  # noqa: F401

@@ -1,0 +1,1 @@
+"""Small command-line tools of mmf-pe (each has a `main(argv)`)."""

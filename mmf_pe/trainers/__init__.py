@@ -1,0 +1,1 @@
+"""Registered MMF trainers of mmf-pe."""

@@ -1,0 +1,31 @@
+"""`mmf_pe` trainer: rc10's BaseTrainer plus the hooks this plugin needs.
+
+It is set in our base config (`training.trainer: mmf_pe`) and is the one place where data pre-flight checks, tracking
+and multi-process handling attach (rc10 has no callback registry).
+"""
+import torch
+from mmf.common.registry import registry
+from mmf.trainers.base_trainer import BaseTrainer
+
+from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
+
+
+@registry.register_trainer("mmf_pe")
+class MMFPETrainer(BaseTrainer):
+    def load(self):
+        check_config_data(self.config)
+        check_pretrained_checkpoint(self.config)
+        super().load()
+
+    def load_model_and_optimizer(self):
+        super().load_model_and_optimizer()
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        if hasattr(model, "describe"):
+            self.writer.write(model.describe())
+
+    def _forward_pass(self, batch):
+        # rc10's train() turns on autograd anomaly detection for every run (several times slower); honour the config.
+        wanted = bool(self.config.training.get("detect_anomaly", False))
+        if torch.is_anomaly_enabled() != wanted:
+            torch.autograd.set_detect_anomaly(wanted)
+        return super()._forward_pass(batch)
