@@ -11,6 +11,13 @@ HINTS = {
         "features": "Use MMF's released feature archive (features/detectron.lmdb), or extract your own with "
         "`mmf_pe extract --images <images dir> --out <this path>`.",
     },
+    "mmh": {
+        "annotations": "Get MMHS150K (see datasets/mmh/README.md) and run `mmf_pe convert-mmh --src <unzipped "
+        "MMHS150K dir>` (it writes annotations/{train,val,test}.jsonl and images/ under "
+        "$MMF_DATA_DIR/datasets/mmh/defaults).",
+        "features": "Extract region features of the converted images with `mmf_pe extract --images "
+        "$MMF_DATA_DIR/datasets/mmh/defaults/images --out <this path>`.",
+    },
 }
 DEFAULT_HINTS = {
     "annotations": "Create it in MMF's jsonl layout (one JSON object per line).",
