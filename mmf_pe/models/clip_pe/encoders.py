@@ -1,0 +1,88 @@
+"""CLIP from a local directory: loading, pooled/projected embeddings, LoRA through peft, a weights fingerprint."""
+import hashlib
+import re
+
+import torch
+
+from mmf_pe.models.clip_pe.processors import check_clip_dir
+
+EMBEDDINGS = ("pooled", "projected")
+LORA_ENCODERS = {"both": ("vision_model", "text_model"), "vision": ("vision_model",), "text": ("text_model",)}
+
+
+def load_clip(clip_dir):
+    from transformers import CLIPModel
+
+    path = check_clip_dir(clip_dir, "model_config.clip_pe.clip_dir")
+    return CLIPModel.from_pretrained(path)
+
+
+def embedding_dims(clip, embedding):
+    """Widths of the image and text embeddings the head receives."""
+    if embedding == "pooled":
+        return clip.config.vision_config.hidden_size, clip.config.text_config.hidden_size
+    if embedding == "projected":
+        return clip.config.projection_dim, clip.config.projection_dim
+    raise ValueError(f"model_config.clip_pe.embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+
+
+def encode_images(clip, pixel_values, embedding):
+    image_size = clip.config.vision_config.image_size
+    if tuple(pixel_values.shape[-2:]) != (image_size, image_size):
+        raise ValueError(
+            f"clip_pe: images are {tuple(pixel_values.shape[-2:])} but this CLIP expects {image_size}x{image_size}; "
+            f"set the image_processor's Resize/CenterCrop to {image_size}"
+        )
+    pooled = clip.vision_model(pixel_values=pixel_values).pooler_output
+    return pooled if embedding == "pooled" else clip.visual_projection(pooled)
+
+
+def encode_texts(clip, input_ids, attention_mask, embedding):
+    pooled = clip.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    return pooled if embedding == "pooled" else clip.text_projection(pooled)
+
+
+def lora_target_regex(target_modules, encoders="both", layers=None):
+    """A regex matching only the attention projections meant (full-name match, as peft applies it)."""
+    if encoders not in LORA_ENCODERS:
+        raise ValueError(f"pe.encoders must be one of {sorted(LORA_ENCODERS)}, got {encoders!r}")
+    towers = "|".join(LORA_ENCODERS[encoders])
+    layer = r"\d+" if layers is None else "|".join(str(int(i)) for i in layers)
+    modules = "|".join(re.escape(m) for m in target_modules)
+    return rf"(?:{towers})\.encoder\.layers\.(?:{layer})\.(?:self_attn|mlp)\.(?:{modules})"
+
+
+def inject_lora(clip, pe_config):
+    """LoRA on CLIP's encoders through peft; returns the names (relative to `clip`) of the parameters it added.
+
+    Keys (model_config.clip_pe.pe): rank (8), alpha (2*rank), dropout (0.0), target_modules ([q_proj, v_proj]),
+    encoders (both | vision | text), layers (null = all).
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    extra = pe_config.extra
+    rank = int(extra.get("rank", 8))
+    targets = list(extra.get("target_modules", ["q_proj", "v_proj"]))
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=float(extra.get("alpha", 2 * rank)),
+        lora_dropout=float(extra.get("dropout", 0.0)),
+        target_modules=lora_target_regex(targets, extra.get("encoders", "both"), pe_config.layers),
+        bias="none",
+    )
+    before = {name for name, _ in clip.named_parameters()}
+    inject_adapter_in_model(config, clip)
+    added = [name for name, _ in clip.named_parameters() if name not in before]
+    if not added:
+        raise ValueError(f"pe.method=lora matched no module of this CLIP (target_modules={targets})")
+    return added
+
+
+def weights_fingerprint(module):
+    """blake2b over every tensor's name, dtype, shape and bytes: the identity of the encoder weights."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
