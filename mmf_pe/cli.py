@@ -14,6 +14,7 @@ TOOLS = {
     "table1": ("mmf_pe.tools.table1", "main", "print Table I parameter counts at bert-base size"),
     "demo": ("mmf_pe.demo.main", "main", "the main job: synthetic memes, FC/Full/PE, report"),
     "extract": ("mmf_pe.extraction.cli", "main", "extract Faster R-CNN region features into MMF's LMDB format"),
+    "extract-merge": ("mmf_pe.extraction.cli", "merge_main", "join `extract --shard i/n` LMDBs into one"),
     "convert-mmh": ("mmf_pe.datasets.mmh.convert", "main", "convert MMHS150K into MMF's layout"),
     "report": ("mmf_pe.reporting.cli", "main", "Table I/II and plots from run directories"),
     "export-adapter": ("mmf_pe.tuners.export", "main", "write only the trained parameters (safetensors)"),
