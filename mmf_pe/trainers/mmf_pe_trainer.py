@@ -8,10 +8,11 @@ from mmf.common.registry import registry
 from mmf.trainers.base_trainer import BaseTrainer
 
 from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
+from mmf_pe.tracking.hooks import TrackingTrainerMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(BaseTrainer):
+class MMFPETrainer(TrackingTrainerMixin, BaseTrainer):  # tracking + exact global metrics (mmf_pe/tracking)
     def load(self):
         check_config_data(self.config)
         check_pretrained_checkpoint(self.config)

@@ -1,0 +1,94 @@
+"""What a run is (mode label, parameter counts, seed) and its config made safe to log."""
+import re
+
+from omegaconf import OmegaConf
+
+_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+
+
+def unwrap(model):
+    """The model inside DataParallel/DistributedDataParallel wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def parameter_counts(model):
+    """{total, trained, adapter}: the model's own `parameter_counts()` (visual_bert_pe) or counted from
+    requires_grad, with adapter None where the model does not say which parameters are its PE method's."""
+    model = unwrap(model)
+    if hasattr(model, "parameter_counts"):
+        counts = dict(model.parameter_counts())
+        counts.setdefault("adapter", None)
+        return {k: (int(v) if v is not None else None) for k, v in counts.items()}
+    parameters = list(model.parameters())
+    return {
+        "total": sum(p.numel() for p in parameters),
+        "trained": sum(p.numel() for p in parameters if p.requires_grad),
+        "adapter": None,
+    }
+
+
+def training_mode_and_method(model, model_config=None):
+    """(training_mode, pe_method): from the model's attributes, else from its config; method only for PE runs."""
+    model = unwrap(model)
+    model_config = model_config or {}
+    mode = getattr(model, "training_mode", None) or model_config.get("training_mode", None)
+    method = None
+    if mode == "pe":
+        pe_config = getattr(model, "pe_config", None)
+        method = getattr(pe_config, "method", None)
+        if method is None:
+            method = (model_config.get("pe", None) or {}).get("method", None)
+    return mode, method
+
+
+def mode_label(training_mode, pe_method=None, fallback="model"):
+    """`fc`, `full`, `pe/paper`...: the name runs are grouped by in reports."""
+    if not training_mode:
+        return fallback
+    return f"{training_mode}/{pe_method}" if pe_method else str(training_mode)
+
+
+def scrub_secrets(value):
+    """A copy with every value under a key that looks like a credential replaced; config is logged, keys never."""
+    if isinstance(value, dict):
+        return {k: ("<redacted>" if _SECRET.search(str(k)) else scrub_secrets(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_secrets(v) for v in value]
+    return value
+
+
+def config_to_dict(config):
+    """Plain dict of an MMF config (resolved where possible), secrets scrubbed."""
+    if OmegaConf.is_config(config):
+        try:
+            config = OmegaConf.to_container(config, resolve=True)
+        except Exception:  # an unresolvable interpolation: log it unresolved rather than not at all
+            config = OmegaConf.to_container(config, resolve=False)
+    return scrub_secrets(config)
+
+
+def describe_run(trainer):
+    """The `run` event of metrics.jsonl for an rc10 trainer (after load())."""
+    config = trainer.config
+    model_name = config.model
+    model_config = config.model_config.get(model_name, None) or {}
+    mode, method = training_mode_and_method(trainer.model, model_config)
+    datasets = [d for d in str(config.datasets).split(",") if d]
+    seed = config.training.get("seed", None)
+    return {
+        "event": "run",
+        "schema": 1,
+        "experiment": config.training.get("experiment_name", None),
+        "model": model_name,
+        "dataset": datasets[0] if datasets else None,
+        "datasets": datasets,
+        "mode": mode_label(mode, method, fallback=model_name),
+        "training_mode": mode,
+        "pe_method": method,
+        "seed": int(seed) if seed is not None else None,
+        "max_updates": config.training.get("max_updates", None),
+        "params": parameter_counts(trainer.model),
+        "save_dir": str(config.env.save_dir),
+    }
