@@ -14,6 +14,7 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
 from mmf_pe.tuners import PEConfig, apply_pe_method
+from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
 TRAINING_MODES = ("fc", "full", "pe")
 
@@ -87,6 +88,8 @@ class VisualBERTPE(VisualBERT):
         self.pe_parameter_names = []
         if self.training_mode == "pe":
             self.pe_parameter_names = apply_pe_method(bert, self.pe_config)
+        # Layers peft wrapped (their base weights moved to `<path>.base_layer.*`), as paths in this model.
+        self.peft_wrapped_paths = {f"model.bert.{path}" for path in wrapped_module_paths(bert)}
         self._set_trainable()
 
     def _set_trainable(self):
@@ -96,13 +99,29 @@ class VisualBERTPE(VisualBERT):
             parameter.requires_grad = full
         if self.training_mode == "pe":
             added = set(self.pe_parameter_names)
+            train_layer_norms = bool(self.pe_config.get("train_layer_norms"))
             for name, parameter in bert.named_parameters():
                 trains = name in added
-                trains |= self.pe_config.train_layer_norms and "LayerNorm" in name
+                trains |= train_layer_norms and "LayerNorm" in name
                 trains |= self.pe_config.train_visual_projection and name.startswith("embeddings.projection.")
                 parameter.requires_grad = trains
         for parameter in self.model.classifier.parameters():
             parameter.requires_grad = True
+
+    def format_state_key(self, key):
+        """Checkpoint key -> this model's key. Also maps base weights of layers peft wrapped (`X.weight` ->
+        `X.base_layer.weight`), so BERT / COCO-VisualBERT checkpoints load into LoRA / IA3 models unchanged."""
+        key = super().format_state_key(key)
+        paths = getattr(self, "peft_wrapped_paths", None)
+        return wrapped_key(key, paths) if paths else key
+
+    def merge_pe(self):
+        """Fold LoRA / IA3 updates into the base weights for inference (plain VisualBERT names afterwards)."""
+        merged = merge_and_unload(self.model.bert)
+        if merged:
+            self.peft_wrapped_paths = set()
+            self.pe_parameter_names = []
+        return merged
 
     def parameter_counts(self):
         """total / trained / PE-method parameters (the paper's Table I columns)."""

@@ -1,5 +1,12 @@
-"""Bottleneck adapters (peft has none): the paper's adapter in BERT's output sublayer."""
-from mmf_pe.tuners.bottleneck.layer import BottleneckAdapter, PaperAdapterOutput
-from mmf_pe.tuners.bottleneck.model import inject_paper_adapters
+"""Bottleneck adapters (peft has none): the paper's, Pfeiffer's and Houlsby's, in BERT's residual sublayers."""
+from mmf_pe.tuners.bottleneck.layer import BottleneckAdapter, PaperAdapterOutput, SequentialAdapterOutput
+from mmf_pe.tuners.bottleneck.model import (
+    inject_houlsby_adapters,
+    inject_paper_adapters,
+    inject_pfeiffer_adapters,
+)
 
-__all__ = ["BottleneckAdapter", "PaperAdapterOutput", "inject_paper_adapters"]
+__all__ = [
+    "BottleneckAdapter", "PaperAdapterOutput", "SequentialAdapterOutput",
+    "inject_paper_adapters", "inject_pfeiffer_adapters", "inject_houlsby_adapters",
+]

@@ -1,19 +1,39 @@
 """Adapter layers. Kept apart from the wiring (model.py) as in peft."""
+import torch
 from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 class BottleneckAdapter(nn.Module):
-    """down -> ReLU -> up. No dropout, scaling or gating (the paper's adapter)."""
+    """down -> non-linearity -> up. No dropout, scaling or gating.
 
-    def __init__(self, hidden_size, bottleneck_size, init_range=0.02):
+    init_weights: "bert" = N(0, 0.02) weights and zero biases, as BERT initialises weights missing from a checkpoint
+    (the paper; AdapterHub's default); "houlsby" = truncated N(0, 0.01), a near-identity start (Houlsby et al. 2019);
+    "zeros" = up-projection zero, so the adapter starts as an exact identity.
+    """
+
+    def __init__(self, hidden_size, bottleneck_size, init_range=0.02, non_linearity="relu", init_weights="bert"):
         super().__init__()
+        if non_linearity not in ACTIVATIONS:
+            raise ValueError(f"pe.non_linearity must be one of {sorted(ACTIVATIONS)}, got {non_linearity!r}")
         self.down = nn.Linear(hidden_size, bottleneck_size)
         self.up = nn.Linear(bottleneck_size, hidden_size)
-        self.activation = nn.ReLU()
-        # As BERT initialises weights missing from a checkpoint: N(0, 0.02), zero bias (not near-identity).
+        self.activation = ACTIVATIONS[non_linearity]()
+        self.reset_parameters(init_weights, init_range)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_weights="bert", init_range=0.02):
         for linear in (self.down, self.up):
-            nn.init.normal_(linear.weight, mean=0.0, std=init_range)
             nn.init.zeros_(linear.bias)
+            if init_weights == "houlsby":
+                nn.init.trunc_normal_(linear.weight, mean=0.0, std=1e-2, a=-2e-2, b=2e-2)
+            elif init_weights in ("bert", "zeros"):
+                nn.init.normal_(linear.weight, mean=0.0, std=init_range)
+            else:
+                raise ValueError(f"pe.init_weights must be bert | houlsby | zeros, got {init_weights!r}")
+        if init_weights == "zeros":
+            nn.init.zeros_(self.up.weight)
 
     def forward(self, hidden_states):
         return self.up(self.activation(self.down(hidden_states)))
@@ -41,3 +61,33 @@ class PaperAdapterOutput(nn.Module):
         hidden_states = self.dropout(self.dense(hidden_states))
         hidden_states = self.adapter(self.LayerNorm(hidden_states)) + hidden_states
         return self.LayerNorm(hidden_states + input_tensor)
+
+
+class SequentialAdapterOutput(nn.Module):
+    """A residual sublayer (`BertSelfOutput` or `BertOutput`) with a sequential bottleneck adapter, AdapterHub-style.
+
+    h = dropout(dense(x)); with `ln_before` (Pfeiffer: original_ln_before=True, residual_before_ln=True)
+
+        out = LN(up(f(down(LN(h + input_tensor)))) + h + input_tensor)
+
+    and without it (Houlsby: original_ln_before=False)
+
+        out = LN(up(f(down(h))) + h + input_tensor)
+
+    LN is the sublayer's own LayerNorm; submodule names are kept, so base checkpoints load unchanged.
+    """
+
+    def __init__(self, sublayer, bottleneck_size, ln_before, non_linearity, init_weights, init_range=0.02):
+        super().__init__()
+        self.dense = sublayer.dense
+        self.LayerNorm = sublayer.LayerNorm
+        self.dropout = sublayer.dropout
+        self.ln_before = ln_before
+        self.adapter = BottleneckAdapter(
+            self.dense.out_features, bottleneck_size, init_range, non_linearity, init_weights
+        )
+
+    def forward(self, hidden_states, input_tensor):
+        hidden_states = self.dropout(self.dense(hidden_states))
+        adapter_input = self.LayerNorm(hidden_states + input_tensor) if self.ln_before else hidden_states
+        return self.LayerNorm(self.adapter(adapter_input) + hidden_states + input_tensor)

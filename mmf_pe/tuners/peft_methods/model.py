@@ -1,0 +1,112 @@
+"""LoRA / IA3 via peft's `inject_adapter_in_model`, on `model.bert` only.
+
+peft replaces each targeted `nn.Linear` by a layer that keeps the original under `base_layer`, so a base key
+`encoder.layer.0.attention.self.query.weight` becomes `...query.base_layer.weight`. `wrapped_key` / `base_key`
+translate between the two, which is how plain BERT / COCO-VisualBERT checkpoints still load (see
+`VisualBERTPE.format_state_key`) and how exports fingerprint the base weights under their base names.
+"""
+import re
+import sys
+
+from torch import nn
+
+BASE_LAYER = ".base_layer"
+
+
+def target_regex(bert, pe_config, modules):
+    """A full-match regex for `modules` (paths relative to one encoder layer, or one regex over such paths) in the
+    selected layers only: "output.dense" then means `encoder.layer.<i>.output.dense`, never `attention.output.dense`.
+    """
+    num_layers = len(bert.encoder.layer)
+    layers = "|".join(str(i) for i in pe_config.selected_layers(num_layers))
+    if isinstance(modules, str):
+        inner = modules
+    else:
+        if not modules:
+            raise ValueError(f"pe.target_modules is empty for method {pe_config.method!r}")
+        inner = "|".join(re.escape(m) for m in modules)
+    pattern = rf"encoder\.layer\.(?:{layers})\.(?:{inner})"
+    # Each listed path must name an nn.Linear in every selected layer: a typo fails here, not silently.
+    linear_names = {name for name, module in bert.named_modules() if isinstance(module, nn.Linear)}
+    matched = [name for name in linear_names if re.fullmatch(pattern, name)]
+    if not matched:
+        raise ValueError(f"pe.target_modules {modules!r} matches no nn.Linear in the encoder layers {layers}")
+    if not isinstance(modules, str):
+        for index in pe_config.selected_layers(num_layers):
+            for path in modules:
+                if f"encoder.layer.{index}.{path}" not in linear_names:
+                    raise ValueError(f"pe.target_modules: encoder layer {index} has no nn.Linear {path!r}")
+    return pattern
+
+
+def _inject(bert, peft_config):
+    from peft import inject_adapter_in_model
+
+    before = {name for name, _ in bert.named_parameters()}
+    inject_adapter_in_model(peft_config, bert)
+    return [name for name, _ in bert.named_parameters() if base_key(name) not in before]
+
+
+def inject_lora(bert, pe_config):
+    """LoRA (Hu et al. 2022): W + (alpha / r) B A on the target linears; B = 0, so it starts as an exact identity."""
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=pe_config.rank,
+        lora_alpha=pe_config.alpha if pe_config.alpha is not None else pe_config.rank,
+        lora_dropout=pe_config.dropout,
+        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules")),
+        bias="none",
+    )
+    return _inject(bert, config)
+
+
+def inject_ia3(bert, pe_config):
+    """IA3 (Liu et al. 2022): learned vectors scaling keys, values and the FFN's inner activation; ones at init."""
+    from peft import IA3Config
+
+    config = IA3Config(
+        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules")),
+        feedforward_modules=target_regex(bert, pe_config, pe_config.get("feedforward_modules")),
+    )
+    return _inject(bert, config)
+
+
+def wrapped_module_paths(module):
+    """Paths (relative to `module`) of the layers peft wrapped."""
+    if "peft" not in sys.modules:  # nothing can be wrapped; spares non-peft methods peft's import time
+        return set()
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return {name for name, sub in module.named_modules() if isinstance(sub, BaseTunerLayer)}
+
+
+def wrapped_key(key, wrapped_paths):
+    """A base state-dict key in the names of the wrapped model (`X.weight` -> `X.base_layer.weight`)."""
+    path, _, leaf = key.rpartition(".")
+    return f"{path}{BASE_LAYER}.{leaf}" if path in wrapped_paths else key
+
+
+def base_key(key):
+    """The base model's name of a (possibly wrapped) parameter."""
+    return key.replace(BASE_LAYER + ".", ".")
+
+
+def merge_and_unload(module):
+    """Fold every peft layer's update into its base linear and put the plain linear back (LoRA: no extra latency).
+
+    Returns the number of layers merged; afterwards `module` has exactly the base model's parameter names.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged = 0
+    for path in sorted(wrapped_module_paths(module), key=len, reverse=True):
+        layer = module.get_submodule(path)
+        if not isinstance(layer, BaseTunerLayer):
+            continue
+        layer.merge()
+        parent_path, _, attribute = path.rpartition(".")
+        parent = module.get_submodule(parent_path) if parent_path else module
+        setattr(parent, attribute, layer.get_base_layer())
+        merged += 1
+    return merged
