@@ -70,9 +70,9 @@ def inject_lora(clip, pe_config):
         target_modules=lora_target_regex(targets, extra.get("encoders", "both"), pe_config.layers),
         bias="none",
     )
-    before = {name for name, _ in clip.named_parameters()}
     inject_adapter_in_model(config, clip)
-    added = [name for name, _ in clip.named_parameters() if name not in before]
+    # peft renames each wrapped layer's own weights to `<layer>.base_layer.*`; what it adds is named `lora_*`
+    added = [name for name, _ in clip.named_parameters() if ".lora_" in name]
     if not added:
         raise ValueError(f"pe.method=lora matched no module of this CLIP (target_modules={targets})")
     return added
