@@ -44,11 +44,17 @@ def _register(finder, fix_id):
         finder.patch("mmf.utils.env", after=fixes.patch_setup_imports)
     elif fix_id == "F11":
         finder.patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_atomic_save)
+    elif fix_id == "F12":
+        finder.patch("mmf.utils.distributed", after=fixes.patch_distributed_helpers)
+    elif fix_id == "F13":
+        finder.patch("mmf.utils.distributed", after=fixes.patch_distributed_init)
+    elif fix_id == "F14":
+        finder.patch("mmf_cli.run", after=fixes.patch_run_local_rank)
     else:
         raise ValueError(f"unknown fix {fix_id}")
 
 
-FIX_IDS = ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11"]
+FIX_IDS = ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12", "F13", "F14"]
 
 
 def build_finder(skip=()):

@@ -264,3 +264,103 @@ def patch_checkpoint_atomic_save(module):
         atomic_torch_save(obj, f) if isinstance(f, str) and not args and not kwargs else torch.save(obj, f, *args, **kwargs)
     )
     module.torch = shim
+
+
+# --- F12: rank and world size only under NCCL ------------------------------------------------------------------------
+def patch_distributed_helpers(module):
+    """F12. On a PyTorch build without NCCL (the CPU wheels) every process of a multi-process run believes it is rank 0
+    of 1 — silently: all ranks write checkpoints and logs, each takes the whole global batch, no metric is reduced.
+
+    Cause: rc10's `get_rank` / `get_world_size` / `synchronize` (mmf/utils/distributed.py) answer 0 / 1 / nothing when
+    `dist.is_nccl_available()` is False, whatever backend the process group uses. Fix: they ask only whether a process
+    group is initialised (gloo included). Modules that import them by name get these, as the module is patched first.
+    Test: tests/distributed/test_compat_distributed.py::test_f12_*.
+    """
+    import torch.distributed as dist
+
+    def initialized():
+        return dist.is_available() and dist.is_initialized()
+
+    def get_rank():
+        return dist.get_rank() if initialized() else 0
+
+    def get_world_size():
+        return dist.get_world_size() if initialized() else 1
+
+    def synchronize():
+        if initialized() and dist.get_world_size() > 1:
+            dist.barrier()
+
+    module.get_rank, module.get_world_size, module.synchronize = get_rank, get_world_size, synchronize
+
+
+# --- F13: distributed_init assumes CUDA and NCCL ---------------------------------------------------------------------
+def patch_distributed_init(module):
+    """F13. `RuntimeError: Found no NVIDIA driver on your system` (or `Torch not compiled with CUDA enabled`) in
+    `distributed_init` when a multi-process run starts on CPU; with the default backend first `ProcessGroupNCCL is only
+    supported with GPUs, no GPUs found!`.
+
+    Cause: rc10's `distributed_init` (mmf/utils/distributed.py) warms the process group up with an all-reduce of
+    `torch.zeros(1).cuda()`, and `distributed.backend` defaults to nccl. Fix: without CUDA an nccl request becomes gloo
+    (said once on stdout), and the warm-up tensor lives where the backend wants it (CUDA for nccl, else CPU); the rest
+    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/distributed/test_ddp_runs.py.
+    """
+    import socket
+    import warnings
+
+    import torch
+    import torch.distributed as dist
+
+    def distributed_init(config):
+        if config.distributed.world_size == 1:
+            raise ValueError("Cannot initialize distributed with distributed_world_size=1")
+        backend = config.distributed.backend or "nccl"
+        if backend == "nccl" and not torch.cuda.is_available():
+            print("mmf_pe: no CUDA device here, so distributed.backend=gloo instead of nccl", flush=True)
+            backend = config.distributed.backend = "gloo"
+        if dist.is_initialized():
+            warnings.warn("Distributed is already initialized, cannot initialize twice!")
+        else:
+            print(f"Distributed Init (Rank {config.distributed.rank}): {config.distributed.init_method}", flush=True)
+            dist.init_process_group(backend=backend, init_method=config.distributed.init_method,
+                                    world_size=config.distributed.world_size, rank=config.distributed.rank)
+            print(f"Initialized Host {socket.gethostname()} as Rank {config.distributed.rank}", flush=True)
+            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+            dist.all_reduce(torch.zeros(1, device=device))
+            module.suppress_output(module.is_master())
+        config.distributed.rank = dist.get_rank()
+        return config.distributed.rank
+
+    distributed_init.__wrapped__ = module.distributed_init
+    module.distributed_init = distributed_init
+
+
+# --- F14: every rank started by torchrun / srun lands on cuda:0 -----------------------------------------------------
+def patch_run_local_rank(module):
+    """F14. Under torchrun, or `srun` with one task per GPU, every process of a node trains on `cuda:0` (out of memory
+    there, the other GPUs idle).
+
+    Cause: when rc10's mmf_cli/run.py does not spawn the workers itself (`distributed.no_spawn`, which
+    `infer_init_method` sets from torchrun's or SLURM's variables) it calls `distributed_main(0, ...)` on every rank, and
+    that sets `config.device_id = 0` — overwriting even the SLURM_LOCALID that `infer_init_method` had read. Fix: for a
+    rank a launcher started, the device comes from its local rank (LOCAL_RANK, else SLURM_LOCALID; mapping in
+    mmf_pe/launch/devices.py). MMF's own spawn path is unchanged. Only `mmf_run` / `mmf_pe run` get it
+    (`python -m mmf_cli.run` runs the module as __main__, which no import hook sees). Test: test_f14_*.
+    """
+    import torch
+
+    from mmf_pe.launch.devices import device_index, local_rank_from_env
+
+    original = module.distributed_main
+
+    def distributed_main(device_id, configuration, predict=False):
+        config = configuration.get_config()
+        local_rank = local_rank_from_env() if config.distributed.no_spawn else None
+        if local_rank is not None:
+            device_id = device_index(local_rank, torch.cuda.device_count())
+        return original(device_id, configuration, predict)
+
+    # torch.multiprocessing.spawn pickles it by name: it must be found as mmf_cli.run.distributed_main.
+    distributed_main.__module__, distributed_main.__qualname__ = module.__name__, "distributed_main"
+    distributed_main.__wrapped__ = original
+    module.distributed_main = distributed_main

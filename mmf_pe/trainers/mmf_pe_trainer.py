@@ -8,6 +8,7 @@ from mmf.common.registry import registry
 from mmf.trainers.base_trainer import BaseTrainer
 
 from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
+from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
 
 
@@ -23,6 +24,17 @@ class MMFPETrainer(TrackingTrainerMixin, BaseTrainer):  # tracking + exact globa
         model = self.model.module if hasattr(self.model, "module") else self.model
         if hasattr(model, "describe"):
             self.writer.write(model.describe())
+
+    def _set_device(self):
+        ddp.set_device(self)  # rc10 puts every distributed run on CUDA (mmf_pe/launch/ddp.py)
+
+    def load_datasets(self):
+        super().load_datasets()
+        ddp.use_global_sample_order(self)  # same global batches for any number of processes
+
+    def parallelize_model(self):
+        if not ddp.wrap_model(self):  # DDP on CPU too; frozen parameters never all-reduced
+            super().parallelize_model()
 
     def _forward_pass(self, batch):
         # rc10's train() turns on autograd anomaly detection for every run (several times slower); honour the config.

@@ -1,0 +1,5 @@
+import sys
+
+from mmf_pe.launch.cli import main
+
+sys.exit(main())
