@@ -17,6 +17,8 @@ TOOLS = {
     "extract-merge": ("mmf_pe.extraction.cli", "merge_main", "join `extract --shard i/n` LMDBs into one"),
     "convert-mmh": ("mmf_pe.datasets.mmh.convert", "main", "convert MMHS150K into MMF's layout"),
     "report": ("mmf_pe.reporting.cli", "main", "Table I/II and plots from run directories"),
+    "evaluate": ("mmf_pe.experiments.evaluate", "main", "a run's best checkpoint on the test splits"),
+    "seeds": ("mmf_pe.experiments.seeds", "main", "train one config with several seeds"),
     "export-adapter": ("mmf_pe.tuners.export", "main", "write only the trained parameters (safetensors)"),
 }
 

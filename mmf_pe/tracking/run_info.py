@@ -6,6 +6,13 @@ from omegaconf import OmegaConf
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
 
 
+def as_bool(value):
+    """A config flag: rc10's command-line parser leaves `key=false` as the string "false" (truthy), so read it."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def unwrap(model):
     """The model inside DataParallel/DistributedDataParallel wrappers."""
     while hasattr(model, "module"):

@@ -9,7 +9,7 @@ from mmf_pe.metrics import binary_metrics, is_main_process, positive_probability
 from mmf_pe.metrics.binary import class_targets
 from mmf_pe.tracking.base import MultiTracker
 from mmf_pe.tracking.jsonl import JsonlTracker
-from mmf_pe.tracking.run_info import config_to_dict, describe_run
+from mmf_pe.tracking.run_info import as_bool, config_to_dict, describe_run
 from mmf_pe.utils.io import atomic_write_text
 
 
@@ -47,18 +47,17 @@ def write_predictions(path, predictions):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "proba", "target", "prediction"])
     for row in zip(ids, probabilities, targets, labels):
-        writer.writerow([row[0].item() if hasattr(row[0], "item") else row[0], f"{row[1]:.6f}", row[2], row[3]])
+        writer.writerow([row[0].item() if hasattr(row[0], "item") else row[0], repr(float(row[1])), row[2], row[3]])
     atomic_write_text(path, buffer.getvalue())
 
 
 def evaluation_metrics(meter_values, predictions):
-    """Meter values (what MMF logged) completed with exact binary metrics of the gathered predictions."""
+    """Meter values (losses, other metrics) with the binary metrics recomputed on the gathered predictions."""
     metrics = dict(meter_values)
     if predictions is not None and predictions.get("targets") is not None:
         exact = binary_metrics(predictions["scores"], predictions["targets"])
         n = exact.pop("n")
-        for key, value in exact.items():
-            metrics.setdefault(key, value)
+        metrics.update(exact)  # float64 from the logits: equal to the prediction files' values, ties included
         return metrics, n
     return metrics, None if predictions is None else len(predictions["scores"])
 
@@ -79,13 +78,13 @@ class TrackingSession:
         log_dir = log_dir_of(trainer)
         trackers = [JsonlTracker(log_dir)]
         wandb_config = config.training.get("wandb", None) or {}
-        if wandb_config.get("enabled", False):
+        if as_bool(wandb_config.get("enabled", False)):
             from mmf_pe.tracking.wandb_tracker import WandbTracker, resolve_mode
 
             if resolve_mode(wandb_config) != "disabled":
-                resume = bool(config.checkpoint.get("resume", False))
+                resume = as_bool(config.checkpoint.get("resume", False))
                 trackers.append(WandbTracker(wandb_config, log_dir, resume=resume))
-        if config.training.get("tensorboard", False):
+        if as_bool(config.training.get("tensorboard", False)):
             from mmf_pe.tracking.tensorboard_tracker import TensorBoardTracker
 
             rc10_writer = getattr(getattr(trainer, "tb_writer", None), "summary_writer", None)

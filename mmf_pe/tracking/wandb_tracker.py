@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from mmf_pe.tracking.base import Tracker
+from mmf_pe.tracking.run_info import as_bool
 
 RUN_ID_FILE = "wandb_run_id"
 
@@ -22,7 +23,7 @@ class WandbTracker(Tracker):
         self.options = dict(wandb_config)
         self.log_dir = log_dir
         self.resume = resume
-        self.log_curves_enabled = bool(self.options.get("log_curves", True))
+        self.log_curves_enabled = as_bool(self.options.get("log_curves", True))
         self.run = None
 
     def start(self, run_info, config):
