@@ -48,6 +48,7 @@ def build_parser():
     p.add_argument("--shard", help="i/n: process every n-th image starting at i (merge with extract-merge)")
     p.add_argument("--npy-dir", help="also write MMF's <key>.npy + <key>_info.npy files here")
     p.add_argument("--max-pixels", type=int, help="refuse images with more pixels (default 60M)")
+    p.add_argument("--commit-every", type=int, default=16, help="images per LMDB transaction (default 16)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing --out instead of resuming")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -76,7 +77,8 @@ def main(argv=None):
             min_size=args.min_size, max_size=args.max_size, device=args.device, batch_size=args.batch_size,
             num_workers=args.num_workers, feature_dtype=args.feature_dtype, cls_prob=args.cls_prob, shard=args.shard,
             npy_dir=args.npy_dir, image_root=args.image_root, overwrite=args.overwrite, progress=not args.no_progress,
-            precision=args.precision, channels_last=args.channels_last, detector_options=options, **extra)
+            precision=args.precision, channels_last=args.channels_last, detector_options=options,
+            commit_every=args.commit_every, **extra)
     except (ValueError, FileNotFoundError) as e:
         print(f"mmf_pe extract: error: {e}", file=sys.stderr)
         return 2

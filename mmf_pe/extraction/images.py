@@ -121,7 +121,7 @@ def load_rgb(path, max_pixels=DEFAULT_MAX_PIXELS):
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image PIL can identify") from None
+        raise ImageError("not an image PIL can identify (unknown format or corrupt header)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large (decompression bomb): {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, MemoryError) as e:
