@@ -109,5 +109,6 @@ def check_pretrained_checkpoint(config):
             f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe put MMF's COCO-pretrained "
             "VisualBERT (model zoo key visual_bert.pretrained.coco, file model.pth) at "
             "$MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth, or start from BERT only with "
-            "checkpoint.resume_file=null checkpoint.resume_pretrained=false. Nothing is downloaded."
+            "checkpoint.resume_file=None checkpoint.resume_pretrained=False (MMF's command line spells null as None). "
+            "Nothing is downloaded."
         )

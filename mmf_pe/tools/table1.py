@@ -5,6 +5,8 @@
 import argparse
 import os
 
+import yaml
+
 from omegaconf import OmegaConf
 
 from mmf_pe import PACKAGE_DIR
@@ -21,7 +23,7 @@ def model_config(mode, overrides=()):
         config.pe.method = "paper"
     for item in overrides:
         key, value = item.split("=", 1)
-        OmegaConf.update(config, key, OmegaConf.create({"v": value}).v if value else None, merge=True)
+        OmegaConf.update(config, key, yaml.safe_load(value) if value else None, merge=True)
     return config
 
 
