@@ -150,7 +150,8 @@ def main(argv=None):
             rows.append((f"cache warm (epochs 2-{args.epochs})", sum(times[1:]) / len(times[1:])))
             entries = len(model.cache)
     base = rows[0][1]
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    cuda = args.device.startswith("cuda")
+    device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"clip_pe epoch time, {len(data)} memes, batch {args.batch_size}, {args.fusion} map_dim {args.map_dim}, "
           f"CLIP {clip_dir}, images {args.image_size}px, {device}")
     print("| mode | s / epoch | vs uncached |\n|---|---|---|")

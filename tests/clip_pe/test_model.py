@@ -54,6 +54,7 @@ def test_lora_starts_as_identity_and_only_lora_and_head_train(clip_hmd):
     with torch.no_grad():
         for a, b in zip(plain.encode(samples), lora.encode(samples)):
             assert torch.allclose(a, b, atol=1e-6)
+    assert (plain.mode_label(), lora.mode_label()) == ("clip-cross/fc", "clip-cross/pe/lora")
     assert lora.pe_parameter_names and all("lora_" in n for n in lora.pe_parameter_names)
     assert any(n.startswith("vision_model.") for n in lora.pe_parameter_names)
     assert any(n.startswith("text_model.") for n in lora.pe_parameter_names)

@@ -37,7 +37,10 @@ def image_keys(pixel_values):
 
 def text_keys(input_ids, attention_mask):
     ids = input_ids.detach().cpu().numpy().astype(np.int64)
-    lengths = attention_mask.detach().cpu().sum(dim=1).tolist() if attention_mask is not None else [ids.shape[1]] * len(ids)
+    if attention_mask is None:
+        lengths = [ids.shape[1]] * len(ids)
+    else:
+        lengths = attention_mask.detach().cpu().sum(dim=1).tolist()
     return [f"t/{_digest(row[: int(n)])}" for row, n in zip(ids, lengths)]
 
 

@@ -66,7 +66,8 @@ class CLIPPE(BaseModel):
 
     def _check_head_memory(self, head_config):
         """Log what the head needs; refuse one whose training state exceeds `head_memory_limit_gb`."""
-        message = f"clip_pe {head_config.fusion} fusion, map_dim {head_config.map_dim}: {describe_memory(self.head_memory)}"
+        message = (f"clip_pe {head_config.fusion} fusion, map_dim {head_config.map_dim}: "
+                   f"{describe_memory(self.head_memory)}")
         self._log(message)
         limit = self.config.get("head_memory_limit_gb", None)
         if limit is not None and self.head_memory["training_bytes"] > float(limit) * GIB:
@@ -177,6 +178,11 @@ class CLIPPE(BaseModel):
             "trained": sum(p.numel() for p in self.parameters() if p.requires_grad),
             "adapter": sum(named[n].numel() for n in self.pe_parameter_names),
         }
+
+    def mode_label(self):
+        """The name reports group runs by: fusion + mode (+ PE method), e.g. `clip-cross/fc`, `clip-cross/pe/lora`."""
+        method = f"/{self.pe_config.method}" if self.training_mode == "pe" else ""
+        return f"clip-{self.head.config.fusion}/{self.training_mode}{method}"
 
     def describe(self):
         counts = self.parameter_counts()
