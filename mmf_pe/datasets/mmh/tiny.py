@@ -33,10 +33,10 @@ def make_tiny_mmhs150k(root, sizes=None, seed=0, image_size=64):
     gt, split_ids, next_id = {}, {}, FIRST_ID
     for split, size in sizes.items():
         split_ids[split] = []
-        for _ in range(size):
+        for index in range(size):
             tweet_id = str(next_id)
             next_id += int(rng.integers(1, 10**6))
-            pattern = PATTERNS[len(gt) % len(PATTERNS)]
+            pattern = PATTERNS[index % len(PATTERNS)]  # from index 3 on, a split has both classes
             gt[tweet_id] = {
                 "tweet_url": f"https://twitter.com/user/status/{tweet_id}",
                 "labels": list(pattern),
