@@ -104,7 +104,9 @@ class TrackingSession:
         metrics = meter_metrics(meter, "train", None, latest=True)
         metrics["lr"] = float(lr)
         self.tracker.log_event({"event": "train", "step": step, "metrics": metrics})
-        self.tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
+        scalars = {key: float(value.get_latest()) for key, value in meter.meters.items() if key.startswith("train/")}
+        scalars["train/lr"] = float(lr)  # MMF's own keys (train/total_loss, ...) in W&B / TensorBoard
+        self.tracker.log_metrics(scalars, step)
 
     def on_validation(self, meter, predictions, step, is_best):
         """One validation during training: the AUROC curve's point, ROC/PR curves, best predictions kept."""
