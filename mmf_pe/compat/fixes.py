@@ -274,7 +274,7 @@ def patch_distributed_helpers(module):
     Cause: rc10's `get_rank` / `get_world_size` / `synchronize` (mmf/utils/distributed.py) answer 0 / 1 / nothing when
     `dist.is_nccl_available()` is False, whatever backend the process group uses. Fix: they ask only whether a process
     group is initialised (gloo included). Modules that import them by name get these, as the module is patched first.
-    Test: tests/distributed/test_compat_distributed.py::test_f12_*.
+    Test: tests/distributed/test_dist_compat.py::test_f12_*.
     """
     import torch.distributed as dist
 
@@ -303,7 +303,7 @@ def patch_distributed_init(module):
     Cause: rc10's `distributed_init` (mmf/utils/distributed.py) warms the process group up with an all-reduce of
     `torch.zeros(1).cuda()`, and `distributed.backend` defaults to nccl. Fix: without CUDA an nccl request becomes gloo
     (said once on stdout), and the warm-up tensor lives where the backend wants it (CUDA for nccl, else CPU); the rest
-    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/distributed/test_ddp_runs.py.
+    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/distributed/test_dist_runs.py.
     """
     import socket
     import warnings
@@ -355,7 +355,7 @@ def patch_run_local_rank(module):
 
     def distributed_main(device_id, configuration, predict=False):
         config = configuration.get_config()
-        local_rank = local_rank_from_env() if config.distributed.no_spawn else None
+        local_rank = local_rank_from_env() if config.distributed.get("no_spawn") else None
         if local_rank is not None:
             device_id = device_index(local_rank, torch.cuda.device_count())
         return original(device_id, configuration, predict)

@@ -1,0 +1,107 @@
+"""Compat fixes F12-F14: each shown failing on rc10's own code, then fixed (no GPU and no second process needed)."""
+import importlib.util
+import os
+import pickle
+
+import pytest
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
+
+from mmf_pe.compat import fixes
+
+
+@pytest.fixture
+def pristine_distributed():
+    """A fresh, unpatched copy of rc10's mmf/utils/distributed.py (the import hook patches only the real name)."""
+    import mmf.utils.distributed as patched
+
+    path = os.path.join(os.path.dirname(patched.__file__), "distributed.py")
+    spec = importlib.util.spec_from_file_location("rc10_distributed_copy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fake_gloo_group(monkeypatch):
+    """Rank 1 of 2 in an initialised process group, on a PyTorch build without NCCL (the CPU wheels)."""
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: False)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 1)
+
+
+def test_f12_rank_and_world_size_without_nccl(pristine_distributed, fake_gloo_group):
+    module = pristine_distributed
+    assert (module.get_rank(), module.get_world_size(), module.is_master()) == (0, 1, True)  # rc10: every rank "master"
+    fixes.patch_distributed_helpers(module)
+    assert (module.get_rank(), module.get_world_size(), module.is_master()) == (1, 2, False)
+
+
+def test_f12_is_what_mmf_uses():
+    import mmf.utils.distributed as distributed
+    import mmf.utils.general as general
+    import mmf.utils.checkpoint as checkpoint
+
+    assert distributed.get_world_size.__module__ == "mmf_pe.compat.fixes"
+    # modules that imported the helpers by name got the fixed ones (batch size per process, rank-0-only saving)
+    assert general.get_world_size is distributed.get_world_size
+    assert checkpoint.is_master is distributed.is_master and checkpoint.synchronize is distributed.synchronize
+
+
+def test_f13_distributed_init_on_cpu(pristine_distributed, monkeypatch):
+    module = pristine_distributed
+    calls = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.update(kwargs))
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor: calls.update(warmup=tensor.device.type))
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 0)
+    monkeypatch.setattr(module, "suppress_output", lambda is_master: None)
+    config = OmegaConf.create({"distributed": {"world_size": 2, "rank": 0, "backend": "nccl",
+                                               "init_method": "tcp://localhost:1"}})
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError), match="NVIDIA driver|CUDA"):
+            module.distributed_init(config)
+    fixes.patch_distributed_init(module)
+    assert module.distributed_init(config) == 0
+    if not torch.cuda.is_available():
+        assert calls["backend"] == "gloo" and config.distributed.backend == "gloo" and calls["warmup"] == "cpu"
+    assert (calls["world_size"], calls["rank"], calls["init_method"]) == (2, 0, "tcp://localhost:1")
+
+
+def _distributed_main_device(function, monkeypatch, env, no_spawn=True, spawned_index=0):
+    import mmf_cli.run as run
+
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    seen = {}
+    monkeypatch.setattr(run, "main", lambda configuration, **kwargs: seen.update(device=configuration.config.device_id))
+    configuration = type("Configuration", (), {})()
+    configuration.config = OmegaConf.create({"device_id": 0, "start_rank": 0,
+                                             "distributed": {"rank": 5, "no_spawn": no_spawn}})
+    configuration.get_config = lambda: configuration.config
+    function(spawned_index, configuration)
+    return seen["device"]
+
+
+def test_f14_each_rank_on_its_own_gpu(monkeypatch):
+    import mmf_cli.run as run
+
+    torchrun = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8"}
+    slurm = {"SLURM_PROCID": "7", "SLURM_LOCALID": "3", "SLURM_NTASKS": "8"}
+    assert _distributed_main_device(run.distributed_main.__wrapped__, monkeypatch, torchrun) == 0  # rc10: cuda:0
+    assert _distributed_main_device(run.distributed_main, monkeypatch, torchrun) == 1
+    assert _distributed_main_device(run.distributed_main.__wrapped__, monkeypatch, slurm) == 0
+    assert _distributed_main_device(run.distributed_main, monkeypatch, slurm) == 3
+    # MMF's own spawn (one process per GPU): the spawn index stays the device
+    assert _distributed_main_device(run.distributed_main, monkeypatch, {}, no_spawn=False, spawned_index=2) == 2
+
+
+def test_f14_still_picklable_for_spawn():
+    import mmf_cli.run as run
+
+    assert pickle.loads(pickle.dumps(run.distributed_main)) is run.distributed_main
