@@ -11,6 +11,7 @@ import sys
 TOOLS = {
     "run": ("mmf_pe.cli", "_mmf_run", "train/evaluate with MMF (mmf_run)"),
     "predict": ("mmf_pe.cli", "_mmf_predict", "write predictions with MMF (mmf_predict)"),
+    "train": ("mmf_pe.launch.cli", "main", "multi-GPU / multi-node / CPU-process training (scripts/train.sh)"),
     "table1": ("mmf_pe.tools.table1", "main", "print Table I parameter counts at bert-base size"),
     "demo": ("mmf_pe.demo.main", "main", "the main job: synthetic memes, FC/Full/PE, report"),
     "extract": ("mmf_pe.extraction.cli", "main", "extract Faster R-CNN region features into MMF's LMDB format"),

@@ -25,7 +25,7 @@ class LaunchError(ValueError):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="scripts/train.sh", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Anything of the form key=value is passed to MMF (e.g. training.batch_size=32).")
+                                     epilog="key=value arguments go to MMF (e.g. training.batch_size=32).")
     parser.add_argument("dataset", choices=sorted(DATASETS), help="hmd: Hateful Memes; mmh: MMHS150K")
     parser.add_argument("mode", choices=MODES, help="fc / full / pe (the paper's adapters)")
     parser.add_argument("--gpus", type=int, default=1, help="processes (GPUs) per node (default 1)")
@@ -38,7 +38,8 @@ def parse_args(argv):
                         "(default $NODE_RANK; with --dry-run and none given, every node's command is printed)")
     parser.add_argument("--master-addr", default=None, help="torchrun multi-node: node 0's address ($MASTER_ADDR)")
     parser.add_argument("--master-port", type=int, default=None, help=f"rendezvous port (default {DEFAULT_PORT})")
-    parser.add_argument("--config", default=None, help="a YAML to use instead of projects/visual_bert_pe/<dataset>_<mode>.yaml")
+    parser.add_argument("--config", default=None,
+                        help="a YAML to use instead of projects/visual_bert_pe/<dataset>_<mode>.yaml")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args, rest = parser.parse_known_args(argv)
     bad = [token for token in rest if token.startswith("-") or "=" not in token]

@@ -32,7 +32,8 @@ def test_2_nodes_x_4_gpus_torchrun(capsys):
     node = (f"{PY} -m torch.distributed.run --nnodes 2 --nproc_per_node 4 --node_rank {{}} --master_addr node0 "
             f"--master_port 29500 {WORKER} distributed.backend=nccl")
     assert out.splitlines() == [
-        "# 2 node(s) x 4 GPU(s) = 8 processes; training.batch_size is global (8 shares) [torchrun, one command per node]",
+        "# 2 node(s) x 4 GPU(s) = 8 processes; training.batch_size is global (8 shares) "
+        "[torchrun, one command per node]",
         "# on node 0 of 2:", node.format(0),
         "# on node 1 of 2:", node.format(1),
     ]
