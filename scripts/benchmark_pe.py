@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Training cost of FC, Full and each PE method of visual_bert_pe, side by side (a script, not a test).
+
+    .venv/bin/python scripts/benchmark_pe.py [--batch 8] [--steps 3] [--rows fc full paper ...] [--json out.json]
+
+bert-base size, random weights, the paper's input (128 tokens + 100 regions x 2048), AdamW, dropout on. Every row runs
+in its own fresh process (so peak memory is that row's own) and reports: trainable parameters, seconds per training
+step (forward + backward + optimizer, median of --steps after --warmup), peak memory (peak RSS growth over the process
+after imports: weights + optimizer state + activations), the adapter-only export size, FLOPs per step (matmul FLOPs
+counted by torch.utils.flop_counter) and each row's ratio to Full. It also times a plain fp32 matmul, so the table says
+what fraction of this machine's matmul throughput the Full step achieves.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# row name -> (training mode, model config overrides)
+ROWS = {
+    "fc": ("fc", []),
+    "full": ("full", []),
+    "paper": ("pe", ["pe.method=paper", "pe.reduction_factor=10"]),
+    "pfeiffer": ("pe", ["pe.method=pfeiffer", "pe.reduction_factor=16"]),
+    "houlsby": ("pe", ["pe.method=houlsby", "pe.reduction_factor=16"]),
+    "lora": ("pe", ["pe.method=lora", "pe.rank=8"]),
+    "ia3": ("pe", ["pe.method=ia3"]),
+    "paper-top6": ("pe", ["pe.method=paper", "pe.reduction_factor=10", "pe.top_k_layers=6"]),
+}
+TINY = ["hidden_size=64", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=128",
+        "visual_embedding_dim=64", "pe.reduction_factor=4"]
+
+
+def current_rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def run_row(spec):
+    """One row, in this (fresh) process. Returns a dict of measurements."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmf_pe.tools.table1 import build_model
+    from mmf_pe.tuners.export import save_adapter
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    mode, overrides = ROWS[spec["row"]]
+    overrides = overrides + (TINY if spec["tiny"] else [])
+    _import_everything()  # so that the memory baseline holds the libraries, not the model
+    baseline = current_rss()
+    torch.manual_seed(0)
+    model = build_model(mode, overrides)
+    model.train()
+    config = model.config
+    batch, tokens, regions = spec["batch"], spec["tokens"], spec["regions"]
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, config.vocab_size, (batch, tokens), generator=generator)
+    attention = torch.ones(batch, tokens + regions, dtype=torch.long)
+    segments = torch.zeros(batch, tokens, dtype=torch.long)
+    visual = torch.randn(batch, regions, config.visual_embedding_dim, generator=generator)
+    labels = torch.randint(0, 2, (batch,), generator=generator)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=5e-5, eps=1e-8, weight_decay=0.01)
+
+    def step():
+        scores = model.model(input_ids, attention, segments, visual)["scores"]
+        loss = torch.nn.functional.cross_entropy(scores, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    times = []
+    for index in range(spec["warmup"] + spec["steps"]):
+        start = time.perf_counter()
+        step()
+        if index >= spec["warmup"]:
+            times.append(time.perf_counter() - start)
+    peak = peak_rss() - baseline
+    with FlopCounterMode(display=False) as counter:
+        scores = model.model(input_ids, attention, segments, visual)["scores"]
+        torch.nn.functional.cross_entropy(scores, labels).backward()
+    optimizer.zero_grad(set_to_none=True)
+    with tempfile.TemporaryDirectory() as directory:
+        export_bytes = os.path.getsize(save_adapter(model, directory))
+    return {
+        "row": spec["row"], "mode": mode, "trainable": sum(p.numel() for p in trainable),
+        "total": sum(p.numel() for p in model.parameters()), "step_s": statistics.median(times), "times": times,
+        "peak_bytes": peak, "export_bytes": export_bytes, "flops": counter.get_total_flops(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _import_everything():
+    from mmf_pe.compat import install
+
+    install()
+    import mmf.models.visual_bert  # noqa: F401
+    import mmf.utils.env  # noqa: F401
+    import peft  # noqa: F401
+    import safetensors.torch  # noqa: F401
+
+
+def matmul_flops_per_second(size=2048, repeats=5, threads=None):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size ** 3 / best
+
+
+def _timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def format_table(results, matmul, args):
+    full = next((r for r in results if r["row"] == "full"), None)
+
+    def ratio(row, key):
+        return f"{row[key] / full[key]:.2f}" if full and full[key] else "-"
+
+    lines = [
+        f"batch {args.batch}, {args.tokens} tokens + {args.regions} regions, "
+        f"{'tiny model' if args.tiny else 'bert-base'}, CPU threads {results[0]['threads']}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up",
+        "",
+        "| row | trainable | % of total | step (s) | x Full | peak mem (MiB) | x Full | export (MiB) | x Full "
+        "| GFLOP/step | x Full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['row']} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.2f} | {r['step_s']:.2f} | "
+            f"{ratio(r, 'step_s')} | {r['peak_bytes'] / 2**20:,.0f} | {ratio(r, 'peak_bytes')} | "
+            f"{r['export_bytes'] / 2**20:,.2f} | {ratio(r, 'export_bytes')} | {r['flops'] / 1e9:,.1f} | "
+            f"{ratio(r, 'flops')} |"
+        )
+    if full:
+        achieved = full["flops"] / full["step_s"]
+        lines += ["", f"Full step: {achieved / 1e9:,.1f} GFLOP/s achieved (forward+backward matmul FLOPs / step time) "
+                      f"vs plain fp32 matmul {matmul / 1e9:,.1f} GFLOP/s on this machine = "
+                      f"{100 * achieved / matmul:.0f} % of the matmul limit."]
+        paper = next((r for r in results if r["row"] == "paper"), None)
+        if paper:
+            lines.append(
+                f"Targets (paper PE vs Full): step time {paper['step_s'] / full['step_s']:.2f} x (target <= 0.6; the "
+                f"paper saw 0.52), peak memory {paper['peak_bytes'] / full['peak_bytes']:.2f} x (target <= 0.6; "
+                "the paper saw 0.59 on GPU)."
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--regions", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model (smoke test of this script)")
+    parser.add_argument("--json", help="also write the raw measurements here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(run_row(json.loads(args.worker))))
+        return 0
+    results = []
+    for row in args.rows:
+        spec = {"row": row, "batch": args.batch, "tokens": args.tokens, "regions": args.regions,
+                "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "tiny": args.tiny}
+        print(f"[benchmark] {row} ...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                             text=True, stdout=subprocess.PIPE)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"benchmark row {row!r} failed (exit {out.returncode})")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+        print(f"[benchmark] {row}: {results[-1]['step_s']:.2f} s/step", file=sys.stderr, flush=True)
+    matmul = matmul_flops_per_second(threads=args.threads or None)
+    print(format_table(results, matmul, args))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": results, "matmul_flops_per_s": matmul, "args": vars(args)}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
