@@ -72,13 +72,21 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test")):
                 if not os.path.exists(path):
                     problems.append(f"{name} {split}: missing features {path}\n  -> {hints['features']}")
     tokenizer = _tokenizer_path(dataset_config)
-    if tokenizer and os.sep in tokenizer and not os.path.isdir(tokenizer):
+    if _text_processor_type(dataset_config) == "bert_tokenizer" and tokenizer and os.sep in tokenizer \
+            and not os.path.isdir(tokenizer):
         problems.append(
             f"{name}: tokenizer directory {tokenizer} does not exist\n  -> put a BERT tokenizer there (vocab.txt, "
             "tokenizer_config.json), e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR, or override "
             f"dataset_config.{name}.processors.text_processor.params.tokenizer_config.type. Nothing is downloaded."
         )
     return problems
+
+
+def _text_processor_type(dataset_config):
+    try:
+        return str(dataset_config.processors.text_processor.type)
+    except Exception:
+        return None
 
 
 def _tokenizer_path(dataset_config):

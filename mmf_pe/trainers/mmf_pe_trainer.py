@@ -36,6 +36,18 @@ class MMFPETrainer(TrackingTrainerMixin, BaseTrainer):  # tracking + exact globa
         if not ddp.wrap_model(self):  # DDP on CPU too; frozen parameters never all-reduced
             super().parallelize_model()
 
+    def _calculate_time_left(self):
+        # With training.max_epochs set rc10 makes max_updates infinite and its ETA fails with
+        # "cannot convert float NaN to integer"; estimate the updates from the epochs instead.
+        if self.max_updates == float("inf") and self.max_epochs not in (None, float("inf")):
+            finite = self.max_updates
+            self.max_updates = int(self.max_epochs * len(self.train_loader))
+            try:
+                return super()._calculate_time_left()
+            finally:
+                self.max_updates = finite
+        return super()._calculate_time_left()
+
     def _forward_pass(self, batch):
         # rc10's train() turns on autograd anomaly detection for every run (several times slower); honour the config.
         wanted = bool(self.config.training.get("detect_anomaly", False))

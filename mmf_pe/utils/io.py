@@ -2,6 +2,15 @@
 import os
 import tempfile
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _publish(tmp, path):
+    """mkstemp files are 0600; give the final file the usual permissions (0666 & ~umask), then rename."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
 
 def atomic_write_bytes(path, data):
     directory = os.path.dirname(os.path.abspath(path))
@@ -12,7 +21,7 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -33,7 +42,7 @@ def atomic_torch_save(obj, path):
     os.close(fd)
     try:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
