@@ -76,6 +76,13 @@ def config_to_dict(config):
     return scrub_secrets(config)
 
 
+def _model_mode_label(model):
+    """A model's own report label where it has one (e.g. clip_pe: `clip-cross/fc`), so different systems in the same
+    mode never share a Table II row."""
+    label = getattr(unwrap(model), "mode_label", None)
+    return label() if callable(label) else None
+
+
 def describe_run(trainer):
     """The `run` event of metrics.jsonl for an rc10 trainer (after load())."""
     config = trainer.config
@@ -91,7 +98,7 @@ def describe_run(trainer):
         "model": model_name,
         "dataset": datasets[0] if datasets else None,
         "datasets": datasets,
-        "mode": mode_label(mode, method, fallback=model_name),
+        "mode": _model_mode_label(trainer.model) or mode_label(mode, method, fallback=model_name),
         "training_mode": mode,
         "pe_method": method,
         "seed": int(seed) if seed is not None else None,
