@@ -3,6 +3,8 @@
 Imported by the test modules (not a conftest.py, so `from conftest import ...` keeps meaning tests/conftest.py).
 Results are cached here so that every module shares one copy.
 """
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -33,12 +35,25 @@ training:
   early_stop:
     criteria: mmh/roc_auc
 """
+BASE = ["model=visual_bert_pe", "dataset=mmh"]
 _CACHE = {}
 
 
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def run_mmf(opts, save_dir, data_dir, monkeypatch, predict=False):
+    """MMF's own `mmf_run` / `mmf_predict` entry (mmf_cli.run.run) in this process; returns train.log's text."""
+    from mmf_cli.run import run
+
+    from conftest import read_log
+
+    monkeypatch.setenv("MMF_DATA_DIR", data_dir)
+    run(list(opts) + [f"env.save_dir={save_dir}"] + (["evaluation.predict=true"] if predict else []),
+        predict=predict)
+    return read_log(save_dir)
 
 
 def write_features(root, ids, skip=()):
@@ -61,9 +76,6 @@ def mini_mmh(tmp_path_factory):
         base = tmp_path_factory.mktemp("mmh")
         facts = make_tiny_mmhs150k(str(base / "MMHS150K"))
         data_dir = str(base / "data")
-        import contextlib
-        import io
-
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert convert.main(["--src", str(base), "--data-dir", data_dir, "--workers", "2"]) == 0

@@ -7,9 +7,9 @@ import os
 from conftest import metric_values, write_run_config
 from mmf_pe import cli
 from mmf_pe.data.lmdb_features import read_keys, read_record
+from mmf_pe.data.tiny_hmd import write_tokenizer
 from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
-from mmh_fixtures import RUN_YAML, read_jsonl
-from test_mmh_run import BASE, run_mmf
+from mmh_fixtures import BASE, RUN_YAML, read_jsonl, run_mmf
 
 REGIONS = 8
 EXTRACT = ["--allow-random-weights", "--num-boxes", str(REGIONS), "--min-size", "64", "--max-size", "96",
@@ -31,8 +31,6 @@ def test_convert_extract_train_predict(tmp_path, monkeypatch, capsys):
     all_ids = sorted(i for ids in converted.values() for i in ids)
     assert sorted(read_keys(lmdb)) == all_ids  # one entry per converted tweet, keyed by the exact id
     assert read_record(lmdb, all_ids[0])["features"].shape == (REGIONS, 2048)
-
-    from mmf_pe.data.tiny_hmd import write_tokenizer
 
     write_tokenizer(os.path.join(data_dir, "tokenizer"))
     config = write_run_config(tmp_path, "mmh_pe.yaml", RUN_YAML, VISUAL_2048)

@@ -1,6 +1,5 @@
 """Real MMF runs on the converted miniature MMHS150K: training reports val/mmh metrics, predictions keep tweet ids,
 missing data is named with the command that makes it."""
-import csv
 import glob
 import json
 import os
@@ -8,20 +7,9 @@ import shutil
 
 import pytest
 
-from conftest import metric_values, read_log, write_run_config
+from conftest import metric_values, write_run_config
 from mmf_pe.data.checks import DataCheckError
-from mmh_fixtures import RUN_YAML, mini_mmh, mmh_features, read_jsonl, write_features  # noqa: F401  (fixtures)
-
-BASE = ["model=visual_bert_pe", "dataset=mmh"]
-
-
-def run_mmf(opts, save_dir, data_dir, monkeypatch, predict=False):
-    from mmf_cli.run import run
-
-    monkeypatch.setenv("MMF_DATA_DIR", data_dir)
-    run(list(opts) + [f"env.save_dir={save_dir}"] + (["evaluation.predict=true"] if predict else []),
-        predict=predict)
-    return read_log(save_dir)
+from mmh_fixtures import BASE, RUN_YAML, mini_mmh, mmh_features, read_jsonl, run_mmf, write_features  # noqa: F401
 
 
 def test_mmh_pe_trains_and_predicts_by_tweet_id(mmh_features, tmp_path, monkeypatch):

@@ -285,9 +285,9 @@ def format_summary(summary, skipped, out):
     for split, s in summary["splits"].items():
         cells = "".join(f" {label_rules.rate(v['positive'], v['answered']):>14}" for v in s["positives"].values())
         lines.append(f"{split:<6} {s['tweets']:>7} {s['with_ocr']:>7} {s['skipped']:>7}{cells}")
-    lines.append(f"note: on the full MMHS150K, val/test are about balanced under two_of_three (the dataset authors' "
-                 f"rule); the paper's MMH validation set was ~{PAPER_VAL_POSITIVE:.0%} positive, so it used another rule "
-                 "(compare the `any` column). Results are comparable only under the same rule.")
+    lines.append("note: on the full MMHS150K, val/test are about balanced under two_of_three (the dataset authors' "
+                 f"rule); the paper's MMH validation set was ~{PAPER_VAL_POSITIVE:.0%} positive, so it used another "
+                 "rule (compare the `any` column). Results are comparable only under the same rule.")
     no_answer = {split: s["tweets"] - s["positives"]["majority"]["answered"] for split, s in summary["splits"].items()}
     if any(no_answer.values()):
         lines.append("majority has no answer (all three annotators differ) for "
