@@ -5,7 +5,8 @@
 
 bert-base size, random weights, the paper's input (128 tokens + 100 regions x 2048), AdamW, dropout on. Every row runs
 in its own fresh process (so peak memory is that row's own) and reports: trainable parameters, seconds per training
-step (forward + backward + optimizer, median of --steps after --warmup), peak memory (peak RSS growth over the process
+step (forward + backward + optimizer, median of --steps after --warmup; wall and process CPU time, the latter
+steadier on a shared machine), peak memory (peak RSS growth over the process
 after imports: weights + optimizer state + activations), the adapter-only export size, FLOPs per step (matmul FLOPs
 counted by torch.utils.flop_counter) and each row's ratio to Full. It also times a plain fp32 matmul, so the table says
 what fraction of this machine's matmul throughput the Full step achieves.
@@ -31,7 +32,7 @@ ROWS = {
     "ia3": ("pe", ["pe.method=ia3"]),
     "paper-top6": ("pe", ["pe.method=paper", "pe.reduction_factor=10", "pe.top_k_layers=6"]),
 }
-TINY = ["hidden_size=64", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=128",
+TINY = ["vocab_size=1000", "hidden_size=64", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=128",
         "visual_embedding_dim=64", "pe.reduction_factor=4"]
 
 
@@ -80,12 +81,13 @@ def run_row(spec):
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    times = []
+    times, cpu_times = [], []
     for index in range(spec["warmup"] + spec["steps"]):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         if index >= spec["warmup"]:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     peak = peak_rss() - baseline
     with FlopCounterMode(display=False) as counter:
         scores = model.model(input_ids, attention, segments, visual)["scores"]
@@ -96,6 +98,7 @@ def run_row(spec):
     return {
         "row": spec["row"], "mode": mode, "trainable": sum(p.numel() for p in trainable),
         "total": sum(p.numel() for p in model.parameters()), "step_s": statistics.median(times), "times": times,
+        "cpu_s": statistics.median(cpu_times),
         "peak_bytes": peak, "export_bytes": export_bytes, "flops": counter.get_total_flops(),
         "threads": torch.get_num_threads(),
     }
@@ -139,14 +142,14 @@ def format_table(results, matmul, args):
         f"{'tiny model' if args.tiny else 'bert-base'}, CPU threads {results[0]['threads']}, "
         f"median of {args.steps} steps after {args.warmup} warm-up",
         "",
-        "| row | trainable | % of total | step (s) | x Full | peak mem (MiB) | x Full | export (MiB) | x Full "
-        "| GFLOP/step | x Full |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | trainable | % of total | step (s) | x Full | CPU (s) | x Full | peak mem (MiB) | x Full "
+        "| export (MiB) | x Full | GFLOP/step | x Full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['row']} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.2f} | {r['step_s']:.2f} | "
-            f"{ratio(r, 'step_s')} | {r['peak_bytes'] / 2**20:,.0f} | {ratio(r, 'peak_bytes')} | "
+            f"{ratio(r, 'step_s')} | {r['cpu_s']:.2f} | {ratio(r, 'cpu_s')} | {r['peak_bytes'] / 2**20:,.0f} | {ratio(r, 'peak_bytes')} | "
             f"{r['export_bytes'] / 2**20:,.2f} | {ratio(r, 'export_bytes')} | {r['flops'] / 1e9:,.1f} | "
             f"{ratio(r, 'flops')} |"
         )
@@ -192,7 +195,7 @@ def main(argv=None):
         if out.returncode != 0 or not lines:
             raise SystemExit(f"benchmark row {row!r} failed (exit {out.returncode})")
         results.append(json.loads(lines[-1][len("RESULT "):]))
-        print(f"[benchmark] {row}: {results[-1]['step_s']:.2f} s/step", file=sys.stderr, flush=True)
+        print(f"[benchmark] {row}: " + json.dumps(results[-1]), file=sys.stderr, flush=True)
     matmul = matmul_flops_per_second(threads=args.threads or None)
     print(format_table(results, matmul, args))
     if args.json:
