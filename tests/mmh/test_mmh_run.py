@@ -61,3 +61,9 @@ def test_missing_features_are_named(mini_mmh, tmp_path, monkeypatch):
     with pytest.raises(DataCheckError) as error:
         run_mmf([f"config={config}", *BASE], tmp_path / "c", data_dir, monkeypatch)
     assert "annotations/val.jsonl" in str(error.value) and "mmf_pe convert-mmh" in str(error.value)
+
+    write_features(root, ids)  # now complete: the next problem is an id that is not a tweet id
+    with open(os.path.join(root, "annotations", "val.jsonl"), "w") as f:
+        f.write(json.dumps({"id": "1.1e18", "img": "x.jpg", "text": "t", "label": 0, "labels": [0, 0, 0]}) + "\n")
+    with pytest.raises(ValueError, match=r"val\.jsonl:1: id '1\.1e18' is not a tweet id"):
+        run_mmf([f"config={config}", *BASE], tmp_path / "d", data_dir, monkeypatch)

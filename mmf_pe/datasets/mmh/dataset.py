@@ -21,6 +21,12 @@ class MMHFeaturesDataset(MMFDataset):
             raise ValueError(f"dataset_config.mmh.label_rule={self.label_rule!r}; choose null (the `label` written "
                              f"by mmf_pe convert-mmh) or one of {', '.join(label_rules.RULES)}")
         records = self.annotation_db.data
+        path = self._get_path_based_on_index(config, "annotations", self._index)
+        for number, record in enumerate(records, start=1):
+            tweet_id = str(record.get("id", ""))
+            if not tweet_id.isdigit() or int(tweet_id) >= 2**63:
+                raise ValueError(f"{path}:{number}: id {record.get('id')!r} is not a tweet id (digits, < 2**63); "
+                                 "make the annotations with mmf_pe convert-mmh")
         targets = [self._target(record) for record in records]
         # Tweets the rule has no answer for (only `majority`, all three annotators differ) cannot train or score.
         self.left_out = sum(1 for t in targets if t is None)
