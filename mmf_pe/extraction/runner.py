@@ -1,4 +1,8 @@
-"""The extraction loop: decode + resize in DataLoader workers, detect in the main process, write transactionally.
+"""The extraction loop: decode in DataLoader workers, resize + detect in the main process, write transactionally.
+
+Resizing stays in the main process on purpose: bilinear interpolation differs in the last bit between thread counts,
+and with near-tied proposal scores that can change the selected boxes; this way the pipeline's fp32 output equals
+a plain loop's exactly.
 
 Resumable (keys already in the LMDB are skipped), shardable (`shard=(i, n)` takes every n-th image of the stable
 image order), and robust: an image that cannot be decoded or processed is written to the failures report, never
@@ -22,10 +26,10 @@ VISUALBERT_DIM = 2048
 
 
 class _Images(Dataset):
-    """Decodes one image and runs the detector's preprocessing; failures come back as data, not exceptions."""
+    """Decodes one image; failures come back as data, not exceptions."""
 
-    def __init__(self, items, preprocess, max_pixels):
-        self.items, self.preprocess, self.max_pixels = items, preprocess, max_pixels
+    def __init__(self, items, max_pixels):
+        self.items, self.max_pixels = items, max_pixels
 
     def __len__(self):
         return len(self.items)
@@ -34,11 +38,11 @@ class _Images(Dataset):
         key, path = self.items[index]
         try:
             rgb = image_io.load_rgb(path, self.max_pixels)
-            return {"key": key, "path": path, "size": rgb.shape[:2], "image": self.preprocess(rgb), "error": None}
+            return {"key": key, "path": path, "size": rgb.shape[:2], "rgb": rgb, "error": None}
         except image_io.ImageError as e:
             return {"key": key, "path": path, "error": str(e)}
-        except Exception as e:  # noqa: BLE001 - preprocessing bugs on odd images must not kill a long run
-            return {"key": key, "path": path, "error": f"preprocessing failed: {type(e).__name__}: {e}"}
+        except Exception as e:  # noqa: BLE001 - decoder bugs on odd images must not kill a long run
+            return {"key": key, "path": path, "error": f"decoding failed: {type(e).__name__}: {e}"}
 
 
 def _collate(batch):
@@ -138,7 +142,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         os.makedirs(npy_dir, exist_ok=True)
     if num_workers is None:
         num_workers = 1 if len(todo) > 1 else 0
-    loader = DataLoader(_Images(todo, model.preprocess, max_pixels), batch_size=batch_size, shuffle=False,
+    loader = DataLoader(_Images(todo, max_pixels), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=_collate, worker_init_fn=_worker_init,
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
     autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
@@ -191,7 +195,8 @@ def _detect(model, good, select, failures):
     if not good:
         return []
     try:
-        return list(zip(good, model.extract([b["image"] for b in good], [b["size"] for b in good], select)))
+        images = [model.preprocess(b["rgb"]) for b in good]
+        return list(zip(good, model.extract(images, [b["size"] for b in good], select)))
     except (RuntimeError, ValueError, IndexError) as e:
         if len(good) == 1:
             failures.append((good[0]["path"], f"detector failed: {type(e).__name__}: {e}"))

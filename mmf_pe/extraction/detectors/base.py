@@ -9,8 +9,8 @@ from mmf_pe.extraction.selection import select_vg_demo, select_vmb
 
 
 class Detector:
-    """A region-feature extractor. Subclasses set `model` (an nn.Module), `preprocess` (a picklable callable:
-    RGB uint8 array -> CHW float tensor, run in DataLoader workers), `feature_dim`, `background` (the background
+    """A region-feature extractor. Subclasses set `model` (an nn.Module), `preprocess` (a callable:
+    RGB uint8 array -> CHW float tensor), `feature_dim`, `background` (the background
     column of the class scores) and implement `forward(batch, sizes) -> [(proposals, scores, class_boxes, feature_fn)]`
     per image, in resized-image coordinates: proposals (R, 4), scores (R, C) probabilities, class_boxes (R, C_fg, 4)
     regressed boxes or None, feature_fn(keep, boxes) -> (len(boxes), D) features of the kept proposals (`keep` is
