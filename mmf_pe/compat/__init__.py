@@ -50,11 +50,13 @@ def _register(finder, fix_id):
         finder.patch("mmf.utils.distributed", after=fixes.patch_distributed_init)
     elif fix_id == "F14":
         finder.patch("mmf_cli.run", after=fixes.patch_run_local_rank)
+    elif fix_id == "F15":
+        finder.patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans)
     else:
         raise ValueError(f"unknown fix {fix_id}")
 
 
-FIX_IDS = ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12", "F13", "F14"]
+FIX_IDS = ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12", "F13", "F14", "F15"]
 
 
 def build_finder(skip=()):

@@ -364,3 +364,22 @@ def patch_run_local_rank(module):
     distributed_main.__module__, distributed_main.__qualname__ = module.__name__, "distributed_main"
     distributed_main.__wrapped__ = original
     module.distributed_main = distributed_main
+
+
+# --- F15: `key=false` on the command line is the string "false" ---------------------------------------------------------
+def patch_dotlist_booleans(module):
+    """F15. `training.wandb.enabled=false` turns tracking ON, `checkpoint.resume=true` silently does not resume.
+
+    Cause: rc10's `Configuration._decode_value` parses command-line values with `ast.literal_eval`, which knows
+    `True`/`False`/`None` but not YAML's `true`/`false`/`null`; those stay strings, and a non-empty string is truthy.
+    Fix: `true`/`false`/`null` (any case) decode as in YAML; everything else is rc10's parsing. Test: test_f15_*.
+    """
+    original = module.Configuration._decode_value
+    yaml_words = {"true": True, "false": False, "null": None, "~": None}
+
+    def _decode_value(self, value):
+        if isinstance(value, str) and value.strip().lower() in yaml_words:
+            return yaml_words[value.strip().lower()]
+        return original(self, value)
+
+    module.Configuration._decode_value = _decode_value

@@ -196,3 +196,15 @@ def test_launcher_activates_the_layer_where_pth_files_are_skipped(tmp_path):
                               capture_output=True, cwd=tmp_path)
     assert "usage" in (launcher.stdout + launcher.stderr).lower(), launcher.stderr[-2000:]
     assert "demjson" not in launcher.stderr
+
+
+def test_f15_yaml_booleans_on_the_command_line():
+    code = CONFIG_SNIPPET.format(opts=["checkpoint.resume=false"]) + textwrap.dedent("""
+        assert config.checkpoint.resume is False, repr(config.checkpoint.resume)
+    """)
+    assert_fails_without("F15", code, "'false'")
+    config = configuration(["checkpoint.resume=false", "training.wandb.enabled=TRUE", "checkpoint.resume_file=null",
+                            "training.batch_size=4", "training.experiment_name=falsehood"])
+    assert config.checkpoint.resume is False and config.training.wandb.enabled is True
+    assert config.checkpoint.resume_file is None and config.training.batch_size == 4
+    assert config.training.experiment_name == "falsehood"
