@@ -158,16 +158,27 @@ def read_checkpoint(path):
     except Exception as error:  # weights_only refuses arbitrary classes: say so instead of unpickling
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({error}); "
                          "only plain MMF checkpoints (tensors and containers) are accepted") from None
-    config = checkpoint.get("config") if isinstance(checkpoint, dict) and "model" in checkpoint else None
-    state = checkpoint["model"] if config is not None or "model" in checkpoint else checkpoint
+    if isinstance(checkpoint, dict) and "model" in checkpoint:  # MMF's .ckpt: model, optimizer, config, counts
+        state, config = checkpoint["model"], checkpoint.get("config")
+    else:  # MMF's *_final.pth: the state dict alone
+        state, config = checkpoint, None
     if config is None:
         config_path = os.path.join(os.path.dirname(path), "config.yaml")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"{path}: holds no config; expected the run's config.yaml next to it")
-        from omegaconf import OmegaConf
-
-        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+        config = _load_run_yaml(config_path)
     return state, config
+
+
+def _load_run_yaml(path):
+    """A run's config.yaml, resolved where MMF's resolvers allow (they are registered by MMF's import)."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(config, resolve=True)
+    except Exception:  # an interpolation this process cannot resolve (e.g. an unset env var): keep it literal
+        return OmegaConf.to_container(config, resolve=False)
 
 
 def build_from_run_config(config):
@@ -184,7 +195,10 @@ def build_from_run_config(config):
     if model_name != "visual_bert_pe":
         raise ValueError(f"export-adapter supports visual_bert_pe runs, this one used model={model_name!r}")
     model_config = OmegaConf.create(config["model_config"]["visual_bert_pe"])
-    bert_dir = model_config.get("bert_model_name", None)
+    try:
+        bert_dir = model_config.get("bert_model_name", None)
+    except Exception:  # an unresolved interpolation such as ${env.weights_dir}/...: the YAML's dimensions are used
+        bert_dir = None
     if bert_dir and os.path.isfile(os.path.join(str(bert_dir), "config.json")):
         adopt_architecture(model_config, bert_dir)
     model_config.bert_model_name = None  # the checkpoint provides every weight

@@ -99,5 +99,11 @@ def test_cli_on_an_mmf_checkpoint(tmp_path, capsys):
     fresh = build("pe", "pe.method=houlsby", seed=0)
     load_adapter(fresh, tmp_path / "out")
     torch.testing.assert_close(encode(fresh)[1], encode(model)[1])
+    # *_final.pth (state dict only) + the run's config.yaml
+    torch.save(model.state_dict(), run / "visual_bert_pe_final.pth")
+    OmegaConf.save(OmegaConf.create(config), run / "config.yaml")
+    assert main([str(run), str(tmp_path / "out_final"), "--which", "final"]) == 0
+    assert (tmp_path / "out_final" / "adapter_model.safetensors").read_bytes() == \
+        (tmp_path / "out" / "adapter_model.safetensors").read_bytes()
     with pytest.raises(FileNotFoundError, match="no best.ckpt"):
         main([str(tmp_path / "out"), str(tmp_path / "x")])
