@@ -147,7 +147,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
     autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
                 if precision == "bf16" else contextlib.nullcontext())
-    written = fallbacks = 0
+    written = fallbacks = pending = 0
     last_commit = time.time()
     from tqdm import tqdm
 
@@ -165,9 +165,10 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
                 if npy_dir:
                     store.write_npy(npy_dir, item["key"], record)
                 written += 1
-            if len(writer._pending) >= commit_every or time.time() - last_commit > 30:
+                pending += 1
+            if pending >= commit_every or time.time() - last_commit > 30:
                 writer.commit()
-                last_commit = time.time()
+                pending, last_commit = 0, time.time()
             bar.update(len(batch))
             bar.set_postfix(failed=len(failures), refresh=False)
         bar.close()
@@ -176,7 +177,9 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         bar.close()
         writer.close()  # keep what was finished; the state stays "running" so the next run resumes
         raise
-    total_keys = len(writer.keys) + len(writer._pending)
+    writer.commit()
+    total_keys = len(writer.keys)
+    store.finish(out, writer, state, written=total_keys, failed=len(failures))
     seconds = time.time() - started
     summary = {
         "out": out, "images": len(items), "written": written, "already_done": done_before, "failed": len(failures),
@@ -185,7 +188,6 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         "images_per_s": round(written / seconds, 3) if seconds else None, "feature_dim": model.feature_dim,
         "detector": detector, "selection": select.method, "shard": list(shard) if shard else None,
     }
-    store.finish(out, writer, state, written=total_keys, failed=len(failures))
     summary["complete"] = True
     return summary
 
