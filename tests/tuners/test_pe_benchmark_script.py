@@ -16,5 +16,5 @@ def test_benchmark_rows_and_table_tiny():
     assert full["trainable"] == full["total"] and paper["trainable"] < full["trainable"]
     assert paper["export_bytes"] < full["export_bytes"] / 20
     assert 0 < paper["flops"] < full["flops"]  # no weight gradients for the frozen layers
-    table = benchmark.format_table(rows, 1e10, SimpleNamespace(**settings))
+    table = benchmark.format_table(rows, {"wall": 1e10, "cpu": 1e10}, SimpleNamespace(**settings))
     assert "| paper | " in table and "of the matmul limit" in table and "Targets (paper PE vs Full)" in table
