@@ -133,12 +133,18 @@ class VisualBERTPE(VisualBERT):
         }
 
     def get_optimizer_parameters(self, config):
-        """MMF's BERT groups (decay 0.01 on weights, 0 on biases/LayerNorm), restricted to parameters that train."""
+        """MMF's BERT groups (decay 0.01 on weights, 0 on biases/LayerNorm), restricted to parameters that train.
+
+        IA3's scaling vectors start at 1, so decaying them towards 0 would be wrong: they join the no-decay group.
+        """
+        scales = {id(p) for name, p in self.model.named_parameters() if ".ia3_l." in name}
         groups = []
         for group in get_optimizer_parameters_for_bert(self.model, config):
             params = [p for p in group["params"] if p.requires_grad]
-            if params:
-                groups.append({**group, "params": params})
+            undecayed = [p for p in params if id(p) in scales]
+            params = [p for p in params if id(p) not in scales]
+            groups += [{**group, "params": params}] if params else []
+            groups += [{**group, "params": undecayed, "weight_decay": 0.0}] if undecayed else []
         return groups
 
     def add_custom_params(self, sample_list):

@@ -139,3 +139,17 @@ def test_backward_stops_below_the_lowest_adapter():
     model.model(*inputs())["scores"].sum().backward()
     assert not outputs[0].requires_grad and outputs[0].grad_fn is None
     assert outputs[1].requires_grad
+
+
+def test_optimizer_groups_do_not_decay_ia3_scales():
+    from omegaconf import OmegaConf
+
+    model = build("pe", "pe.method=ia3")
+    config = OmegaConf.create({"model": "visual_bert_pe", "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}},
+                               "optimizer": {"params": {"lr": 1e-3}}})
+    groups = model.get_optimizer_parameters(config)
+    assert all(g["lr"] == 1e-3 for g in groups)
+    decayed = {id(p) for g in groups if g.get("weight_decay", 0.0) for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert not any(".ia3_l." in names[i] for i in decayed)
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters() if p.requires_grad}
