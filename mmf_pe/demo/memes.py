@@ -36,7 +36,7 @@ COOL = {"blue": (44, 86, 214), "teal": (24, 156, 160)}
 SHAPES = {"seen": ("circle", "square", "triangle", "diamond"), "unseen": ("hexagon",)}
 BACKGROUNDS = ((236, 233, 222), (205, 205, 205), (178, 190, 170), (64, 64, 72), (226, 214, 190))
 PROPS = ((120, 120, 120), (120, 84, 50), (30, 30, 30))
-SPLITS = {"train": 768, "dev_seen": 192, "dev_unseen": 96, "test_seen": 192, "test_unseen": 96}
+SPLITS = {"train": 512, "dev_seen": 128, "dev_unseen": 64, "test_seen": 128, "test_unseen": 64}
 
 
 def tone(word):

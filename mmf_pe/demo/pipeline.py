@@ -76,7 +76,9 @@ def prepare_data(out, settings):
     raw = os.path.join(features, "frcnn_random_weights.lmdb")
     log("region features: torchvision Faster R-CNN with RANDOM weights "
         f"({settings.num_regions} regions x 2048, {settings.image_size} px)")
+    started = time.time()
     extract_random_frcnn(paths, raw, settings.num_regions, settings.image_size)
+    log(f"features ready in {time.time() - started:.0f} s")
     standardise(raw, os.path.join(features, "detectron.lmdb"), paths["annotations"])
     write_text_only(raw, os.path.join(features, "text_only.lmdb"))
     return paths
@@ -121,7 +123,7 @@ def _stream(command, env, log_path, name):
             tail = (tail + [line])[-40:]
             match = PROGRESS.search(line)
             if match:
-                metrics = dict(re.findall(r"(val/hateful_memes/roc_auc|train/total_loss/avg): ([0-9.]+)", line))
+                metrics = dict(re.findall(r"(?:^|[ ,])(val/hateful_memes/roc_auc|train/total_loss/avg): ([0-9.]+)", line))
                 shown = ", ".join(f"{k.split('/')[-1] if 'roc' in k else 'train loss'} {v}" for k, v in metrics.items())
                 log(f"{name:<9} {match.group(1)}/{match.group(2)} {shown}")
         code = process.wait()
@@ -130,21 +132,30 @@ def _stream(command, env, log_path, name):
                            + "".join(tail))
 
 
+def _stamp(save_dir):
+    path = os.path.join(save_dir, "demo_settings.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _set_stamp(save_dir, **values):
+    atomic_write_text(os.path.join(save_dir, "demo_settings.json"), json.dumps({**_stamp(save_dir), **values}) + "\n")
+
+
 def train(out, name, settings, data_dir):
     """One training run through the real mmf_run; skipped when finished with the same settings."""
     save_dir = os.path.join(out, "runs", name)
-    stamp = os.path.join(save_dir, "demo_settings.json")
     key = settings.training_key()
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            previous = json.load(f)
-        if previous.get("key") == key and previous.get("done"):
-            log(f"{name}: finished earlier, reused ({save_dir})")
-            return save_dir
-        if previous.get("key") != key:
-            shutil.rmtree(save_dir)  # a run of other settings: it cannot be resumed
+    stamp = _stamp(save_dir)
+    if stamp.get("key") == key and stamp.get("trained"):
+        log(f"{name}: finished earlier, reused ({save_dir})")
+        return save_dir
+    if stamp and stamp.get("key") != key:
+        shutil.rmtree(save_dir)  # a run of other settings: it cannot be resumed
     os.makedirs(save_dir, exist_ok=True)
-    atomic_write_text(stamp, json.dumps({"key": key, "done": False}) + "\n")
+    _set_stamp(save_dir, key=key, trained=False, evaluated=False)
     command = _mmf_command("mmf_run") + [
         f"config={_run_config(out, name, settings)}", "model=visual_bert_pe", "dataset=hateful_memes",
         "run_type=train_val", f"env.save_dir={save_dir}", "checkpoint.resume=True",
@@ -152,20 +163,27 @@ def train(out, name, settings, data_dir):
     log(f"{name}: mmf_run {' '.join(command[1:4])} env.save_dir={save_dir}")
     started = time.time()
     _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(save_dir, "demo_mmf_run.log"), name)
-    _evaluate(save_dir, data_dir, name)
     # Keep best.ckpt (what the report and `mmf_pe evaluate` use); per-update snapshots are large and not needed.
     shutil.rmtree(os.path.join(save_dir, "models"), ignore_errors=True)
     if os.path.exists(os.path.join(save_dir, "current.ckpt")):
         os.unlink(os.path.join(save_dir, "current.ckpt"))
-    atomic_write_text(stamp, json.dumps({"key": key, "done": True, "seconds": round(time.time() - started, 1)}) + "\n")
+    _set_stamp(save_dir, trained=True, train_seconds=round(time.time() - started, 1))
+    log(f"{name}: trained in {time.time() - started:.0f} s")
     return save_dir
 
 
-def _evaluate(save_dir, data_dir, name):
-    """The best checkpoint on test_seen and test_unseen (held out: never used for training or model selection)."""
-    command = [sys.executable, "-m", "mmf_pe.cli", "evaluate", save_dir]
-    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(save_dir, "demo_evaluate.log"),
-            f"{name} test")
+def evaluate(save_dirs, data_dir):
+    """Best checkpoints on test_seen and test_unseen (held out: never used for training or model selection), all
+    runs in one `mmf_pe evaluate` process; runs evaluated earlier are skipped."""
+    todo = [d for d in save_dirs if not _stamp(d).get("evaluated")]
+    if not todo:
+        return
+    log(f"test splits: mmf_pe evaluate {' '.join(os.path.basename(d) for d in todo)}")
+    command = [sys.executable, "-m", "mmf_pe.cli", "evaluate"] + todo
+    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(os.path.dirname(todo[0]),
+            "demo_evaluate.log"), "evaluate")
+    for save_dir in todo:
+        _set_stamp(save_dir, evaluated=True)
 
 
 def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Full vs PE"):
@@ -179,6 +197,7 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
     run_dirs = {}
     for name in settings.runs:
         run_dirs[name] = train(out, name, settings, paths["data_dir"])
+    evaluate(list(run_dirs.values()), paths["data_dir"])
     return write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title)
 
 
