@@ -170,7 +170,8 @@ def main():
                 if mode == "pipeline_fp32":
                     check = "OK (<= 1e-4)" if worst <= 1e-4 and not differ else "MISMATCH"
                 memory = f"{r['peak_rss_mb']:.0f}" + (f" / {r['peak_gpu_mb']:.0f} GPU" if r["peak_gpu_mb"] else "")
-                dev = f"{worst:.1e}" + (f" (other boxes: {differ}/{r['images']} img)" if differ else "")
+                dev = ("n/a" if differ == r["images"] else f"{worst:.1e}") + (
+                    f" (other boxes: {differ}/{r['images']} img)" if differ else "")
                 rows.append((detector, mode, f"{ips:8.3f}", f"{speedup:5.2f}x", memory, dev, check))
                 print(f"  done {detector} {mode}", file=sys.stderr, flush=True)
     print(f"\nimages: {args.num_images} photographs, resize {args.min_size}/{args.max_size}, device {args.device}, "

@@ -73,17 +73,17 @@ def _from_jsonl(path, image_root):
                 raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
             name = record.get("img", record.get("image")) if isinstance(record, dict) else None
             if not isinstance(name, str) or not name:
-                raise ValueError(f"{path}:{number}: no 'img' field (expected MMF's layout, e.g. \"img\": \"img/01235.png\")")
-            out.append(_resolve(name, path, image_root, f"{path}:{number}"))
+                raise ValueError(f"{path}:{number}: no 'img' field (MMF's layout: \"img\": \"img/01235.png\")")
+            out.append(_resolve(name, path, image_root))
     return out
 
 
 def _from_list(path, image_root):
     with open(path, encoding="utf-8") as f:
-        return [_resolve(line.strip(), path, image_root, f"{path}:{n}") for n, line in enumerate(f, 1) if line.strip()]
+        return [_resolve(line.strip(), path, image_root) for line in f if line.strip()]
 
 
-def _resolve(name, listing, image_root, where):
+def _resolve(name, listing, image_root):
     """An annotation's image path: absolute, or under --image-root, or relative to the listing's folder, its parent
     (MMF: annotations/ beside img/) or the parent's images/ (MMF: defaults/images/img/)."""
     if os.path.isabs(name):

@@ -10,9 +10,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import FrozenBatchNorm2d, roi_align
 
-from mmf_pe.extraction.detectors.base import (
-    Detector, check_state_dict, load_checkpoint, resize_bilinear, seeded_init,
-)
+from mmf_pe.extraction.detectors.base import Detector, check_state_dict, load_checkpoint, seeded_init
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
