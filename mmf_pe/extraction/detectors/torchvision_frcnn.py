@@ -57,7 +57,8 @@ class TorchvisionFRCNN(Detector):
 
         self.model = seeded_init(build, seed).eval()
         if weights is not None:
-            state = load_checkpoint(weights)
+            # FrozenBatchNorm2d has no counter; a checkpoint saved from a BatchNorm2d build has one per norm layer
+            state = {k: v for k, v in load_checkpoint(weights).items() if not k.endswith("num_batches_tracked")}
             check_state_dict(self.model, state, weights, hint=(
                 "expected torchvision's fasterrcnn_resnet50_fpn COCO weights (e.g. fasterrcnn_resnet50_fpn_coco-"
                 "258fb6c6.pth); v2 weights (fasterrcnn_resnet50_fpn_v2) have a different layout"))
