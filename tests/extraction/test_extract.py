@@ -108,7 +108,7 @@ def six_images(tmp_path_factory):
 
 def test_shards_merge_to_the_single_run(six_images, tmp_path):
     whole = str(tmp_path / "whole.lmdb")
-    extract_features(six_images, whole, **TINY)
+    extract_features(six_images, whole, **{**TINY, "num_workers": 2})  # decoding in worker processes
     shards = [str(tmp_path / f"shard{i}.lmdb") for i in range(2)]
     for i, shard in enumerate(shards):
         summary = extract_features(six_images, shard, shard=f"{i}/2", **TINY)
