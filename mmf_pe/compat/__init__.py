@@ -18,52 +18,48 @@ from mmf_pe.compat.hook import CompatFinder
 _finder = None
 
 
-def _register(finder, fix_id):
-    if fix_id == "F1":
-        for old_name in fixes.TRANSFORMERS_MOVED:
-            finder.alias(old_name, fixes.transformers_module_alias)
-    elif fix_id == "F2":
-        finder.patch("mmf.modules.optimizers", before=fixes.add_transformers_adamw)
-    elif fix_id == "F3":
-        finder.alias("demjson", fixes.demjson_alias)
-    elif fix_id == "F4":
-        if fixes.torchtext_missing():
-            finder.alias("torchtext", fixes.torchtext_stub)
-            finder.alias("torchtext.vocab", fixes.torchtext_stub)
-    elif fix_id == "F5":
-        finder.patch("mmf.utils.configuration", after=fixes.patch_configuration)
-    elif fix_id == "F6":
-        finder.patch("mmf.utils.configuration", after=fixes.patch_configuration_env_resolver)
-    elif fix_id == "F7":
-        finder.patch("mmf", before=fixes.patch_omegaconf_missing_keys)
-    elif fix_id == "F8":
-        finder.patch("mmf.utils.logger", after=fixes.patch_logger_collections)
-    elif fix_id == "F9":
-        finder.patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_save_config)
-    elif fix_id == "F10":
-        finder.patch("mmf.utils.env", after=fixes.patch_setup_imports)
-    elif fix_id == "F11":
-        finder.patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_atomic_save)
-    elif fix_id == "F12":
-        finder.patch("mmf.utils.distributed", after=fixes.patch_distributed_helpers)
-    elif fix_id == "F13":
-        finder.patch("mmf.utils.distributed", after=fixes.patch_distributed_init)
-    elif fix_id == "F14":
-        finder.patch("mmf_cli.run", after=fixes.patch_run_local_rank)
-    elif fix_id == "F15":
-        finder.patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans)
-    else:
-        raise ValueError(f"unknown fix {fix_id}")
+def _aliases(names, factory, condition=lambda: True):
+    def register(finder):
+        if condition():
+            for name in names:
+                finder.alias(name, factory)
+
+    return register
 
 
-FIX_IDS = ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12", "F13", "F14", "F15"]
+def _patch(module, before=None, after=None):
+    return lambda finder: finder.patch(module, before=before, after=after)
+
+
+# fix id -> how it hooks in (see patches/README.md). Order matters where two fixes patch one module.
+FIXES = {
+    "F1": _aliases(list(fixes.TRANSFORMERS_MOVED), fixes.transformers_module_alias),
+    "F2": _patch("mmf.modules.optimizers", before=fixes.add_transformers_adamw),
+    "F3": _aliases(["demjson"], fixes.demjson_alias),
+    "F4": _aliases(["torchtext", "torchtext.vocab"], fixes.torchtext_stub, condition=fixes.torchtext_missing),
+    "F5": _patch("mmf.utils.configuration", after=fixes.patch_configuration),
+    "F6": _patch("mmf.utils.configuration", after=fixes.patch_configuration_env_resolver),
+    "F7": _patch("mmf", before=fixes.patch_omegaconf_missing_keys),
+    "F8": _patch("mmf.utils.logger", after=fixes.patch_logger_collections),
+    "F9": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_save_config),
+    "F10": _patch("mmf.utils.env", after=fixes.patch_setup_imports),
+    "F11": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_atomic_save),
+    "F12": _patch("mmf.utils.distributed", after=fixes.patch_distributed_helpers),
+    "F13": _patch("mmf.utils.distributed", after=fixes.patch_distributed_init),
+    "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
+    "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
+}
+FIX_IDS = list(FIXES)
 
 
 def build_finder(skip=()):
     finder = CompatFinder()
-    for fix_id in FIX_IDS:
+    unknown = set(skip) - set(FIXES)
+    if unknown:
+        raise ValueError(f"unknown fix ids {sorted(unknown)}; known: {FIX_IDS}")
+    for fix_id, register in FIXES.items():
         if fix_id not in skip:
-            _register(finder, fix_id)
+            register(finder)
     return finder
 
 
