@@ -71,6 +71,10 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test")):
             for path in _paths(dataset_config, "features", split):
                 if not os.path.exists(path):
                     problems.append(f"{name} {split}: missing features {path}\n  -> {hints['features']}")
+                elif _interrupted_extraction(path):
+                    problems.append(
+                        f"{name} {split}: features {path} are an interrupted `mmf_pe extract` run (state 'running')\n"
+                        "  -> run the same `mmf_pe extract` command again; it resumes where it stopped")
     tokenizer = _tokenizer_path(dataset_config)
     if _text_processor_type(dataset_config) == "bert_tokenizer" and tokenizer and os.sep in tokenizer \
             and not os.path.isdir(tokenizer):
@@ -80,6 +84,18 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test")):
             f"dataset_config.{name}.processors.text_processor.params.tokenizer_config.type. Nothing is downloaded."
         )
     return problems
+
+
+def _interrupted_extraction(path):
+    """`mmf_pe extract` marks its LMDB 'running' until every image is done (mmf_pe/extraction/store.py)."""
+    state_file = os.path.join(path, "extraction.json")
+    if not os.path.isfile(state_file):
+        return False
+    try:
+        with open(state_file) as f:
+            return json.load(f).get("state") == "running"
+    except (OSError, ValueError):
+        return False
 
 
 def _text_processor_type(dataset_config):

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from conftest import PROJECT, metric_values, mmf_subprocess, write_run_config
+from mmf_pe import REPO_ROOT
 
 BASE = ["model=visual_bert_pe", "dataset=hateful_memes"]
 
@@ -139,3 +140,23 @@ def _dotlist(tree, prefix=""):
         else:
             items.append(f"{prefix}{key}={value}")  # MMF's command line: None, True, False
     return items
+
+
+def test_interrupted_feature_extraction_is_reported(tiny_hmd, tmp_path):
+    import json
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.checks import check_dataset
+
+    root = tmp_path / "datasets" / "hateful_memes" / "defaults"
+    shutil.copytree(tiny_hmd["root"], root)
+    config = OmegaConf.load(os.path.join(REPO_ROOT, "mmf_pe", "configs", "mmf", "datasets", "hateful_memes",
+                                         "defaults.yaml")).dataset_config.hateful_memes
+    config.data_dir = str(tmp_path / "datasets")
+    config.processors.text_processor.params.tokenizer_config.type = tiny_hmd["tokenizer"]
+    assert check_dataset("hateful_memes", config) == []
+    (root / "features" / "detectron.lmdb" / "extraction.json").write_text(json.dumps({"state": "running"}))
+    problems = check_dataset("hateful_memes", config)
+    assert problems and all("interrupted" in p for p in problems)
