@@ -36,7 +36,7 @@ COOL = {"blue": (44, 86, 214), "teal": (24, 156, 160)}
 SHAPES = {"seen": ("circle", "square", "triangle", "diamond"), "unseen": ("hexagon",)}
 BACKGROUNDS = ((236, 233, 222), (205, 205, 205), (178, 190, 170), (64, 64, 72), (226, 214, 190))
 PROPS = ((120, 120, 120), (120, 84, 50), (30, 30, 30))
-SPLITS = {"train": 512, "dev_seen": 128, "dev_unseen": 64, "test_seen": 128, "test_unseen": 64}
+SPLITS = {"train": 512, "dev_seen": 128, "dev_unseen": 64, "test_seen": 256, "test_unseen": 128}
 
 
 def tone(word):
@@ -120,7 +120,8 @@ def draw_meme(scene, caption, size=128):
     ground = tuple(max(0, c - 40) for c in background)
     draw.rectangle([0, int(scene.horizon * size), size, size], fill=ground)
     px, py = scene.prop_xy[0] * size, scene.prop_xy[1] * size
-    draw.rectangle([px - 0.06 * size, py - 0.1 * size, px + 0.06 * size, py + 0.1 * size], fill=tuple(scene.prop_colour))
+    prop = [px - 0.06 * size, py - 0.1 * size, px + 0.06 * size, py + 0.1 * size]
+    draw.rectangle(prop, fill=tuple(scene.prop_colour))
     colour = {**WARM, **COOL}[scene.colour]
     cx, cy, r = scene.cx * size, scene.cy * size, scene.radius * size
     polygon = _polygon(scene.shape, cx, cy, r)

@@ -102,14 +102,14 @@ def _run_config(out, name, settings):
     return path
 
 
-def _mmf_command(tool):
-    script = os.path.join(os.path.dirname(sys.executable), tool)
-    if os.path.exists(script):
-        return [script]
-    return [sys.executable, "-m", "mmf_pe.cli", {"mmf_run": "run"}.get(tool, tool)]
+def _mmf_run_command():
+    """The venv's `mmf_run` console script, or the `mmf_pe run` launcher where scripts are not installed."""
+    script = os.path.join(os.path.dirname(sys.executable), "mmf_run")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "mmf_pe.cli", "run"]
 
 
 PROGRESS = re.compile(r"progress: (\d+)/(\d+)")
+SHOWN = re.compile(r"(?:^|[ ,])(val/hateful_memes/roc_auc|train/total_loss/avg): ([0-9.]+)")
 
 
 def _stream(command, env, log_path, name):
@@ -123,8 +123,8 @@ def _stream(command, env, log_path, name):
             tail = (tail + [line])[-40:]
             match = PROGRESS.search(line)
             if match:
-                metrics = dict(re.findall(r"(?:^|[ ,])(val/hateful_memes/roc_auc|train/total_loss/avg): ([0-9.]+)", line))
-                shown = ", ".join(f"{k.split('/')[-1] if 'roc' in k else 'train loss'} {v}" for k, v in metrics.items())
+                metrics = dict(SHOWN.findall(line))
+                shown = ", ".join(f"{'val roc_auc' if 'roc' in k else 'train loss'} {v}" for k, v in metrics.items())
                 log(f"{name:<9} {match.group(1)}/{match.group(2)} {shown}")
         code = process.wait()
     if code != 0:
@@ -156,7 +156,7 @@ def train(out, name, settings, data_dir):
         shutil.rmtree(save_dir)  # a run of other settings: it cannot be resumed
     os.makedirs(save_dir, exist_ok=True)
     _set_stamp(save_dir, key=key, trained=False, evaluated=False)
-    command = _mmf_command("mmf_run") + [
+    command = _mmf_run_command() + [
         f"config={_run_config(out, name, settings)}", "model=visual_bert_pe", "dataset=hateful_memes",
         "run_type=train_val", f"env.save_dir={save_dir}", "checkpoint.resume=True",
     ]

@@ -1,6 +1,7 @@
 """The demo's report: the project's reporting (Table I/II, AUROC-vs-updates and ROC plots from each run's
 metrics.jsonl) plus what a reader of the numbers must know (data, label rule, confounder check, what is random)."""
 import json
+import math
 import os
 
 from mmf_pe.demo import memes
@@ -87,7 +88,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title):
             f"- **Wall time** of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s)"
             + (f", load average at the end {load[0]:.1f}" if load else "") + " (a rerun reuses finished stages).",
         ]),
-        "## Table II: metrics per mode and split", table2,
+        "## Table II: metrics per mode and split", table2, _chance_band(settings.splits),
         "## Table I: parameters per mode", table1_markdown(runs),
         "## Confounder check of the generated data",
         "Lookup accuracy = the best any caption-only (or scene-only) rule can do on that split; 0.5 = no signal.",
@@ -105,6 +106,19 @@ def write_report(out, run_dirs, settings, confounders, seconds, title):
                                            "seconds": round(seconds, 1), "fc_trains_visual_projection": projection},
                                           indent=2) + "\n")
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": table2}
+
+
+def _chance_band(splits):
+    """AUROC of random scores: mean 0.5, variance (n1 + n2 + 1) / (12 n1 n2) (Mann-Whitney); splits are balanced."""
+    names = {"val": "dev_seen", "test_seen": "test_seen", "test_unseen": "test_unseen"}
+    parts = []
+    for shown, split in names.items():
+        n = splits.get(split)
+        if n:
+            half = n / 2
+            parts.append(f"{shown} ({n} memes): 0.5 ± {2 * math.sqrt((n + 1) / (12 * half * half)):.3f}")
+    return ("Chance band (95 % of AUROCs of random scores; one seed, so differences inside it are noise): "
+            + "; ".join(parts) + ".")
 
 
 def _encoder_hidden(out):

@@ -26,6 +26,7 @@ def test_report_files_and_table2_values(demo):
     with open(result["markdown"]) as f:
         markdown = f.read()
     assert "random weights" in markdown and "tone(caption) XOR warmth(figure)" in markdown
+    assert "Chance band" in markdown
     assert markdown.count("| hateful_memes |") == 4 * 3  # 4 runs x val, test_seen, test_unseen
     with open(result["summary"]) as f:
         summary = json.load(f)
