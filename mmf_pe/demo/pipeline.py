@@ -37,8 +37,8 @@ class DemoSettings:
     splits: dict = field(default_factory=lambda: dict(memes.SPLITS))
     image_size: int = 128
     num_regions: int = 10
-    updates: int = 300
-    eval_every: int = 50
+    updates: int = 600
+    eval_every: int = 100
     batch_size: int = 16
     runs: tuple = ("fc", "full", "pe", "text_only")
     tiny_model: bool = False
