@@ -4,7 +4,7 @@ import os
 import pytest
 
 from tests.clip_pe.conftest import write_clip_run_config
-from tests.conftest import metric_values, read_log
+from mmf_pe_testing import metric_values, read_log
 
 
 @pytest.fixture

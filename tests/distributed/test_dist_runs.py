@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mmf_pe import REPO_ROOT
-from conftest import metric_values, read_log, write_run_config
+from mmf_pe_testing import metric_values, read_log, write_run_config
 
 TRAIN_SH = os.path.join(REPO_ROOT, "scripts", "train.sh")
 EQUAL_RUN = """

@@ -1,6 +1,6 @@
 """Helpers for the extraction tests: generated and real images, tiny detector settings, one torch thread.
 
-Not a conftest.py: a second conftest module would shadow `from conftest import ...` in other test folders.
+Not a conftest.py: a second conftest module would shadow `from mmf_pe_testing import ...` in other test folders.
 """
 import os
 

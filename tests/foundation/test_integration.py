@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import PROJECT, metric_values, mmf_subprocess, write_run_config
+from mmf_pe_testing import PROJECT, metric_values, mmf_subprocess, write_run_config
 from mmf_pe import REPO_ROOT
 
 BASE = ["model=visual_bert_pe", "dataset=hateful_memes"]

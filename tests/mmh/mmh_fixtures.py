@@ -1,6 +1,6 @@
 """Session data for the mmh tests: one miniature MMHS150K tree, converted once, with a feature LMDB written directly.
 
-Imported by the test modules (not a conftest.py, so `from conftest import ...` keeps meaning tests/conftest.py).
+Imported by the test modules (not a conftest.py, so `from mmf_pe_testing import ...` keeps meaning tests/conftest.py).
 Results are cached here so that every module shares one copy.
 """
 import contextlib
@@ -48,7 +48,7 @@ def run_mmf(opts, save_dir, data_dir, monkeypatch, predict=False):
     """MMF's own `mmf_run` / `mmf_predict` entry (mmf_cli.run.run) in this process; returns train.log's text."""
     from mmf_cli.run import run
 
-    from conftest import read_log
+    from mmf_pe_testing import read_log
 
     monkeypatch.setenv("MMF_DATA_DIR", data_dir)
     run(list(opts) + [f"env.save_dir={save_dir}"] + (["evaluation.predict=true"] if predict else []),

@@ -4,7 +4,7 @@ import csv
 import glob
 import os
 
-from conftest import metric_values, write_run_config
+from mmf_pe_testing import metric_values, write_run_config
 from mmf_pe import cli
 from mmf_pe.data.lmdb_features import read_keys, read_record
 from mmf_pe.data.tiny_hmd import write_tokenizer

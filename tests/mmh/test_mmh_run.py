@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import metric_values, write_run_config
+from mmf_pe_testing import metric_values, write_run_config
 from mmf_pe.data.checks import DataCheckError
 from mmh_fixtures import BASE, RUN_YAML, mini_mmh, mmh_features, read_jsonl, run_mmf, write_features  # noqa: F401
 

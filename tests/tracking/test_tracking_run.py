@@ -6,7 +6,7 @@ import os
 import pytest
 from PIL import Image
 
-from conftest import write_run_config
+from mmf_pe_testing import write_run_config
 from mmf_pe.tracking import find_metrics_file, read_events
 from tracking_helpers import wandb_history
 

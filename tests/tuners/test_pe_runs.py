@@ -6,7 +6,7 @@ import torch
 
 from tests.tuners.pe_helpers import METHODS
 from mmf_pe.tools.table1 import build_model
-from tests.conftest import write_run_config
+from mmf_pe_testing import write_run_config
 
 RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "training.max_updates=4",
        "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=2"]

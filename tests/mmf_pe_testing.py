@@ -1,0 +1,49 @@
+"""Helpers shared by the tests (importable as `mmf_pe_testing`: tests/ is on sys.path via the root conftest).
+
+A unique module name on purpose: several test folders have their own conftest.py, so `from conftest import ...` would
+pick whichever was imported first.
+"""
+import os
+import re
+import subprocess
+import sys
+
+from mmf_pe import REPO_ROOT
+
+PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
+BIN = os.path.dirname(sys.executable)
+
+
+def write_run_config(directory, base, *extra_yaml, tiny=True):
+    """A config file that includes a project config (e.g. 'hmd_pe.yaml') [+ tiny.yaml] + extra YAML snippets."""
+    os.makedirs(directory, exist_ok=True)
+    includes = [os.path.join(PROJECT, base)] + ([os.path.join(PROJECT, "tiny.yaml")] if tiny else [])
+    text = "includes:\n" + "".join(f"  - {path}\n" for path in includes)
+    for snippet in extra_yaml:
+        text += snippet if snippet.endswith("\n") else snippet + "\n"
+    path = os.path.join(str(directory), f"run_{os.path.splitext(base)[0]}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def mmf_subprocess(args, data_dir, cwd, tool="mmf_run", env=None, timeout=600, check=True):
+    """Run a console script of this venv; returns the CompletedProcess (stdout+stderr in .stdout)."""
+    environment = dict(os.environ, MMF_DATA_DIR=data_dir, **(env or {}))
+    command = [os.path.join(BIN, tool)] + list(args) if os.path.exists(os.path.join(BIN, tool)) else [tool] + list(args)
+    result = subprocess.run(command, cwd=cwd, env=environment, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{tool} failed ({result.returncode}):\n{result.stdout[-5000:]}")
+    return result
+
+
+def read_log(save_dir):
+    path = os.path.join(str(save_dir), "train.log")
+    with open(path) as f:
+        return f.read()
+
+
+def metric_values(log_text, name="val/hateful_memes/roc_auc"):
+    """All values of one metric in MMF's log lines ('name: value')."""
+    return [float(v) for v in re.findall(re.escape(name) + r": ([0-9.]+)", log_text)]
