@@ -43,10 +43,11 @@ class DemoSettings:
     runs: tuple = ("fc", "full", "pe", "text_only")
     tiny_model: bool = False
     seed: int = 0
+    threads: str = "auto"   # per process; see stage_threads
 
     def training_key(self):
         """What a finished training run depends on (a change retrains; data changes need a new --out)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "runs"}, sort_keys=True)
+        return json.dumps({k: v for k, v in asdict(self).items() if k not in ("runs", "threads")}, sort_keys=True)
 
 
 PRESETS = {
@@ -58,6 +59,27 @@ PRESETS = {
 
 def log(message):
     print(f"[demo] {message}", flush=True)
+
+
+def stage_threads(choice):
+    """CPU threads for the next stage: `choice` if a number; for "auto", 1 when the machine is busy right now (load
+    average >= cores: oversubscribed threads measured 3-10x slower on a shared 2-core machine), else torch's default.
+    A user's OMP_NUM_THREADS always stands."""
+    if str(choice) != "auto":
+        return int(choice)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
+    return 1 if busy else None
+
+
+def _env(data_dir, settings, stage):
+    env = dict(os.environ, MMF_DATA_DIR=data_dir)
+    threads = stage_threads(settings.threads)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    log(f"{stage}: {threads or 'default'} thread(s) per process")
+    return env
 
 
 def prepare_data(out, settings):
@@ -77,6 +99,11 @@ def prepare_data(out, settings):
     log("region features: torchvision Faster R-CNN with RANDOM weights "
         f"({settings.num_regions} regions x 2048, {settings.image_size} px)")
     started = time.time()
+    threads = stage_threads(settings.threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     extract_random_frcnn(paths, raw, settings.num_regions, settings.image_size)
     log(f"features ready in {time.time() - started:.0f} s")
     standardise(raw, os.path.join(features, "detectron.lmdb"), paths["annotations"])
@@ -162,7 +189,7 @@ def train(out, name, settings, data_dir):
     ]
     log(f"{name}: mmf_run {' '.join(command[1:4])} env.save_dir={save_dir}")
     started = time.time()
-    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(save_dir, "demo_mmf_run.log"), name)
+    _stream(command, _env(data_dir, settings, name), os.path.join(save_dir, "demo_mmf_run.log"), name)
     # Keep best.ckpt (what the report and `mmf_pe evaluate` use); per-update snapshots are large and not needed.
     shutil.rmtree(os.path.join(save_dir, "models"), ignore_errors=True)
     if os.path.exists(os.path.join(save_dir, "current.ckpt")):
@@ -172,7 +199,7 @@ def train(out, name, settings, data_dir):
     return save_dir
 
 
-def evaluate(save_dirs, data_dir):
+def evaluate(save_dirs, data_dir, settings):
     """Best checkpoints on test_seen and test_unseen (held out: never used for training or model selection), all
     runs in one `mmf_pe evaluate` process; runs evaluated earlier are skipped."""
     todo = [d for d in save_dirs if not _stamp(d).get("evaluated")]
@@ -180,8 +207,8 @@ def evaluate(save_dirs, data_dir):
         return
     log(f"test splits: mmf_pe evaluate {' '.join(os.path.basename(d) for d in todo)}")
     command = [sys.executable, "-m", "mmf_pe.cli", "evaluate"] + todo
-    _stream(command, dict(os.environ, MMF_DATA_DIR=data_dir), os.path.join(os.path.dirname(todo[0]),
-            "demo_evaluate.log"), "evaluate")
+    _stream(command, _env(data_dir, settings, "evaluate"), os.path.join(os.path.dirname(todo[0]), "demo_evaluate.log"),
+            "evaluate")
     for save_dir in todo:
         _set_stamp(save_dir, evaluated=True)
 
@@ -197,7 +224,7 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
     run_dirs = {}
     for name in settings.runs:
         run_dirs[name] = train(out, name, settings, paths["data_dir"])
-    evaluate(list(run_dirs.values()), paths["data_dir"])
+    evaluate(list(run_dirs.values()), paths["data_dir"], settings)
     return write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title)
 
 
