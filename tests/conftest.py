@@ -3,6 +3,9 @@
 `mmf_inprocess(opts)` calls MMF's own `mmf_cli.run.run` in this process (fast; used where isolation is not needed);
 `mmf_subprocess(...)` runs the real `mmf_run`/`mmf_predict` console scripts (true end-to-end paths).
 """
+import logging
+import sys
+
 import pytest
 
 from mmf_pe_testing import PROJECT, metric_values, mmf_subprocess, read_log, write_run_config  # noqa: F401
@@ -34,3 +37,27 @@ def mmf_inprocess(mmf_data_env):
         return read_log(save_dir)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def fresh_mmf_state():
+    """Each test starts with MMF's run state cleared: rc10 keeps processors (`<dataset>_text_processor`), the config and
+    the writer in its registry and reuses them, so an in-process run would otherwise inherit the previous run's
+    tokenizer; its log handlers would write to streams pytest has closed."""
+    _reset_mmf_state()
+    yield
+    _reset_mmf_state()
+
+
+def _reset_mmf_state():
+    registry_module = sys.modules.get("mmf.common.registry")
+    if registry_module is not None:
+        state = registry_module.registry.mapping["state"]
+        for key in list(state):
+            if key not in ("imports_setup", "pythia_path", "mmf_root"):
+                del state[key]
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name.startswith("mmf") or name in ("py.warnings", "stdout")):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()

@@ -50,7 +50,7 @@ def test_plain_mmf_run_from_any_directory_with_project_config(mmf_data_env, tmp_
     """`config=projects/visual_bert_pe/hmd_pe.yaml` resolves and visual_bert_pe is registered, with no MMF_USER_DIR;
     then mmf_predict writes its CSV."""
     with open(os.path.join(PROJECT, "tiny.yaml")) as f:
-        tiny = _dotlist(yaml.safe_load(f))
+        tiny = [item for item in _dotlist(yaml.safe_load(f)) if not item.startswith("dataset_config.mmh.")]
     save = tmp_path / "save"
     env = {"MMF_USER_DIR": ""}
     args = ["config=projects/visual_bert_pe/hmd_pe.yaml", *BASE, *tiny, f"env.save_dir={save}"]
