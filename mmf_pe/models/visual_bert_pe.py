@@ -105,6 +105,10 @@ class VisualBERTPE(VisualBERT):
                 trains |= train_layer_norms and "LayerNorm" in name
                 trains |= self.pe_config.train_visual_projection and name.startswith("embeddings.projection.")
                 parameter.requires_grad = trains
+        if self.training_mode == "fc" and self.config.get("train_visual_projection", False):
+            # FC + visual projection: for region features no pretrained projection exists for (e.g. the demo's)
+            for parameter in bert.embeddings.projection.parameters():
+                parameter.requires_grad = True
         for parameter in self.model.classifier.parameters():
             parameter.requires_grad = True
 

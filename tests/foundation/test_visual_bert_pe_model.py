@@ -139,3 +139,10 @@ def test_local_pretrained_bert_directory_loads_real_weights():
     key = next(k for k in weights if k.endswith("encoder.layer.3.attention.self.query.weight"))
     assert torch.equal(model.model.bert.encoder.layer[3].attention.self.query.weight, weights[key])
     assert model.model.bert.config.hidden_size == 384
+
+
+def test_fc_can_also_train_the_visual_projection():
+    model = build_model("fc", TINY + ["train_visual_projection=true"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {"model.bert.embeddings.projection.weight", "model.bert.embeddings.projection.bias"} <= trainable
+    assert all(n.startswith(("model.classifier.", "model.bert.embeddings.projection.")) for n in trainable)
