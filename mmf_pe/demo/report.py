@@ -5,7 +5,6 @@ import math
 import os
 
 from mmf_pe.demo import memes
-from mmf_pe.utils.io import atomic_write_text
 
 
 def _label_runs(run_dirs):
@@ -44,7 +43,8 @@ def _confounder_markdown(confounders):
 def write_report(out, run_dirs, settings, confounders, seconds, title):
     """report.md, summary.json and PNGs under `<out>/report`. Returns {markdown, summary, plots, table2}."""
     from mmf_pe.reporting.plots import make_plots
-    from mmf_pe.reporting.tables import table1_markdown, table1_rows, table2_markdown, table2_rows
+    from mmf_pe.reporting.report import write_report_files
+    from mmf_pe.reporting.tables import table1_markdown, table2_markdown
 
     report_dir = os.path.join(out, "report")
     os.makedirs(report_dir, exist_ok=True)
@@ -94,17 +94,8 @@ def write_report(out, run_dirs, settings, confounders, seconds, title):
         "Lookup accuracy = the best any caption-only (or scene-only) rule can do on that split; 0.5 = no signal.",
         _confounder_markdown(confounders),
     ]
-    if plots:
-        sections.append("## Plots")
-        sections += [f"### {caption}\n\n![{caption}]({os.path.basename(path)})" for caption, path in plots]
-    markdown = os.path.join(report_dir, "report.md")
-    atomic_write_text(markdown, "\n\n".join(sections) + "\n")
-    summary = os.path.join(report_dir, "summary.json")
-    rows = [{**row, **{k: dict(zip(("mean", "std", "n"), row[k])) for k in ("roc_auc", "accuracy", "binary_f1")}}
-            for row in table2_rows(runs)]
-    atomic_write_text(summary, json.dumps({"table1": table1_rows(runs), "table2": rows, "confounders": confounders,
-                                           "seconds": round(seconds, 1), "fc_trains_visual_projection": projection},
-                                          indent=2) + "\n")
+    markdown, summary = write_report_files(report_dir, sections, plots, runs, confounders=confounders,
+                                           seconds=round(seconds, 1), fc_trains_visual_projection=projection)
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": table2}
 
 

@@ -17,6 +17,29 @@ def _runs_markdown(runs, out_dir):
     return "\n".join(lines)
 
 
+def plots_markdown(plots):
+    """A '## Plots' section for [(caption, png path)] (the PNGs sit beside report.md)."""
+    if not plots:
+        return []
+    return ["## Plots"] + [f"### {caption}\n\n![{caption}]({os.path.basename(path)})" for caption, path in plots]
+
+
+def summary_tables(runs):
+    """Table I and II as JSON-ready rows (metric cells as {mean, std, n})."""
+    table2 = [{**row, **{k: dict(zip(("mean", "std", "n"), row[k])) for k in ("roc_auc", "accuracy", "binary_f1")}}
+              for row in table2_rows(runs)]
+    return {"table1": table1_rows(runs), "table2": table2}
+
+
+def write_report_files(out_dir, sections, plots, runs, **summary_extra):
+    """report.md (sections + plots) and summary.json (tables + extra keys), atomically. Returns both paths."""
+    markdown = os.path.join(out_dir, "report.md")
+    atomic_write_text(markdown, "\n\n".join(list(sections) + plots_markdown(plots)) + "\n")
+    summary = os.path.join(out_dir, "summary.json")
+    atomic_write_text(summary, json.dumps({**summary_tables(runs), **summary_extra}, indent=2) + "\n")
+    return markdown, summary
+
+
 def build_report(run_dirs, out_dir, title="mmf-pe report"):
     """Write `report.md`, plots and `summary.json` (the tables' numbers) under out_dir.
 
@@ -36,13 +59,5 @@ def build_report(run_dirs, out_dir, title="mmf-pe report"):
         "## Table I: parameters per mode", table1_markdown(runs),
         "## Table II: metrics per dataset, mode and split", table2_markdown(runs),
     ]
-    if plots:
-        sections.append("## Plots")
-        sections += [f"### {caption}\n\n![{caption}]({os.path.basename(path)})" for caption, path in plots]
-    markdown = os.path.join(out_dir, "report.md")
-    atomic_write_text(markdown, "\n\n".join(sections) + "\n")
-    summary = os.path.join(out_dir, "summary.json")
-    table2 = [{**row, **{k: dict(zip(("mean", "std", "n"), row[k])) for k in ("roc_auc", "accuracy", "binary_f1")}}
-              for row in table2_rows(runs)]
-    atomic_write_text(summary, json.dumps({"table1": table1_rows(runs), "table2": table2}, indent=2) + "\n")
+    markdown, summary = write_report_files(out_dir, sections, plots, runs)
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "runs": len(runs)}
