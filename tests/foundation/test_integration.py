@@ -85,8 +85,10 @@ def test_killed_run_resumes_from_last_checkpoint(mmf_data_env, tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    saved = sorted(int(os.path.basename(p)[6:-5]) for p in glob.glob(str(save / "models" / "model_*.ckpt")))
-    assert saved and saved[-1] < 400
+    # current.ckpt is what resume reads (written atomically, after models/model_<n>.ckpt)
+    last = torch.load(save / "current.ckpt", map_location="cpu", weights_only=True)["num_updates"]
+    assert 0 < last < 400
+    saved = [last]
 
     resumed = mmf_subprocess(args[:-4] + ["training.max_updates=" + str(saved[-1] + 10), "checkpoint.resume=True",
                                           "training.checkpoint_interval=5", "training.log_interval=5",
