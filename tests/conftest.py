@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mmf_pe_testing import PROJECT, metric_values, mmf_subprocess, read_log, write_run_config  # noqa: F401
+from mmf_pe_testing import read_log
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import numpy as np
 from mmf_pe.data.lmdb_features import LMDBFeatureWriter
 from mmf_pe.utils.io import atomic_write_text
 
-RULE = lambda w, r: w ^ r  # the label: text marker XOR region marker
 SPLITS = {"train": 64, "dev_seen": 32, "dev_unseen": 16, "test_seen": 16, "test_unseen": 16}
 WORDS = ["cat", "dog", "happy", "people", "when", "you", "they", "look", "like", "this", "day", "love", "hate"]
 
@@ -71,7 +70,7 @@ def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None):
                 next_id += 1
                 writer.put(image_id, _record(features, rng))
                 record = {"id": int(image_id), "img": f"img/{image_id}.png", "text": " ".join(words)}
-                record["label"] = RULE(word_flag, region_flag)
+                record["label"] = word_flag ^ region_flag  # text marker XOR region marker
                 lines.append(json.dumps(record))
             atomic_write_text(os.path.join(root, "annotations", f"{split}.jsonl"), "\n".join(lines) + "\n")
     write_tokenizer(paths["tokenizer"])
