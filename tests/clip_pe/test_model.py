@@ -58,6 +58,8 @@ def test_lora_starts_as_identity_and_only_lora_and_head_train(clip_hmd):
     assert lora.pe_parameter_names and all("lora_" in n for n in lora.pe_parameter_names)
     assert any(n.startswith("vision_model.") for n in lora.pe_parameter_names)
     assert any(n.startswith("text_model.") for n in lora.pe_parameter_names)
+    lora_a = dict(lora.clip.named_parameters())[next(n for n in lora.pe_parameter_names if "lora_A" in n)]
+    assert lora_a.shape[0] == 2, "pe.rank is honoured"
     _, with_grad = grads_after_step(lora, samples)
     assert all(n.startswith("head.") or "lora_" in n for n in with_grad)
     assert any("lora_B" in n for n in with_grad)
@@ -157,3 +159,14 @@ def test_clip_tokenizer_processor(clip_hmd):
     with pytest.raises(ValueError, match="max_seq_length"):
         CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_hmd["clip_dir"]},
                                                  "max_seq_length": 100}))
+
+
+def test_lora_settings_and_layers_from_the_top(clip_hmd):
+    model = build_model(clip_hmd["clip_dir"], training_mode="pe",
+                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1], "target_modules": ["k_proj"],
+                            "encoders": "text"})
+    depth = model.clip.config.text_config.num_hidden_layers
+    names = model.pe_parameter_names
+    assert names and all(n.startswith(f"text_model.encoder.layers.{depth - 1}.self_attn.k_proj.lora_") for n in names)
+    lora_a = dict(model.clip.named_parameters())[next(n for n in names if "lora_A" in n)]
+    assert lora_a.shape[0] == 3

@@ -42,32 +42,39 @@ def encode_texts(clip, input_ids, attention_mask, embedding):
     return pooled if embedding == "pooled" else clip.text_projection(pooled)
 
 
-def lora_target_regex(target_modules, encoders="both", layers=None):
-    """A regex matching only the attention projections meant (full-name match, as peft applies it)."""
+TOWER_CONFIGS = {"vision_model": "vision_config", "text_model": "text_config"}
+
+
+def lora_target_regex(clip, pe_config, target_modules, encoders="both"):
+    """A regex matching only the attention projections meant (full-name match, as peft applies it). `pe.layers`
+    (negative = from the top) and `pe.top_k_layers` are resolved per tower, whose depths may differ."""
     if encoders not in LORA_ENCODERS:
         raise ValueError(f"pe.encoders must be one of {sorted(LORA_ENCODERS)}, got {encoders!r}")
-    towers = "|".join(LORA_ENCODERS[encoders])
-    layer = r"\d+" if layers is None else "|".join(str(int(i)) for i in layers)
     modules = "|".join(re.escape(m) for m in target_modules)
-    return rf"(?:{towers})\.encoder\.layers\.(?:{layer})\.(?:self_attn|mlp)\.(?:{modules})"
+    towers = []
+    for tower in LORA_ENCODERS[encoders]:
+        depth = getattr(clip.config, TOWER_CONFIGS[tower]).num_hidden_layers
+        layers = "|".join(str(i) for i in pe_config.selected_layers(depth))
+        towers.append(rf"{tower}\.encoder\.layers\.(?:{layers})")
+    return rf"(?:{'|'.join(towers)})\.(?:self_attn|mlp)\.(?:{modules})"
 
 
 def inject_lora(clip, pe_config):
     """LoRA on CLIP's encoders through peft; returns the names (relative to `clip`) of the parameters it added.
 
     Keys (model_config.clip_pe.pe): rank (8), alpha (2*rank), dropout (0.0), target_modules ([q_proj, v_proj]),
-    encoders (both | vision | text), layers (null = all).
+    encoders (both | vision | text), layers / top_k_layers (null = all).
     """
     from peft import LoraConfig, inject_adapter_in_model
 
-    extra = pe_config.extra
-    rank = int(extra.get("rank", 8))
-    targets = list(extra.get("target_modules", ["q_proj", "v_proj"]))
+    rank = int(pe_config.rank)
+    targets = pe_config.target_modules or ["q_proj", "v_proj"]
+    targets = [targets] if isinstance(targets, str) else list(targets)
     config = LoraConfig(
         r=rank,
-        lora_alpha=float(extra.get("alpha", 2 * rank)),
-        lora_dropout=float(extra.get("dropout", 0.0)),
-        target_modules=lora_target_regex(targets, extra.get("encoders", "both"), pe_config.layers),
+        lora_alpha=float(pe_config.alpha if pe_config.alpha is not None else 2 * rank),
+        lora_dropout=float(pe_config.dropout),
+        target_modules=lora_target_regex(clip, pe_config, targets, pe_config.extra.get("encoders", "both")),
         bias="none",
     )
     inject_adapter_in_model(config, clip)
