@@ -74,10 +74,9 @@ def run_mode(args):
         # warm-up on one image (first-call allocations), then the timed run
         extract_features(paths[:1], os.path.join(args.work, args.mode + "_warm.lmdb"), progress=False,
                          detector_options=detector_options, **common, **options)
-        start = time.perf_counter()
         summary = extract_features(paths, out, progress=False, detector_options=detector_options, **common,
                                    **options)
-        seconds = time.perf_counter() - start
+        seconds = summary["seconds"]  # from the first image on, like the loop below (model building excluded)
         for path in paths:
             key = os.path.splitext(os.path.basename(path))[0]
             record = read_record(out, key)
@@ -102,7 +101,8 @@ def run_mode(args):
             features[key], features[key + "/bbox"] = record["features"], record["bbox"]
         seconds = time.perf_counter() - start
     np.savez(os.path.join(args.work, args.mode + ".npz"), **features)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # the larger of this process and its (decoding) worker: maxima of different processes do not add up
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     gpu = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
     print(json.dumps({"mode": args.mode, "images": len(paths), "seconds": seconds, "peak_rss_mb": peak / 1024,
                       "peak_gpu_mb": gpu}))

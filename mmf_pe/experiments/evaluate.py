@@ -139,7 +139,8 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
                     "training.tensorboard=False", f"dataset_config.{dataset}.annotations.test={json.dumps(paths)}"]
             if batch_size:
                 opts.append(f"training.batch_size={int(batch_size)}")
-            trainer = _build_trainer(opts + list(overrides))
+            # the forced options come last: a user's env.save_dir must not send rc10's checkpointer into the run
+            trainer = _build_trainer(list(overrides) + opts)
             _check_loaded(trainer, checkpoint_path)
             _, meter = trainer.evaluate(trainer.test_loader, use_tqdm=True)
             predictions = trainer.last_predictions

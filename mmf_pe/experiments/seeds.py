@@ -11,6 +11,9 @@ import sys
 
 from mmf_pe.tracking.jsonl import find_metrics_file, read_events
 
+# the run's own folders: never handed to `mmf_pe evaluate` (it must not write into the seeds root)
+RUN_DIR_KEYS = ("env.save_dir=", "env.log_dir=")
+
 
 def split_overrides(argv):
     """(options for argparse, MMF `key=value` overrides)."""
@@ -76,7 +79,8 @@ def main(argv=None):
             print(f"seed {seed}: {'resuming' if state == 'partial' else 'training'} in {save_dir}")
             commands = [python + ["run"] + mmf_options]
         if args.evaluate:
-            commands.append(python + ["evaluate", save_dir] + [o for o in overrides if o.startswith("env.")])
+            commands.append(python + ["evaluate", save_dir]
+                            + [o for o in overrides if o.startswith("env.") and not o.startswith(RUN_DIR_KEYS)])
         for command in commands:
             print("  $ mmf_pe " + " ".join(command[3:]), flush=True)
             if args.dry_run:

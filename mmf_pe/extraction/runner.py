@@ -108,7 +108,6 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
     list of these) into the MMF feature LMDB `out`. Re-running the same call resumes. Returns a summary dict
     (`failed` > 0 means some images are listed in `summary['failures_report']`)."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    started = time.time()
     shard = parse_shard(shard)
     if feature_dtype not in ("float32", "float16"):
         raise ValueError(f"feature_dtype must be float32 or float16, not {feature_dtype!r}")
@@ -147,6 +146,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
     autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
                 if precision == "bf16" else contextlib.nullcontext())
+    started = time.time()  # throughput is measured from here: model building and setup are not counted
     written = fallbacks = pending = 0
     last_commit = time.time()
     from tqdm import tqdm

@@ -4,6 +4,8 @@ rc10 shuffles with a RandomSampler (global RNG) in a 1-process run and with Dist
 counter, which advances by world_size per epoch) in a multi-process run, so a 4-GPU run never sees the batches a 1-GPU
 run sees. Here every run draws one permutation per epoch from `seed + epoch`; rank r of W takes every W-th index of it,
 so the per-rank batches of global step k (batch_size / W each) together are exactly the 1-process run's batch k.
+Exception: when the set does not divide evenly, DistributedSampler pads the epoch with repeated samples, so the last
+(partial) global batch of an epoch holds a few extra samples in a multi-process run.
 """
 from torch.utils.data import DataLoader, DistributedSampler
 

@@ -27,3 +27,5 @@ def test_dry_run_prints_commands(capsys, tmp_path):
                  "--evaluate", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("$ mmf_pe run config=c.yaml") == 2 and out.count("$ mmf_pe evaluate") == 2
+    evaluate_lines = [line for line in out.splitlines() if "$ mmf_pe evaluate" in line]
+    assert all("env.save_dir" not in line for line in evaluate_lines), "evaluate must not write into the seeds root"
