@@ -14,7 +14,7 @@ import time
 import lmdb
 import numpy as np
 
-from mmf_pe.data.lmdb_features import KEYS_ENTRY, LMDBFeatureWriter
+from mmf_pe.data.lmdb_features import LMDBFeatureWriter, read_keys
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 STATE_FILE = "extraction.json"
@@ -40,7 +40,7 @@ def open_output(path, settings, overwrite=False):
     """Open (or resume) the LMDB at `path` for these settings; returns (writer, state). Refuses to append to a
     database written with other settings or by another tool."""
     previous = read_state(path) if os.path.isdir(path) else None
-    if previous is None and os.path.exists(os.path.join(path, "data.mdb")) and _count_keys(path):
+    if previous is None and os.path.exists(os.path.join(path, "data.mdb")) and read_keys(path):
         raise ValueError(f"{path} is a feature LMDB not written by `mmf_pe extract` (no {STATE_FILE}); "
                          "choose a new --out")
     if previous is not None and not overwrite:
@@ -87,28 +87,6 @@ def write_npy(directory, key, record):
         atomic_write_bytes(os.path.join(directory, name), buffer.getvalue())
 
 
-def iter_records(path):
-    """(key, raw pickled bytes) for every image entry, in the order of the `keys` entry."""
-    env = lmdb.open(path, subdir=True, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            raw = txn.get(KEYS_ENTRY)
-            for key in pickle.loads(raw) if raw is not None else []:
-                yield key.decode("utf-8"), txn.get(key)
-    finally:
-        env.close()
-
-
-def _count_keys(path):
-    env = lmdb.open(path, subdir=True, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            raw = txn.get(KEYS_ENTRY)
-        return len(pickle.loads(raw)) if raw is not None else 0
-    finally:
-        env.close()
-
-
 def _remove_lmdb(path):
     for name in ("data.mdb", "lock.mdb", STATE_FILE, FAILURES_FILE):
         if os.path.exists(os.path.join(path, name)):
@@ -136,7 +114,7 @@ def merge(shard_paths, out, allow_incomplete=False, progress=True):
             raise ValueError(f"{path} was extracted with other settings than {shard_paths[0]}: {diff}")
     owner = {}
     for path in shard_paths:
-        for key, _ in iter_records(path):
+        for key in read_keys(path):
             if key in owner:
                 raise ValueError(f"image key {key!r} is in both {owner[key]} and {path}")
             owner[key] = path
