@@ -88,3 +88,20 @@ def read_record(path, key):
         return pickle.loads(raw)
     finally:
         env.close()
+
+
+def iter_records(path, keys=None):
+    """(key, record) for `keys` (default: every image, in the `keys` entry's order), in one read transaction."""
+    env = lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            if keys is None:
+                raw = txn.get(KEYS_ENTRY)
+                keys = [k.decode("utf-8") for k in pickle.loads(raw)] if raw is not None else []
+            for key in keys:
+                raw = txn.get(_key_bytes(key))
+                if raw is None:
+                    raise KeyError(f"{key!r} not in {path}")
+                yield key, pickle.loads(raw)
+    finally:
+        env.close()

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from mmf_pe.data.lmdb_features import LMDBFeatureWriter, read_keys, read_record
+from mmf_pe.data.lmdb_features import LMDBFeatureWriter, iter_records
 from mmf_pe.utils.io import atomic_write_text
 
 
@@ -40,12 +40,11 @@ def standardise(raw, out, annotations_dir):
     done = os.path.join(out, ".standardised")
     if os.path.exists(done):
         return out
-    rows = np.concatenate([read_record(raw, key)["features"] for key in _train_keys(annotations_dir)], axis=0)
+    rows = np.concatenate([r["features"] for _, r in iter_records(raw, _train_keys(annotations_dir))], axis=0)
     mean = rows.mean(axis=0, dtype=np.float64)
     std = rows.std(axis=0, dtype=np.float64) + 1e-6
     with LMDBFeatureWriter(out, map_size=1 << 32) as writer:
-        for key in read_keys(raw):
-            record = dict(read_record(raw, key))
+        for key, record in iter_records(raw):
             record["features"] = ((record["features"] - mean) / std).astype(np.float32)
             writer.put(key, record)
     atomic_write_text(done, json.dumps({"source": os.path.abspath(raw), "train_regions": int(rows.shape[0])}) + "\n")
@@ -58,8 +57,7 @@ def write_text_only(raw, out):
     if os.path.exists(done):
         return out
     with LMDBFeatureWriter(out, map_size=1 << 30) as writer:
-        for key in read_keys(raw):
-            record = read_record(raw, key)
+        for key, record in iter_records(raw):
             dim = record["features"].shape[1]
             writer.put(key, {
                 "features": np.zeros((1, dim), dtype=np.float32), "bbox": np.zeros((1, 4), dtype=np.float32),
