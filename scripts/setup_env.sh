@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtual environment with the pinned stack, MMF 1.0.0rc10 (--no-deps), and this checkout
 # installed editable with its compatibility-layer .pth. The environment is cached outside the checkout, keyed by the
-# pinned requirements, and linked as ./.venv. Re-running it changes nothing.
+# pinned requirements and the checkout's path, and linked as ./.venv. Re-running it changes nothing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-KEY="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-12)"
+# One environment per checkout and pinned requirements: the editable install points at one checkout, so two checkouts
+# sharing an environment would import each other's code.
+KEY="$({ cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt"; realpath "$ROOT"; } | sha256sum | cut -c1-12)"
 VENV="${MMF_PE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mmf-pe/venv-$KEY}"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 

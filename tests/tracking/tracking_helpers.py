@@ -53,10 +53,15 @@ def wandb_history(wandb_dir):
 
 
 def gather_worker(rank, world_size, store, out_dir, data):
-    """One process of the 2-process test: exact metrics through gather_predictions and the trainer mixin."""
+    """One process of the 2-process test: exact metrics through gather_predictions and the trainer mixin.
+
+    MMF is imported before the process group exists, as `mmf_run` does: modules imported later can capture the group
+    in default arguments (`group=group.WORLD`), so `destroy_process_group` would not free it and gloo's worker threads
+    would outlive the interpreter (SIGABRT at exit, `terminate called without an active exception`)."""
     import torch
     import torch.distributed as dist
 
+    _import_mmf()
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
         from mmf_pe.metrics import binary_metrics, gather_predictions
@@ -72,12 +77,17 @@ def gather_worker(rank, world_size, store, out_dir, data):
         dist.destroy_process_group()
 
 
-def _trainer_evaluate(mine):
-    """The mmf_pe trainer's evaluate() over a loader of this rank's batches: the meter's roc_auc."""
-    import torch
+def _import_mmf():
     from mmf_pe.compat import install
 
     install()
+    import mmf.trainers.base_trainer  # noqa: F401
+    import mmf_pe.tracking.hooks  # noqa: F401
+
+
+def _trainer_evaluate(mine):
+    """The mmf_pe trainer's evaluate() over a loader of this rank's batches: the meter's roc_auc."""
+    import torch
     from mmf.common.report import Report
     from mmf.common.sample import SampleList
     from mmf.modules.metrics import Metrics
