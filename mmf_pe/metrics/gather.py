@@ -46,12 +46,14 @@ def gather_predictions(scores, targets, ids=None):
     else:
         parts = [local]
     scores = np.concatenate([p["scores"] for p in parts], axis=0)
-    targets = np.concatenate([p["targets"] for p in parts], axis=0)
+    # An unlabelled split (targets None on every process) still gathers its scores and ids.
+    targets = None if all(p["targets"] is None for p in parts) else np.concatenate([p["targets"] for p in parts], 0)
     if any(p["ids"] is None for p in parts):
         return scores, targets, None
     ids = np.concatenate([p["ids"].reshape(len(p["scores"]), -1)[:, 0] for p in parts], axis=0)
     if len(parts) > 1:
         _, first = np.unique(ids, return_index=True)
         keep = np.sort(first)
-        scores, targets, ids = scores[keep], targets[keep], ids[keep]
+        scores, ids = scores[keep], ids[keep]
+        targets = None if targets is None else targets[keep]
     return scores, targets, ids

@@ -29,6 +29,19 @@ def test_binary_metrics_follow_rc10_definitions():
 def test_gather_without_process_group_only_converts():
     scores, targets, ids = gather_predictions(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), torch.arange(4))
     assert scores.shape == (4, 2) and targets.tolist() == [0, 1, 0, 1] and ids.tolist() == [0, 1, 2, 3]
+    scores, targets, ids = gather_predictions(torch.randn(3, 2), None, torch.arange(3))  # an unlabelled split
+    assert scores.shape == (3, 2) and targets is None and ids.tolist() == [0, 1, 2]
+
+
+def test_unlabelled_predictions_file(tmp_path):
+    from mmf_pe.tracking.session import write_predictions
+
+    path = tmp_path / "test.csv"
+    write_predictions(str(path), {"scores": np.array([[0.0, 2.0], [1.0, 0.0]]), "targets": None,
+                                  "ids": np.array([11, 12])})
+    rows = path.read_text().splitlines()
+    assert rows[0] == "id,proba,target,prediction" and rows[1].startswith("11,") and rows[1].endswith(",,1")
+    assert rows[2].startswith("12,") and rows[2].endswith(",,0")
 
 
 def _constructed_case():
@@ -59,3 +72,6 @@ def test_global_auroc_over_two_gloo_processes(tmp_path):
         assert result["gathered"]["roc_auc"] == pytest.approx(expected)
         assert result["trainer"]["roc_auc"] == pytest.approx(expected, abs=1e-6)
         assert result["trainer"]["n"] == 8
+        unlabelled = result["unlabelled"]  # a split without labels: scores and ids gathered, no metric invented
+        assert unlabelled["targets"] is None and sorted(unlabelled["ids"]) == list(range(8)) and unlabelled["n"] == 8
+        assert len(unlabelled["scores"]) == 8 and not any("roc_auc" in name for name in unlabelled["meters"])

@@ -71,6 +71,7 @@ def gather_worker(rank, world_size, store, out_dir, data):
                                                   torch.tensor(mine["ids"]))
         result = {"gathered": binary_metrics(scores, targets), "n": len(targets), "ids": ids.tolist()}
         result["trainer"] = _trainer_evaluate(mine)
+        result["unlabelled"] = _trainer_evaluate(mine, labelled=False)
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(result, f)
     finally:
@@ -85,8 +86,9 @@ def _import_mmf():
     import mmf_pe.tracking.hooks  # noqa: F401
 
 
-def _trainer_evaluate(mine):
-    """The mmf_pe trainer's evaluate() over a loader of this rank's batches: the meter's roc_auc."""
+def _trainer_evaluate(mine, labelled=True):
+    """The mmf_pe trainer's evaluate() over a loader of this rank's batches: the meter's roc_auc (labelled), or
+    what an unlabelled split leaves for the prediction files."""
     import torch
     from mmf.common.report import Report
     from mmf.common.sample import SampleList
@@ -106,7 +108,8 @@ def _trainer_evaluate(mine):
     def batch(rows):
         sample = SampleList()
         sample.add_field("logits", torch.tensor([mine["scores"][i] for i in rows]))
-        sample.add_field("targets", torch.tensor([mine["targets"][i] for i in rows]))
+        if labelled:
+            sample.add_field("targets", torch.tensor([mine["targets"][i] for i in rows]))
         sample.add_field("id", torch.tensor([mine["ids"][i] for i in rows]))
         sample.add_field("dataset_type", "val")
         sample.add_field("dataset_name", "toy")
@@ -116,4 +119,8 @@ def _trainer_evaluate(mine):
     loader = [batch(range(0, n // 2)), batch(range(n // 2, n))]
     trainer = Trainer()
     report, meter = trainer.evaluate(loader)
+    if not labelled:
+        kept = trainer.last_predictions
+        return {"targets": kept["targets"], "ids": kept["ids"].tolist(), "n": int(report.batch_size),
+                "scores": report["scores"].tolist(), "meters": sorted(meter.meters)}
     return {"roc_auc": meter.meters["val/toy/roc_auc"].global_avg, "n": int(report.batch_size)}
