@@ -71,8 +71,26 @@ def test_wandb_offline_run_holds_the_logged_metrics(tracked_run):
                 assert SECRET.encode() not in f.read(), path
 
 
-def test_tensorboard_events_written(tracked_run):
-    assert glob.glob(os.path.join(tracked_run["save_dir"], "logs", "tensorboard*", "events.out.tfevents.*"))
+def test_tensorboard_holds_rc10_scalars_and_ours(tracked_run):
+    """rc10's writer logs the meter's scalars; ours adds lr, a PR curve per evaluation and the parameter counts."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = glob.glob(os.path.join(tracked_run["save_dir"], "logs", "tensorboard*", "events.out.tfevents.*"))
+    assert files
+    tags = {"scalars": set(), "tensors": set()}
+    steps = {}
+    for path in files:
+        events = EventAccumulator(path, size_guidance={"tensors": 0, "scalars": 0}).Reload()
+        for kind in tags:
+            for tag in events.Tags()[kind]:
+                tags[kind].add(tag)
+                read = events.Scalars if kind == "scalars" else events.Tensors
+                steps.setdefault(tag, set()).update(event.step for event in read(tag))
+    assert {"val/hateful_memes/roc_auc", "train/lr"} <= tags["scalars"], tags["scalars"]
+    assert {10, 20} <= steps["val/hateful_memes/roc_auc"] and {5, 10, 15, 20} <= steps["train/lr"]
+    assert "val/hateful_memes/pr_curve" in tags["tensors"], tags["tensors"]
+    assert {10, 20} <= steps["val/hateful_memes/pr_curve"]
+    assert any(tag.startswith("run/parameters") for tag in tags["tensors"])
 
 
 def test_evaluate_then_report(tracked_run, monkeypatch):
