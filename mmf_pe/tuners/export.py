@@ -10,13 +10,13 @@ shapes before copying anything, and never unpickles: safetensors and JSON only (
 """
 import argparse
 import glob
-import hashlib
 import json
 import os
 
 import torch
 
 from mmf_pe.tuners.peft_methods import base_key
+from mmf_pe.utils.fingerprint import tensors_digest
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 FORMAT = "mmf_pe.adapter/1"
@@ -41,15 +41,9 @@ def trained_state(model):
 def base_fingerprint(model, exclude=None):
     """sha256 over names (base names: peft's `.base_layer` removed), shapes, dtypes and bytes of the frozen weights."""
     exclude = set(trained_state(model)) if exclude is None else set(exclude)
-    digest = hashlib.sha256()
-    count = 0
     named = {base_key(name): p for name, p in model.named_parameters() if name not in exclude}
-    for name in sorted(named):
-        tensor = named[name].detach().contiguous().cpu()
-        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-        count += tensor.numel()
-    return {"algorithm": "sha256", "digest": digest.hexdigest(), "num_tensors": len(named), "num_parameters": count}
+    return {"algorithm": "sha256", "digest": tensors_digest(named), "num_tensors": len(named),
+            "num_parameters": sum(p.numel() for p in named.values())}
 
 
 def save_adapter(model, out_dir, source=None):

@@ -2,9 +2,8 @@
 import hashlib
 import re
 
-import torch
-
 from mmf_pe.models.clip_pe.processors import check_clip_dir
+from mmf_pe.utils.fingerprint import tensors_digest
 
 EMBEDDINGS = ("pooled", "projected")
 LORA_ENCODERS = {"both": ("vision_model", "text_model"), "vision": ("vision_model",), "text": ("text_model",)}
@@ -86,10 +85,5 @@ def inject_lora(clip, pe_config):
 
 
 def weights_fingerprint(module):
-    """blake2b over every tensor's name, dtype, shape and bytes: the identity of the encoder weights."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """The identity of the encoder weights (names, dtypes, shapes, bytes), short enough for a cache folder name."""
+    return tensors_digest(module.state_dict(), hashlib.blake2b(digest_size=16))
