@@ -81,15 +81,22 @@ def _build_trainer(opts):
     return trainer
 
 
-def _check_loaded(trainer, checkpoint):
-    """rc10 loads checkpoints with strict=False: refuse to score a model whose weights did not all come from it."""
+def _checkpoint_keys(checkpoint):
+    """The weight names a checkpoint holds (read once, without unpickling arbitrary objects)."""
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise EvaluateError(f"{checkpoint}: cannot be read with torch.load(weights_only=True) ({error})") from None
     state = state.get("model", state)
-    saved = {k[len("module."):] if k.startswith("module.") else k for k in state}
+    return {k[len("module."):] if k.startswith("module.") else k for k in state}
+
+
+def _check_loaded(trainer, saved_keys, checkpoint):
+    """rc10 loads checkpoints with strict=False: refuse to score a model whose weights did not all come from it."""
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    missing = [k for k in model.state_dict() if k not in saved]
+    missing = [k for k in model.state_dict() if k not in saved_keys]
     if missing:
         raise EvaluateError(f"{checkpoint} lacks {len(missing)} of the model's weights (e.g. {missing[:3]}); "
                             "was it written by this run's model?")
@@ -128,6 +135,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
     else:
         pending_info = None
     tracker = JsonlTracker(log_dir)
+    saved_keys = _checkpoint_keys(checkpoint_path)
     results = OrderedDict()
     for name, paths in chosen.items():
         scratch = tempfile.mkdtemp(prefix="mmf_pe_evaluate_")
@@ -141,7 +149,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
                 opts.append(f"training.batch_size={int(batch_size)}")
             # the forced options come last: a user's env.save_dir must not send rc10's checkpointer into the run
             trainer = _build_trainer(list(overrides) + opts)
-            _check_loaded(trainer, checkpoint_path)
+            _check_loaded(trainer, saved_keys, checkpoint_path)
             _, meter = trainer.evaluate(trainer.test_loader, use_tqdm=True)
             predictions = trainer.last_predictions
         finally:

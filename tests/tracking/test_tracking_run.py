@@ -118,3 +118,23 @@ def test_evaluate_then_report(tracked_run, monkeypatch):
     for path in paths["plots"]:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_evaluate_refuses_a_checkpoint_missing_weights(tracked_run, monkeypatch):
+    """rc10 loads with strict=False; evaluate must not score a half-random model."""
+    import torch
+
+    from mmf_pe.experiments.evaluate import EvaluateError, evaluate_run
+
+    monkeypatch.setenv("MMF_DATA_DIR", tracked_run["data"]["data_dir"])
+    checkpoint = torch.load(os.path.join(tracked_run["save_dir"], "best.ckpt"), map_location="cpu", weights_only=True)
+    dropped = sorted(checkpoint["model"])[:2]
+    for name in dropped:
+        del checkpoint["model"][name]
+    partial = os.path.join(tracked_run["save_dir"], "partial.ckpt")
+    torch.save(checkpoint, partial)
+    try:
+        with pytest.raises(EvaluateError, match=r"partial\.ckpt lacks 2 of the model's weights"):
+            evaluate_run(tracked_run["save_dir"], splits=["test_seen"], checkpoint="partial.ckpt")
+    finally:
+        os.remove(partial)
