@@ -103,3 +103,12 @@ def test_odd_split_lines_are_reported(tmp_path, raw, reason):
     converter.run()
     assert [(s["id"], s["where"].endswith("val_ids.txt:1")) for s in converter.skipped] == [(raw, True)]
     assert reason in converter.skipped[0]["reason"]
+
+
+def test_default_output_is_mmf_data_dir_layout(mini_mmh, tmp_path, monkeypatch):
+    """Without --out/--data-dir the converter writes where rc10's `env.data_dir` resolves: $MMF_DATA_DIR/..."""
+    data_dir = tmp_path / "mmf_data"
+    monkeypatch.setenv("MMF_DATA_DIR", str(data_dir))
+    assert convert.main(["--src", mini_mmh["src"]["root"], "--workers", "1"]) == 0
+    out = data_dir / "datasets" / "mmh" / "defaults"
+    assert _annotations(str(out)) == _annotations(mini_mmh["root"])

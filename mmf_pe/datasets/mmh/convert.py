@@ -38,12 +38,10 @@ class ConversionError(RuntimeError):
 
 
 def default_data_dir():
-    """MMF's data directory: $MMF_DATA_DIR, else <MMF cache dir>/data as MMF resolves it."""
-    if os.environ.get("MMF_DATA_DIR"):
-        return os.environ["MMF_DATA_DIR"]
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
-    cache = os.environ.get("MMF_CACHE_DIR") or os.path.join(torch_home, "mmf")
-    return os.path.join(os.path.expanduser(cache), "data")
+    """MMF's data directory exactly as rc10 resolves `env.data_dir`: $MMF_DATA_DIR, else <MMF cache dir>/data."""
+    from mmf.utils.configuration import resolve_dir
+
+    return resolve_dir("MMF_DATA_DIR", "data")
 
 
 def find_source(src):
