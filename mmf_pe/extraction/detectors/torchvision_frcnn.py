@@ -8,7 +8,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import FrozenBatchNorm2d, roi_align
+from torchvision.ops import FrozenBatchNorm2d, clip_boxes_to_image, roi_align
 
 from mmf_pe.extraction.detectors.base import Detector, check_state_dict, load_checkpoint, seeded_init
 
@@ -89,7 +89,7 @@ class TorchvisionFRCNN(Detector):
         for i, props in enumerate(proposals):
             end = start + len(props)
             scores = torch.softmax(logits[start:end], dim=-1)
-            boxes_i = _clip(class_boxes[start:end, 1:], sizes[i])
+            boxes_i = clip_boxes_to_image(class_boxes[start:end, 1:], sizes[i])
             head_i = box_features[start:end]
             outputs.append((props, scores, boxes_i, self._feature_fn(body["3"][i: i + 1], fpn, i, head_i, sizes)))
             start = end
@@ -108,11 +108,3 @@ class TorchvisionFRCNN(Detector):
             return self.model.roi_heads.box_head(pooled)
 
         return features
-
-
-def _clip(boxes, size):
-    height, width = size
-    boxes = boxes.clone()
-    boxes[..., 0::2] = boxes[..., 0::2].clamp(0, width)
-    boxes[..., 1::2] = boxes[..., 1::2].clamp(0, height)
-    return boxes

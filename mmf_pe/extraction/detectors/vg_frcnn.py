@@ -11,7 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import nms, roi_pool
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import clip_boxes_to_image, nms, roi_pool
 
 from mmf_pe.extraction.detectors.base import (
     Detector, check_state_dict, load_checkpoint, resize_bilinear, seeded_init, shortest_edge_size,
@@ -131,7 +132,7 @@ class RPN(nn.Module):
         for i, (height, width) in enumerate(sizes):
             k = min(self.pre_nms_topk, logits.shape[1])
             scores, top = logits[i].topk(k)
-            boxes = clip(decode(deltas[i, top], anchors[top], (1.0, 1.0, 1.0, 1.0)), height, width)
+            boxes = clip_boxes_to_image(decode(deltas[i, top], anchors[top], (1.0, 1.0, 1.0, 1.0)), (height, width))
             keep = ((boxes[:, 2] - boxes[:, 0]) > 0) & ((boxes[:, 3] - boxes[:, 1]) > 0)
             boxes, scores = boxes[keep], scores[keep]
             keep = nms(boxes, scores, self.nms_thresh)[: self.post_nms_topk]
@@ -180,21 +181,10 @@ class GeneralizedRCNN(nn.Module):
 
 
 def decode(deltas, boxes, weights):
-    """detectron2's Box2BoxTransform.apply_deltas (no +1), deltas (..., 4) for boxes (..., 4)."""
-    wx, wy, ww, wh = weights
-    widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
-    cx, cy = boxes[..., 0] + 0.5 * widths, boxes[..., 1] + 0.5 * heights
-    dx, dy = deltas[..., 0] / wx, deltas[..., 1] / wy
-    dw = (deltas[..., 2] / ww).clamp(max=SCALE_CLAMP)
-    dh = (deltas[..., 3] / wh).clamp(max=SCALE_CLAMP)
-    px, py = dx * widths + cx, dy * heights + cy
-    pw, ph = torch.exp(dw) * widths, torch.exp(dh) * heights
-    return torch.stack([px - 0.5 * pw, py - 0.5 * ph, px + 0.5 * pw, py + 0.5 * ph], dim=-1)
-
-
-def clip(boxes, height, width):
-    return torch.stack([boxes[..., 0].clamp(0, width), boxes[..., 1].clamp(0, height),
-                        boxes[..., 2].clamp(0, width), boxes[..., 3].clamp(0, height)], dim=-1)
+    """detectron2's Box2BoxTransform.apply_deltas (no +1) by torchvision's BoxCoder: deltas (N, K, 4) or (N, 4)
+    for boxes (N, 4), the same shape back."""
+    coder = BoxCoder(weights, bbox_xform_clip=SCALE_CLAMP)
+    return coder.decode_single(deltas.reshape(len(boxes), -1), boxes).reshape(deltas.shape)
 
 
 class VGPreprocess:
@@ -270,7 +260,7 @@ class VGFasterRCNN(Detector):
             end = start + len(props)
             scores = torch.softmax(logits[start:end], dim=-1)
             per_class = deltas[start:end].view(end - start, -1, 4)
-            class_boxes = clip(decode(per_class, props[:, None, :], (10.0, 10.0, 5.0, 5.0)), height, width)
+            class_boxes = clip_boxes_to_image(decode(per_class, props, (10.0, 10.0, 5.0, 5.0)), (height, width))
             outputs.append((props, scores, class_boxes, self._feature_fn(features[len(outputs)], pooled[start:end])))
             start = end
         return outputs
