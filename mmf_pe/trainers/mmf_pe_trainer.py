@@ -25,6 +25,32 @@ class MMFPETrainer(TrackingTrainerMixin, BaseTrainer):  # tracking + exact globa
         if hasattr(model, "describe"):
             self.writer.write(model.describe())
 
+    def load_extras(self):
+        super().load_extras()  # rc10 loads checkpoints here (base weights, or a resumed training state)
+        self._load_exported_adapter()
+
+    def _load_exported_adapter(self):
+        """`model_config.<model>.load_adapter`: an `mmf_pe export-adapter` directory put onto the model after its
+        base weights are in (so the fingerprint check sees them). Skipped when a training state was resumed: that
+        checkpoint already holds the adapter as trained since."""
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        adapter_dir = model.config.get("load_adapter", None)
+        if not adapter_dir:
+            return
+        if self.num_updates > 0:
+            self.writer.write(f"load_adapter={adapter_dir} not applied: training resumed at update {self.num_updates}")
+            return
+        from mmf_pe.tuners.export import load_adapter
+
+        merge = bool(model.config.get("merge_adapter", False))
+        if merge and "train" in self.run_type:
+            raise ValueError("model_config.*.merge_adapter=True is for evaluation / prediction; with run_type="
+                             f"{self.run_type} the merged LoRA/IA3 weights would no longer be the ones trained")
+        check = bool(model.config.get("load_adapter_check_fingerprint", True))
+        exported = load_adapter(model, adapter_dir, merge=merge, check_fingerprint=check)
+        self.writer.write(f"Loaded adapter {adapter_dir}: {exported['num_parameters']:,} parameters "
+                          f"({exported['training_mode']}, pe.method={(exported.get('pe') or {}).get('method')})")
+
     def _set_device(self):
         ddp.set_device(self)  # rc10 puts every distributed run on CUDA (mmf_pe/launch/ddp.py)
 

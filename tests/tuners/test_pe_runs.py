@@ -6,7 +6,7 @@ import torch
 
 from tests.tuners.pe_helpers import METHODS
 from mmf_pe.tools.table1 import build_model
-from mmf_pe_testing import write_run_config
+from mmf_pe_testing import metric_values, write_run_config
 
 RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "training.max_updates=4",
        "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=2"]
@@ -52,3 +52,21 @@ def test_short_mmf_run_trains_only_the_method(method, mmf_inprocess, tmp_path):
         assert main([str(save), str(tmp_path / "adapter")]) == 0
         assert os.path.getsize(tmp_path / "adapter" / "adapter_model.safetensors") < 0.1 * os.path.getsize(
             save / "current.ckpt")
+        _exported_adapter_scores_like_the_run(opts, log, tmp_path, mmf_inprocess)
+
+
+def _exported_adapter_scores_like_the_run(opts, train_log, tmp_path, mmf_inprocess):
+    """`model_config.visual_bert_pe.load_adapter`: base checkpoint + export (merged or not) evaluate val exactly as
+    the run's best checkpoint did; without the base weights the fingerprint check refuses it."""
+    from mmf_pe.tuners.export import AdapterMismatchError
+
+    expected = metric_values(train_log, "val/total_loss")[-1]  # rc10's final validation = the best checkpoint
+    evaluate = [o for o in opts if not o.startswith("run_type=")] + [
+        "run_type=val", f"model_config.visual_bert_pe.load_adapter={tmp_path / 'adapter'}"]
+    for merge in ("False", "True"):
+        log = mmf_inprocess(evaluate + [f"model_config.visual_bert_pe.merge_adapter={merge}"], tmp_path / f"eval{merge}")
+        assert "Loaded adapter" in log
+        assert metric_values(log, "val/total_loss")[-1] == pytest.approx(expected, abs=1e-4)
+    without_base = [o for o in evaluate if not o.startswith("checkpoint.resume")]
+    with pytest.raises(AdapterMismatchError, match="base weights differ"):
+        mmf_inprocess(without_base, tmp_path / "eval_no_base")
