@@ -48,6 +48,7 @@ FIXES = {
     "F13": _patch("mmf.utils.distributed", after=fixes.patch_distributed_init),
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
+    "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
 }
 FIX_IDS = list(FIXES)
 

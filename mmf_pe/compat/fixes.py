@@ -366,6 +366,55 @@ def patch_run_local_rank(module):
     module.distributed_main = distributed_main
 
 
+# --- F16: a gloo rank aborts at exit (SIGABRT) after a finished run ------------------------------------------------
+def patch_release_process_group_at_exit(module):
+    """F16. `terminate called without an active exception`, exit code -6 (SIGABRT) on a rank of a multi-process gloo
+    run after "Finished run"; torchrun then kills the other ranks and reports the job failed (seen 1 in 10 runs).
+
+    Cause: rc10 never ends the process group, so gloo's worker threads live into interpreter shutdown. A worker that
+    releases its last collective (e.g. the non-root side of rc10's `reduce_dict`) needs the GIL for the tensor's
+    Python object; during finalisation that thread is torn down from inside C++ and the process aborts
+    (pytorch/pytorch#190489; an upstream atexit fix, #179291, was abandoned). Destroying the group does not join the
+    workers here: a DDP-wrapped model keeps the group alive in C++. Fix: once rc10's `distributed_init` has set the
+    group up, an atexit handler (run while the interpreter is whole) drains it — a barrier, bounded by a timeout,
+    after which every earlier collective of every rank has run; a short GIL-free pause for the workers to release
+    them — then destroys it. Test: test_f16_*.
+    """
+    import atexit
+
+    original = module.distributed_init
+
+    def distributed_init(config):
+        rank = original(config)
+        if not getattr(distributed_init, "exit_handler", False):
+            atexit.register(release_process_group)
+            distributed_init.exit_handler = True
+        return rank
+
+    distributed_init.__wrapped__ = original
+    module.distributed_init = distributed_init
+
+
+def release_process_group(barrier_timeout_s=60.0, pause_s=0.1):
+    """Drain and destroy the default process group, if any (F16's exit handler)."""
+    import datetime
+    import gc
+    import time
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_world_size() > 1 and dist.get_backend() == "gloo":
+        try:  # a rank that died or hangs elsewhere must not keep this one from exiting
+            dist.barrier(async_op=True).wait(timeout=datetime.timedelta(seconds=barrier_timeout_s))
+        except Exception as error:
+            print(f"mmf_pe: exit barrier incomplete ({error}); ending the process group anyway", flush=True)
+        time.sleep(pause_s)
+    dist.destroy_process_group()
+    gc.collect()
+
+
 # --- F15: `key=false` on the command line is the string "false" ---------------------------------------------------------
 def patch_dotlist_booleans(module):
     """F15. `training.wandb.enabled=false` turns tracking ON, `checkpoint.resume=true` silently does not resume.

@@ -1,4 +1,4 @@
-"""Compat fixes F12-F14: each shown failing on rc10's own code, then fixed (no GPU and no second process needed)."""
+"""Compat fixes F12-F14 and F16: each shown failing on rc10's own code (or without the fix), then fixed; no GPU needed."""
 import importlib.util
 import os
 import pickle
@@ -105,3 +105,60 @@ def test_f14_still_picklable_for_spawn():
     import mmf_cli.run as run
 
     assert pickle.loads(pickle.dumps(run.distributed_main)) is run.distributed_main
+
+
+def test_f16_exit_handler_registered_once_after_init(pristine_distributed, monkeypatch):
+    import atexit
+
+    module = pristine_distributed
+    registered = []
+    monkeypatch.setattr(atexit, "register", lambda function: registered.append(function))
+    monkeypatch.setattr(module, "distributed_init", lambda config: 1)  # rc10's (with F13) set the group up
+    fixes.patch_release_process_group_at_exit(module)
+    assert module.distributed_init(None) == 1 and module.distributed_init(None) == 1
+    assert registered == [fixes.release_process_group]
+
+
+def _f16_rank(rank, store, out_dir):
+    """One rank of a 2-process gloo group set up by rc10's own (patched) distributed_init, like a real run's."""
+    import atexit
+
+    from mmf_pe.compat import install
+
+    install()
+    import mmf.utils.distributed as distributed
+
+    def record():  # registered before the group exists, so it runs after F16's handler (atexit is LIFO)
+        with open(os.path.join(out_dir, f"rank{rank}"), "w") as f:
+            f.write(str(dist.is_initialized()))
+
+    atexit.register(record)
+    config = OmegaConf.create({"distributed": {"world_size": 2, "rank": rank, "backend": "gloo",
+                                               "init_method": f"file://{store}"}})
+    distributed.distributed_init(config)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    model(torch.ones(1, 2)).sum().backward()
+    distributed.reduce_dict({"loss": torch.ones(1)})  # rc10's last collective of a run: a reduce to rank 0
+
+
+@pytest.mark.parametrize("skip", ["", "F16"])
+def test_f16_group_drained_and_destroyed_before_shutdown(skip, tmp_path):
+    """With F16 both ranks have ended the group when the interpreter shuts down; without it the group is left to
+    shutdown (where the abort happens). Runs the ranks with and without the fix (MMF_PE_COMPAT_SKIP)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.path.insert(0, sys.argv[3]); import test_dist_compat as t; "
+              "t._f16_rank(int(sys.argv[1]), sys.argv[2], sys.argv[4])")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MMF_PE_COMPAT_SKIP=skip)
+    here = os.path.dirname(os.path.abspath(__file__))
+    ranks = [subprocess.Popen([sys.executable, "-c", script, str(r), str(tmp_path / "store"), here, str(tmp_path)],
+                              env=env, cwd=here, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(2)]
+    outputs = [p.communicate(timeout=180)[0] for p in ranks]
+    at_exit = [open(tmp_path / f"rank{r}").read() for r in range(2)]
+    if skip == "":
+        assert [p.returncode for p in ranks] == [0, 0], outputs
+        assert at_exit == ["False", "False"], outputs
+    else:  # without the fix the group is still up at shutdown (and now and then a rank aborts there: -6)
+        assert at_exit == ["True", "True"] and {p.returncode for p in ranks} <= {0, -6}, outputs
