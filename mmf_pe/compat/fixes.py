@@ -405,7 +405,8 @@ def release_process_group(barrier_timeout_s=60.0, pause_s=0.1):
 
     if not (dist.is_available() and dist.is_initialized()):
         return
-    if dist.get_world_size() > 1 and dist.get_backend() == "gloo":
+    crashed = hasattr(sys, "last_value")  # set for an uncaught exception: the other ranks will not come to a barrier
+    if dist.get_world_size() > 1 and dist.get_backend() == "gloo" and not crashed:
         try:  # a rank that died or hangs elsewhere must not keep this one from exiting
             dist.barrier(async_op=True).wait(timeout=datetime.timedelta(seconds=barrier_timeout_s))
         except Exception as error:

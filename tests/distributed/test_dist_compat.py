@@ -162,3 +162,26 @@ def test_f16_group_drained_and_destroyed_before_shutdown(skip, tmp_path):
         assert at_exit == ["False", "False"], outputs
     else:  # without the fix the group is still up at shutdown (and now and then a rank aborts there: -6)
         assert at_exit == ["True", "True"] and {p.returncode for p in ranks} <= {0, -6}, outputs
+
+
+def test_f16_crashing_rank_skips_the_exit_barrier(monkeypatch):
+    """After an uncaught exception the other ranks will not come to a barrier: end the group at once, no 60 s wait."""
+    import sys
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda *a, **k: "gloo")
+    monkeypatch.setattr(dist, "barrier", lambda **kwargs: calls.append("barrier") or _DoneWork())
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    fixes.release_process_group(pause_s=0)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    monkeypatch.setattr(sys, "last_value", RuntimeError("the run failed"), raising=False)
+    fixes.release_process_group(pause_s=0)
+    assert calls == ["destroy"]
+
+
+class _DoneWork:
+    def wait(self, timeout=None):
+        return True
