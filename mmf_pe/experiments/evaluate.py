@@ -82,14 +82,13 @@ def _build_trainer(opts):
 
 
 def _checkpoint_keys(checkpoint):
-    """The weight names a checkpoint holds (read once, without unpickling arbitrary objects)."""
-    import torch
+    """The weight names a checkpoint holds (read once, safely: the exporter's reader, tensors memory-mapped)."""
+    from mmf_pe.tuners.export import read_checkpoint
 
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise EvaluateError(f"{checkpoint}: cannot be read with torch.load(weights_only=True) ({error})") from None
-    state = state.get("model", state)
+        state, _ = read_checkpoint(checkpoint)
+    except (ValueError, FileNotFoundError) as error:
+        raise EvaluateError(str(error)) from None
     return {k[len("module."):] if k.startswith("module.") else k for k in state}
 
 

@@ -148,7 +148,7 @@ def find_checkpoint(source, which="best"):
 def read_checkpoint(path):
     """(state dict, config dict) of an MMF checkpoint, read without unpickling arbitrary objects."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # read only what is used
     except Exception as error:  # weights_only refuses arbitrary classes: say so instead of unpickling
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({error}); "
                          "only plain MMF checkpoints (tensors and containers) are accepted") from None
