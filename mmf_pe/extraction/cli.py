@@ -19,7 +19,10 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--images", nargs="+", required=True,
                    help="image directory, MMF annotation .jsonl ('img' field), .txt list, or image files")
-    p.add_argument("--image-root", help="folder that relative paths in .jsonl/.txt files are under")
+    p.add_argument("--image-root", help="folder that relative paths in .jsonl/.txt files are under (and must stay in)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read listed images outside the image root too (absolute paths, ../, symlinks leading out); "
+                        "by default they are refused and listed in failures.tsv")
     p.add_argument("--out", required=True, help="output LMDB directory, e.g. features/detectron.lmdb")
     p.add_argument("--detector", default="torchvision_frcnn", choices=sorted(DETECTORS))
     p.add_argument("--weights", help="detector weights file (vg_frcnn: unc-nlp/frcnn-vg-finetuned pytorch_model.bin;"
@@ -78,7 +81,7 @@ def main(argv=None):
             num_workers=args.num_workers, feature_dtype=args.feature_dtype, cls_prob=args.cls_prob, shard=args.shard,
             npy_dir=args.npy_dir, image_root=args.image_root, overwrite=args.overwrite, progress=not args.no_progress,
             precision=args.precision, channels_last=args.channels_last, detector_options=options,
-            commit_every=args.commit_every, **extra)
+            commit_every=args.commit_every, allow_outside_root=args.allow_outside_root, **extra)
     except (ValueError, FileNotFoundError) as e:
         print(f"mmf_pe extract: error: {e}", file=sys.stderr)
         return 2
