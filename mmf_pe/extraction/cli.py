@@ -12,6 +12,11 @@ import json
 import sys
 
 from mmf_pe.extraction.detectors import DETECTORS
+from mmf_pe.utils.lmdb_file import LMDBFileError
+from mmf_pe.utils.safe_pickle import UnsafeRecordError
+
+# A damaged or hostile LMDB being resumed or merged: one line naming the file and key, exit status 2.
+INPUT_ERRORS = (ValueError, FileNotFoundError, LMDBFileError, UnsafeRecordError)
 
 
 def build_parser():
@@ -82,7 +87,7 @@ def main(argv=None):
             npy_dir=args.npy_dir, image_root=args.image_root, overwrite=args.overwrite, progress=not args.no_progress,
             precision=args.precision, channels_last=args.channels_last, detector_options=options,
             commit_every=args.commit_every, allow_outside_root=args.allow_outside_root, **extra)
-    except (ValueError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"mmf_pe extract: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
@@ -103,7 +108,7 @@ def merge_main(argv=None):
 
     try:
         summary = merge(args.shards, args.out, allow_incomplete=args.allow_incomplete, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"mmf_pe extract-merge: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
