@@ -89,40 +89,80 @@ def test_f20_hostile_lmdb_record_is_refused_under_mmf_run(hmd, tmp_path):
     assert "refused to unpickle" in result.stdout and hmd["features"] in result.stdout, result.stdout[-3000:]
 
 
-def test_f20_f22_f23_readers_with_and_without_the_fixes(hmd, tmp_path):
-    """rc10's three unpickling readers: each runs the hostile file's code without its fix, refuses it with."""
-    lmdb_marker, npy_marker, imdb_marker = (str(tmp_path / name) for name in ("lmdb", "npy", "imdb"))
-    put_raw(hmd["features"], {ids_of(hmd, "train")[0]: hostile_record(lmdb_marker)})
-    npy_dir = tmp_path / "npy"
+def hostile_files(hmd, tmp_path):
+    """A hostile record in the LMDB, a hostile `_info.npy` and a hostile `.npy` annotation file; their markers."""
+    markers = {name: str(tmp_path / f"created_by_{name}") for name in ("lmdb", "npy", "imdb")}
+    put_raw(hmd["features"], {ids_of(hmd, "train")[0]: hostile_record(markers["lmdb"])})
+    npy_dir = tmp_path / "npy_features"
     npy_dir.mkdir()
     np.save(npy_dir / "1.npy", np.ones((2, 4), np.float32))
-    np.save(npy_dir / "1_info.npy", np.array({"bbox": Hostile(npy_marker)}, dtype=object), allow_pickle=True)
-    np.save(tmp_path / "imdb.npy", np.array([{"image_id": Hostile(imdb_marker)}], dtype=object), allow_pickle=True)
+    np.save(npy_dir / "1_info.npy", np.array({"bbox": Hostile(markers["npy"])}, dtype=object), allow_pickle=True)
+    np.save(tmp_path / "imdb.npy", np.array([{"image_id": Hostile(markers["imdb"])}], dtype=object),
+            allow_pickle=True)
+    reads = {"lmdb": (hmd["features"], f"{hmd['features']}/{ids_of(hmd, 'train')[0]}.npy"),
+             "npy": str(npy_dir / "1.npy"), "imdb": str(tmp_path / "imdb.npy")}
+    return markers, reads
+
+
+def read_with_rc10(reads):
+    """What MMF's dataset code does with each file: {name: the error's text, or 'read'}."""
+    from mmf.datasets.databases.annotation_database import AnnotationDatabase
+    from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader, PaddedFasterRCNNFeatureReader
+
+    calls = {"lmdb": lambda: LMDBFeatureReader(8, reads["lmdb"][0]).read(reads["lmdb"][1]),
+             "npy": lambda: PaddedFasterRCNNFeatureReader(8).read(reads["npy"]),
+             "imdb": lambda: AnnotationDatabase(None, reads["imdb"])}
+    outcome = {}
+    for name, call in calls.items():
+        try:
+            call()
+            outcome[name] = "read"
+        except Exception as error:  # noqa: BLE001 - the outcome is what is asserted
+            outcome[name] = f"{type(error).__name__}: {error}"
+    return outcome
+
+
+def truncate_half(hmd):
+    data = os.path.join(hmd["features"], "data.mdb")
+    size = os.path.getsize(data)
+    with open(data, "r+b") as f:
+        f.truncate(size // 2)
+    return data, size // 2
+
+
+def test_f20_f21_f22_f23_without_the_fixes_files_run_code_and_bus_error(hmd, tmp_path):
+    """The failures the fixes remove, in one process (importing MMF is the slow part): rc10's three unpickling
+    readers run a hostile file's code, and a truncated LMDB then kills the process with SIGBUS (-7), no message."""
+    markers, reads = hostile_files(hmd, tmp_path)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(hmd["data_dir"], truncated)
+    short = {"features": str(truncated / os.path.relpath(hmd["features"], hmd["data_dir"]))}
+    truncate_half(short)
+    keys = ids_of(hmd, "train") + ids_of(hmd, "test_seen")
     code = f"""
-        from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader, PaddedFasterRCNNFeatureReader
-        from mmf.datasets.databases.annotation_database import AnnotationDatabase
-        for name, call in [
-            ("lmdb", lambda: LMDBFeatureReader(8, {hmd['features']!r}).read({hmd['features']!r} + "/{ids_of(hmd, 'train')[0]}.npy")),
-            ("npy", lambda: PaddedFasterRCNNFeatureReader(8).read({str(npy_dir / '1.npy')!r})),
-            ("imdb", lambda: AnnotationDatabase(None, {str(tmp_path / 'imdb.npy')!r})),
-        ]:
-            try:
-                call()
-                print(name, "read")
-            except Exception as error:
-                print(name, type(error).__name__, error)
+        import sys
+        sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
+        from test_hardening_data import read_with_rc10
+        print(read_with_rc10({reads!r}), flush=True)
+        from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
+        reader = LMDBFeatureReader(8, {short['features']!r})
+        for key in {keys!r}:
+            reader.read({short['features']!r} + "/" + key + ".npy")
+        print("no bus error")
     """
-    unsafe = run_python(code, skip=["F20", "F22", "F23"])
-    assert all(os.path.exists(m) for m in (lmdb_marker, npy_marker, imdb_marker)), unsafe.stdout[-3000:]
-    for marker in (lmdb_marker, npy_marker, imdb_marker):
-        os.remove(marker)
-    safe = run_python(code)
-    assert not any(os.path.exists(m) for m in (lmdb_marker, npy_marker, imdb_marker)), safe.stdout[-3000:]
-    lines = dict(line.split(" ", 1) for line in safe.stdout.splitlines() if line.split(" ")[0] in ("lmdb", "npy", "imdb"))
-    assert lines.keys() == {"lmdb", "npy", "imdb"}, safe.stdout[-3000:]
-    assert all("UnsafeRecordError" in text and "refused to unpickle io.open" in text for text in lines.values()), lines
-    assert hmd["features"] in lines["lmdb"] and repr(ids_of(hmd, "train")[0]) in lines["lmdb"]
-    assert "1_info.npy" in lines["npy"] and "imdb.npy" in lines["imdb"]
+    result = run_python(code, skip=["F20", "F21", "F22", "F23"])
+    assert all(os.path.exists(m) for m in markers.values()), result.stdout[-3000:]
+    assert result.returncode == -7, (result.returncode, result.stdout[-2000:])  # SIGBUS
+
+
+def test_f20_f22_f23_rc10_readers_refuse_hostile_files(hmd, tmp_path):
+    markers, reads = hostile_files(hmd, tmp_path)
+    outcome = read_with_rc10(reads)
+    assert not any(os.path.exists(m) for m in markers.values()), outcome
+    assert all(text.startswith("UnsafeRecordError") and "refused to unpickle io.open" in text
+               for text in outcome.values()), outcome
+    assert f"{hmd['features']} key '{ids_of(hmd, 'train')[0]}'" in outcome["lmdb"]
+    assert "1_info.npy" in outcome["npy"] and "imdb.npy" in outcome["imdb"]
 
 
 def test_extract_merge_refuses_a_hostile_shard(hmd, tmp_path):
@@ -168,23 +208,14 @@ def test_written_files_keep_mmfs_exact_format_and_old_numpy_paths_load(tmp_path)
 
 
 # --- item 4: damaged LMDB files ---------------------------------------------------------------------------------
-def test_f21_truncated_and_corrupt_lmdb_are_named_not_a_bus_error(hmd, tmp_path):
-    data = os.path.join(hmd["features"], "data.mdb")
-    key = ids_of(hmd, "train")[0]
-    size = os.path.getsize(data)
-    with open(data, "r+b") as f:
-        f.truncate(size // 2)
-    code = f"""
-        from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
-        reader = LMDBFeatureReader(8, {hmd['features']!r})
-        for key in {ids_of(hmd, 'train') + ids_of(hmd, 'test_seen')!r}:
-            reader.read({hmd['features']!r} + "/" + key + ".npy")
-    """
-    unsafe = run_python(code, skip=["F21"])
-    assert unsafe.returncode == -7, (unsafe.returncode, unsafe.stdout[-2000:])  # SIGBUS, no message at all
-    safe = run_python(code)
-    assert safe.returncode == 1, safe.stdout[-2000:]
-    assert f"{data} is truncated: {size // 2} bytes" in safe.stdout
+def test_f21_truncated_lmdb_is_named_not_a_bus_error(hmd):
+    from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
+
+    from mmf_pe.utils.lmdb_file import LMDBFileError
+
+    data, size = truncate_half(hmd)
+    with pytest.raises(LMDBFileError, match=f"{data} is truncated: {size} bytes"):
+        LMDBFeatureReader(8, hmd["features"]).read(f"{hmd['features']}/{ids_of(hmd, 'train')[0]}.npy")
 
 
 def test_f21_corrupt_lmdb_is_named(hmd):
