@@ -47,10 +47,10 @@ def discover(sources, image_root=None, allow_outside_root=False, refused=None):
     layout), text files (one path per line) or single image files. Returns (paths, ignored) in a stable order;
     duplicates of the same file are dropped.
 
-    A path read from a listing must stay inside the image root (`image_root`, else the listing folder's parent, MMF's
-    `defaults/`), and a file found in a directory inside that directory: absolute paths, `../` and symlinks leading
+    A path read from a listing (an annotation file is data, perhaps from elsewhere) must stay inside the image root
+    (`image_root`, else the listing folder's parent, MMF's `defaults/`): absolute paths, `../` and symlinks leading
     out are appended to `refused` as (path, reason) — an error if `refused` is None — unless `allow_outside_root`.
-    Image files named as sources are the caller's own choice and always read."""
+    Folders and image files named as sources are the caller's own choice and read as they are."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     paths, ignored, seen = [], [], set()
@@ -77,7 +77,7 @@ def discover(sources, image_root=None, allow_outside_root=False, refused=None):
                     if name.startswith("."):
                         continue
                     (found if os.path.splitext(name)[1].lower() in exts else ignored).append(os.path.join(root, name))
-            candidates = inside(sorted(found), source)
+            candidates = sorted(found)  # the folder the user named (convert-mmh's images/ are links to img_resized/)
         elif source.endswith(".jsonl"):
             candidates = inside(_from_jsonl(source, image_root), _listing_root(source, image_root))
         elif source.endswith((".txt", ".lst")):
