@@ -537,7 +537,7 @@ def patch_lmdb_reader_damaged_file(module):
 
 def patch_npy_feature_reader(module):
     """F22. A per-image `.npy` / `_info.npy` feature file (MMF's other feature layout, written by
-    `mmf_pe extract --format npy`) whose unpickling runs code did so under `mmf_run`.
+    `mmf_pe extract --npy-dir`) whose unpickling runs code did so under `mmf_run`.
 
     Cause: rc10's `PaddedFasterRCNNFeatureReader._load` calls `np.load(..., allow_pickle=True)`. Fix: object arrays
     are unpickled by `mmf_pe.utils.safe_pickle.load_npy` (plain data only, the file named otherwise); numeric arrays

@@ -183,7 +183,11 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
     hints = {**DEFAULT_HINTS, **HINTS.get(name, {})}
     problems = []
     split_ids = {}
-    scan = str(dataset_config.get("features_scan", "sample"))
+    scan = dataset_config.get("features_scan", "sample")
+    scan = "off" if scan is False else str(scan)  # YAML 1.1 reads an unquoted off as false
+    if scan not in ("sample", "full", "off"):
+        problems.append(f"{name}: dataset_config.{name}.features_scan={scan!r}; use sample, full or off")
+        scan = "sample"
     for split in splits:
         split_records, annotation_paths = [], _paths(dataset_config, "annotations", split)
         per_file = []
