@@ -496,7 +496,8 @@ class MissingFeaturesError(KeyError):
 
 def patch_lmdb_reader_damaged_file(module):
     """F21. A truncated `data.mdb` kills `mmf_run` with SIGBUS (exit 135, no message); a corrupt one raises a bare
-    `lmdb.PageNotFoundError` / `CorruptedError` that names no file; an id missing from the LMDB a bare `KeyError: b'..'`.
+    `lmdb.PageNotFoundError` / `CorruptedError` that names no file; an id missing from the LMDB a bare
+    `KeyError: b'..'`.
 
     Cause: LMDB memory-maps the file and rc10 opens it unchecked; a page past a short file's end is a bus error, and
     rc10 passes lmdb's and the index's errors on as they are. Fix: before the first read the file size is held against

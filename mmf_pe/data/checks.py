@@ -96,8 +96,8 @@ def _duplicates(split_records, name, split):
         key = str(record["id"])
         if key in seen:
             first_path, first_number = seen[key]
-            problems.append(f"{name} {split}: id {record['id']!r} at {path}:{number} repeats {first_path}:{first_number}"
-                            " (it would be trained or scored twice); remove one")
+            problems.append(f"{name} {split}: id {record['id']!r} at {path}:{number} repeats "
+                            f"{first_path}:{first_number} (it would be trained or scored twice); remove one")
         else:
             seen[key] = (path, number)
     return problems, seen

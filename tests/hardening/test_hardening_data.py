@@ -348,6 +348,11 @@ def test_trainer_runs_the_preflight_before_training(hmd, tmp_path, monkeypatch, 
     with pytest.raises(DataCheckError, match=r"dev_seen\.jsonl:2: label 2 \(int\)"):
         mmf_inprocess([f"config={config}", *BASE], tmp_path / "save")
     assert not os.path.exists(tmp_path / "save" / "models")
+    # the width the run's model expects comes from its config
+    width = "model_config:\n  visual_bert_pe:\n    visual_embedding_dim: 16\n"
+    config = write_run_config(tmp_path / "w", "hmd_pe.yaml", width)
+    with pytest.raises(DataCheckError, match=r"records are not N x 16 \(the model's visual_embedding_dim\)"):
+        mmf_inprocess([f"config={config}", *BASE], tmp_path / "save2")
 
 
 # --- item 9: extraction stays inside the image root ------------------------------------------------------------
