@@ -435,7 +435,7 @@ def patch_dotlist_booleans(module):
     module.Configuration._decode_value = _decode_value
 
 
-# --- F20-F24: MMF's feature and annotation readers unpickle, and memory-map, whatever a file holds ------------------
+# --- F20-F23: MMF's feature and annotation readers unpickle, and memory-map, whatever a file holds ------------------
 def patch_lmdb_reader_safe_records(module):
     """F20. A feature LMDB record whose unpickling runs code (e.g. creates a file) did so under `mmf_run`.
 

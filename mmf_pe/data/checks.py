@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from mmf_pe.data.lmdb_features import load_keys, load_record
 from mmf_pe.utils import lmdb_file, safe_pickle
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,6 @@ def check_features(name, split, path, records, feature_dim=None, scan="sample", 
             raw = lmdb_file.get(txn, b"keys", path)
             if raw is None:
                 return [f"{name} {split}: {path} has no 'keys' entry (not an MMF feature LMDB)"]
-            from mmf_pe.data.lmdb_features import load_keys, load_record
-
             keys = set(load_keys(raw, path))
             found, missing = [], []
             for file, number, record in records:
