@@ -49,6 +49,10 @@ FIXES = {
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
+    "F20": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_safe_records),
+    "F21": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_damaged_file),
+    "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
+    "F23": _patch("mmf.datasets.databases.annotation_database", after=fixes.patch_annotation_npy),
 }
 FIX_IDS = list(FIXES)
 

@@ -433,3 +433,147 @@ def patch_dotlist_booleans(module):
         return original(self, value)
 
     module.Configuration._decode_value = _decode_value
+
+
+# --- F20-F23: MMF's feature and annotation readers unpickle, and memory-map, whatever a file holds ------------------
+def patch_lmdb_reader_safe_records(module):
+    """F20. A feature LMDB record whose unpickling runs code (e.g. creates a file) did so under `mmf_run`.
+
+    Cause: rc10's `LMDBFeatureReader` (mmf/datasets/databases/readers/feature_readers.py) reads the `keys` entry and
+    each record with `pickle.loads`. Fix: both go through `mmf_pe.utils.safe_pickle` (numpy arrays, dtypes, scalars
+    and plain containers only); anything else is refused naming the LMDB and key. The key lookup is rc10's.
+    Test: tests/hardening/test_hardening_data.py::test_f20_*.
+    """
+    from mmf_pe.data.lmdb_features import load_keys, load_record
+
+    reader = module.LMDBFeatureReader
+
+    def _init_db(self):
+        import lmdb
+
+        self.env = lmdb.open(self.db_path, subdir=os.path.isdir(self.db_path), readonly=True, lock=False,
+                             readahead=False, meminit=False)
+        with self.env.begin(write=False, buffers=True) as txn:
+            raw = txn.get(b"keys")
+            if raw is None:
+                raise RuntimeError(f"{self.db_path}: feature LMDB has no 'keys' entry (not an MMF feature LMDB)")
+            self.image_ids = load_keys(raw, self.db_path)
+        self.image_id_indices = {key: index for index, key in enumerate(self.image_ids)}
+
+    def _load(self, image_file_path):
+        if self.env is None:
+            self._init_db()
+        key = image_key(self, image_file_path)
+        with self.env.begin(write=False, buffers=True) as txn:
+            raw = txn.get(key)
+            if raw is None:
+                raise KeyError(key)
+            return load_record(raw, self.db_path, key)
+
+    _init_db.__wrapped__, _load.__wrapped__ = reader._init_db, reader._load
+    reader._init_db, reader._load = _init_db, _load
+
+
+def image_key(reader, image_file_path):
+    """rc10's LMDB key for a feature path: the trailing number of the name if the LMDB has it, else the name."""
+    name = os.path.relpath(image_file_path, reader.db_path).split(".npy")[0]
+    try:
+        numeric = str(int(name.split("_")[-1])).encode()
+        if numeric in reader.image_id_indices:
+            return numeric
+    except ValueError:
+        pass
+    key = str(name).encode()
+    if key not in reader.image_id_indices:
+        raise KeyError(key)
+    return key
+
+
+class MissingFeaturesError(KeyError):
+    def __str__(self):
+        return str(self.args[0])
+
+
+def patch_lmdb_reader_damaged_file(module):
+    """F21. A truncated `data.mdb` kills `mmf_run` with SIGBUS (exit 135, no message); a corrupt one raises a bare
+    `lmdb.PageNotFoundError` / `CorruptedError` that names no file; an id missing from the LMDB a bare
+    `KeyError: b'..'`.
+
+    Cause: LMDB memory-maps the file and rc10 opens it unchecked; a page past a short file's end is a bus error, and
+    rc10 passes lmdb's and the index's errors on as they are. Fix: before the first read the file size is held against
+    LMDB's meta pages (`mmf_pe.utils.lmdb_file`); lmdb errors and missing ids are re-raised naming the file (and the
+    key). Test: test_f21_*.
+    """
+    import lmdb
+
+    from mmf_pe.utils.lmdb_file import LMDBFileError, check_lmdb_file, data_file
+
+    reader = module.LMDBFeatureReader
+    original_init_db, original_load = reader._init_db, reader._load
+
+    def _init_db(self):
+        check_lmdb_file(self.db_path)
+        try:
+            original_init_db(self)
+        except lmdb.Error as error:
+            raise LMDBFileError(f"{data_file(self.db_path)}: cannot read the LMDB "
+                                f"({type(error).__name__}: {error})") from None
+
+    def _load(self, image_file_path):
+        try:
+            return original_load(self, image_file_path)
+        except lmdb.Error as error:
+            raise LMDBFileError(f"{data_file(self.db_path)}: corrupt LMDB, reading the record for "
+                                f"{image_file_path} failed ({type(error).__name__}: {error})") from None
+        except KeyError as error:
+            if isinstance(error, MissingFeaturesError):
+                raise
+            raise MissingFeaturesError(
+                f"{self.db_path} has no features for {os.path.basename(str(image_file_path))} (key {error.args[0]!r}); "
+                "extract them (`mmf_pe extract`) or drop the sample from the annotations") from None
+
+    _init_db.__wrapped__, _load.__wrapped__ = original_init_db, original_load
+    reader._init_db, reader._load = _init_db, _load
+
+
+def patch_npy_feature_reader(module):
+    """F22. A per-image `.npy` / `_info.npy` feature file (MMF's other feature layout, written by
+    `mmf_pe extract --npy-dir`) whose unpickling runs code did so under `mmf_run`.
+
+    Cause: rc10's `PaddedFasterRCNNFeatureReader._load` calls `np.load(..., allow_pickle=True)`. Fix: object arrays
+    are unpickled by `mmf_pe.utils.safe_pickle.load_npy` (plain data only, the file named otherwise); numeric arrays
+    load with `allow_pickle=False`. Test: test_f22_*.
+    """
+    from mmf_pe.utils.safe_pickle import load_npy
+
+    reader = module.PaddedFasterRCNNFeatureReader
+
+    def _load(self, image_feat_path):
+        image_info = {"features": load_npy(image_feat_path)}
+        info_path = "{}_info.npy".format(image_feat_path.split(".npy")[0])
+        if os.path.exists(info_path):
+            image_info.update(load_npy(info_path).item())
+        return image_info
+
+    _load.__wrapped__ = reader._load
+    reader._load = _load
+
+
+def patch_annotation_npy(module):
+    """F23. An `.npy` annotation database (rc10's "imdb" layout) whose unpickling runs code did so when loaded.
+
+    Cause: rc10's `AnnotationDatabase._load_npy` (mmf/datasets/databases/annotation_database.py) calls
+    `np.load(path, allow_pickle=True)`. Fix: inside that module only, `np.load` is `mmf_pe.utils.safe_pickle.load_npy`
+    (plain data only; the file named otherwise). Test: test_f23_*.
+    """
+    from mmf_pe.utils.safe_pickle import load_npy
+
+    import numpy
+
+    class _NumpyWithSafeLoad(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(numpy, name)
+
+    shim = _NumpyWithSafeLoad("numpy")
+    shim.load = lambda path, *args, **kwargs: load_npy(path)  # the module's one np.load: allow_pickle=True
+    module.np = shim

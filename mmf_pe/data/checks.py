@@ -1,7 +1,27 @@
 """Pre-flight data checks: a missing or malformed file is reported with its path, line and the command that makes it,
-before MMF fails deep inside a DataLoader (or tries to download)."""
+before MMF fails deep inside a DataLoader (or tries to download).
+
+Annotations (every line, always): blank lines, bytes that are not UTF-8, invalid JSON, missing keys, labels that are
+not the integers 0 or 1 (train and val must have one; test splits may lack them), an id twice in one split (an error
+naming both lines; in two splits a warning). Feature LMDBs: truncated or corrupt files (never a bus error), ids with
+no record (all ids: only the `keys` list is read), and for a scan of records their width against the model's
+`visual_embedding_dim` and non-finite values. The scan is `dataset_config.<name>.features_scan`: `sample` (default:
+up to 64 records per LMDB spread over the ids, i.e. 64 x N x D x 4 bytes read, about 50 MB for 100 x 2048 regions),
+`full` (every id of the annotations: the whole LMDB is read once per split) or `off`.
+"""
 import json
+import logging
 import os
+import warnings
+
+import numpy as np
+
+from mmf_pe.data.lmdb_features import load_keys, load_record
+from mmf_pe.utils import lmdb_file, safe_pickle
+
+logger = logging.getLogger(__name__)
+SAMPLE_RECORDS = 64
+LABELS = (0, 1)
 
 # How to obtain each dataset's files, by dataset name and kind of file.
 HINTS = {
@@ -38,12 +58,19 @@ def _paths(dataset_config, attribute, split):
     return [os.path.join(dataset_config.data_dir, p) for entry in paths for p in entry.split(",")]
 
 
-def check_jsonl(path, required=("id", "text")):
-    """Every line must be a JSON object with the required keys; names the file and line otherwise."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+def check_jsonl(path, required=("id", "text"), label_required=False):
+    """Every line must be a UTF-8 JSON object with the required keys and a 0/1 label (if any, or if required); names the
+    file and line otherwise. Returns [(line number, record)]."""
+    records = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataCheckError(f"{path}:{number}: not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                                     f"{exc.start + 1}); re-encode the file as UTF-8") from None
             if not line.strip():
-                continue
+                raise DataCheckError(f"{path}:{number}: blank line (MMF reads every line as a JSON object); delete it")
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -51,30 +78,146 @@ def check_jsonl(path, required=("id", "text")):
             if not isinstance(record, dict):
                 raise DataCheckError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
             missing = [key for key in required if key not in record]
+            if label_required and "label" not in record:
+                missing.append("label")
             if missing:
                 raise DataCheckError(f"{path}:{number}: record lacks {', '.join(missing)}")
+            label = record.get("label", None)
+            if label is not None and (type(label) is not int or label not in LABELS):
+                raise DataCheckError(f"{path}:{number}: label {label!r} ({type(label).__name__}) is not one of the "
+                                     "integers 0, 1")
+            records.append((number, record))
+    return records
 
 
-def check_dataset(name, dataset_config, splits=("train", "val", "test")):
+def _duplicates(split_records, name, split):
+    """Errors for an id twice in one split (both lines named)."""
+    problems, seen = [], {}
+    for path, number, record in split_records:
+        key = str(record["id"])
+        if key in seen:
+            first_path, first_number = seen[key]
+            problems.append(f"{name} {split}: id {record['id']!r} at {path}:{number} repeats "
+                            f"{first_path}:{first_number} (it would be trained or scored twice); remove one")
+        else:
+            seen[key] = (path, number)
+    return problems, seen
+
+
+def feature_key(name, record):
+    """The LMDB key MMF looks up for an annotation record: the image name (`img/02345.png` -> 02345), for mmh the id."""
+    if name == "mmh" or "img" not in record:
+        return str(record["id"])
+    return str(record["img"]).split("/")[-1].split(".")[0]
+
+
+def _lookup(key, keys):
+    """rc10's LMDBFeatureReader rule: the name's trailing number if the LMDB has it, else the name (None: absent)."""
+    try:
+        numeric = str(int(key.split("_")[-1]))
+        if numeric.encode() in keys:
+            return numeric.encode()
+    except ValueError:
+        pass
+    return key.encode() if key.encode() in keys else None
+
+
+def check_features(name, split, path, records, feature_dim=None, scan="sample", check_ids=True):
+    """Problems of one feature LMDB for one split's records [(file, line, record)]."""
+    if not path.endswith(".lmdb") or not os.path.exists(path):
+        return []
+    try:
+        lmdb_file.check_lmdb_file(path)
+        env = lmdb_file.open_readonly(path, readahead=False)
+    except lmdb_file.LMDBFileError as error:
+        return [f"{name} {split}: {error}"]
+    problems = []
+    try:
+        with env.begin(buffers=True) as txn:
+            raw = lmdb_file.get(txn, b"keys", path)
+            if raw is None:
+                return [f"{name} {split}: {path} has no 'keys' entry (not an MMF feature LMDB)"]
+            keys = set(load_keys(raw, path))
+            found, missing = [], []
+            for file, number, record in records:
+                key = _lookup(feature_key(name, record), keys)
+                (found if key is not None else missing).append((file, number, record, key))
+            if missing and check_ids:
+                named = ", ".join(f"{feature_key(name, r)!r} ({f}:{n})" for f, n, r, _ in missing[:5])
+                problems.append(f"{name} {split}: {len(missing)} of {len(records)} ids have no features in {path}, "
+                                f"e.g. {named}")
+            if scan == "off" or not found:
+                return problems
+            chosen = found if scan == "full" else [found[i] for i in
+                                                   np.linspace(0, len(found) - 1, min(SAMPLE_RECORDS, len(found))
+                                                               ).round().astype(int)]
+            bad_width, bad_values, read = [], [], 0
+            for file, number, record, key in chosen:
+                raw = lmdb_file.get(txn, key, path)
+                if raw is None:
+                    problems.append(f"{name} {split}: {path} lists key {key!r} in 'keys' but has no record for it")
+                    continue
+                features = np.asarray(load_record(raw, path, key).get("features"))
+                read += features.nbytes
+                if features.ndim != 2 or (feature_dim and features.shape[1] != feature_dim):
+                    bad_width.append(f"{key.decode()!r} {tuple(features.shape)}")
+                elif not np.isfinite(features).all():
+                    bad_values.append(f"{key.decode()!r} ({int((~np.isfinite(features)).sum())} values)")
+            if bad_width:
+                problems.append(f"{name} {split}: {path}: features of {len(bad_width)} records are not N x "
+                                f"{feature_dim} (the model's visual_embedding_dim), e.g. {', '.join(bad_width[:5])}")
+            if bad_values:
+                problems.append(f"{name} {split}: {path}: non-finite (NaN/inf) features in {', '.join(bad_values[:5])}"
+                                f"{' and more' if len(bad_values) > 5 else ''}")
+            logger.info("%s %s: %s scan of %s: %d of %d records, %.1f MB read (features_scan: sample|full|off)",
+                        name, split, scan, path, len(chosen), len(found), read / 2 ** 20)
+    except (lmdb_file.LMDBFileError, safe_pickle.UnsafeRecordError) as error:
+        problems.append(f"{name} {split}: {error}")
+    finally:
+        env.close()
+    return problems
+
+
+def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature_dim=None):
     hints = {**DEFAULT_HINTS, **HINTS.get(name, {})}
     problems = []
+    split_ids = {}
+    scan = dataset_config.get("features_scan", "sample")
+    scan = "off" if scan is False else str(scan)  # YAML 1.1 reads an unquoted off as false
+    if scan not in ("sample", "full", "off"):
+        problems.append(f"{name}: dataset_config.{name}.features_scan={scan!r}; use sample, full or off")
+        scan = "sample"
     for split in splits:
-        for path in _paths(dataset_config, "annotations", split):
+        split_records, annotation_paths = [], _paths(dataset_config, "annotations", split)
+        per_file = []
+        for path in annotation_paths:
             if not os.path.isfile(path):
                 problems.append(f"{name} {split}: missing annotations {path}\n  -> {hints['annotations']}")
-            else:
-                try:
-                    check_jsonl(path)
-                except DataCheckError as exc:
-                    problems.append(f"{name} {split}: {exc}")
+                per_file.append([])
+                continue
+            try:
+                records = [(path, n, r) for n, r in check_jsonl(path, label_required=split != "test")]
+            except DataCheckError as exc:
+                problems.append(f"{name} {split}: {exc}")
+                records = []
+            per_file.append(records)
+            split_records += records
+        duplicates, split_ids[split] = _duplicates(split_records, name, split)
+        problems += duplicates
         if dataset_config.get("use_features", False):
-            for path in _paths(dataset_config, "features", split):
+            for index, path in enumerate(_paths(dataset_config, "features", split)):
                 if not os.path.exists(path):
                     problems.append(f"{name} {split}: missing features {path}\n  -> {hints['features']}")
                 elif _interrupted_extraction(path):
                     problems.append(
                         f"{name} {split}: features {path} are an interrupted `mmf_pe extract` run (state 'running')\n"
                         "  -> run the same `mmf_pe extract` command again; it resumes where it stopped")
+                else:
+                    records = per_file[index] if len(per_file) > 1 and index < len(per_file) else split_records
+                    # mmh's builder names its missing tweets itself (with the extraction's failures report)
+                    found = check_features(name, split, path, records, feature_dim, scan, check_ids=name != "mmh")
+                    problems += [f"{p}\n  -> {hints['features']}" if " have no features " in p else p for p in found]
+    _warn_shared_ids(name, split_ids)
     tokenizer = _tokenizer_path(dataset_config)
     if _text_processor_type(dataset_config) == "bert_tokenizer" and tokenizer and os.sep in tokenizer \
             and not os.path.isdir(tokenizer):
@@ -84,6 +227,17 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test")):
             f"dataset_config.{name}.processors.text_processor.params.tokenizer_config.type. Nothing is downloaded."
         )
     return problems
+
+
+def _warn_shared_ids(name, split_ids):
+    splits = list(split_ids)
+    for i, first in enumerate(splits):
+        for second in splits[i + 1:]:
+            shared = sorted(set(split_ids[first]) & set(split_ids[second]))
+            if shared:
+                path, number = split_ids[second][shared[0]]
+                warnings.warn(f"{name}: {len(shared)} ids are in both {first} and {second}, e.g. {shared[0]!r} "
+                              f"({path}:{number}); scores on {second} are then not on unseen samples")
 
 
 def _interrupted_extraction(path):
@@ -120,9 +274,18 @@ def check_config_data(config):
     for name in names:
         dataset_config = config.dataset_config.get(name, None)
         if dataset_config is not None:
-            problems += check_dataset(name, dataset_config)
+            problems += check_dataset(name, dataset_config, feature_dim=_feature_dim(config))
     if problems:
         raise DataCheckError("data is missing or malformed:\n" + "\n".join(problems))
+
+
+def _feature_dim(config):
+    """The region-feature width the model expects (`model_config.<model>.visual_embedding_dim`), if it has one."""
+    try:
+        value = config.model_config.get(str(config.model), {}).get("visual_embedding_dim", None)
+        return int(value) if value else None
+    except Exception:
+        return None
 
 
 def check_pretrained_checkpoint(config):

@@ -5,11 +5,17 @@ key `<image name without extension>` (utf-8) whose value is a pickled dict with 
 and usually `bbox` (N x 4), `num_boxes`, `objects`, `cls_prob`, `image_width`, `image_height`; the key `keys` holds the
 pickled list of all image keys (bytes). Records and the `keys` list are committed in one transaction, so a killed
 writer leaves a consistent database that a resumed run extends.
+
+Every read goes through `mmf_pe.utils.safe_pickle` (records are plain data; anything else is refused with the path and
+key) and `mmf_pe.utils.lmdb_file` (a truncated or corrupt file is named, never a bus error). Writing stays MMF's
+exact format: `pickle.dumps` of the record dict.
 """
 import os
 import pickle
 
 import lmdb
+
+from mmf_pe.utils import lmdb_file, safe_pickle
 
 KEYS_ENTRY = b"keys"
 REQUIRED_FIELDS = ("features",)
@@ -21,10 +27,12 @@ class LMDBFeatureWriter:
     def __init__(self, path, map_size=1 << 40, commit_every=64):
         self.path = path
         os.makedirs(path, exist_ok=True)
+        if os.path.exists(os.path.join(path, "data.mdb")):
+            lmdb_file.check_lmdb_file(path)
         self.env = lmdb.open(path, map_size=map_size, subdir=True, readonly=False, meminit=False, map_async=False)
         with self.env.begin(write=False) as txn:
-            raw = txn.get(KEYS_ENTRY)
-        self.keys = pickle.loads(raw) if raw is not None else []
+            raw = lmdb_file.get(txn, KEYS_ENTRY, path)
+        self.keys = load_keys(raw, path) if raw is not None else []
         self._known = set(self.keys)
         self.commit_every = commit_every
         self._pending = {}
@@ -68,40 +76,60 @@ def _key_bytes(key):
     return key if isinstance(key, bytes) else str(key).encode("utf-8")
 
 
+def load_keys(raw, path):
+    """The `keys` entry: a pickled list of bytes (safely unpickled)."""
+    keys = safe_pickle.loads(raw, where=f"{path} key 'keys'")
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, bytes) for k in keys):
+        raise safe_pickle.UnsafeRecordError(f"{path} key 'keys': expected a list of bytes")
+    return list(keys)
+
+
+def load_record(raw, path, key):
+    """One image's record (safely unpickled), as MMF's reader gets it."""
+    record = safe_pickle.loads(raw, where=f"{path} key {_key_bytes(key).decode('utf-8', 'replace')!r}")
+    if not isinstance(record, dict):
+        raise safe_pickle.UnsafeRecordError(f"{path} key {key!r}: expected a dict record, got {type(record).__name__}")
+    return record
+
+
+def open_readonly(path):
+    return lmdb_file.open_readonly(path)
+
+
 def read_keys(path):
-    env = lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False)
+    env = open_readonly(path)
     try:
         with env.begin() as txn:
-            raw = txn.get(KEYS_ENTRY)
-        return [k.decode("utf-8") for k in pickle.loads(raw)] if raw is not None else []
+            raw = lmdb_file.get(txn, KEYS_ENTRY, path)
+        return [k.decode("utf-8") for k in load_keys(raw, path)] if raw is not None else []
     finally:
         env.close()
 
 
 def read_record(path, key):
-    env = lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False)
+    env = open_readonly(path)
     try:
         with env.begin() as txn:
-            raw = txn.get(_key_bytes(key))
+            raw = lmdb_file.get(txn, _key_bytes(key), path)
         if raw is None:
             raise KeyError(f"{key!r} not in {path}")
-        return pickle.loads(raw)
+        return load_record(raw, path, key)
     finally:
         env.close()
 
 
 def iter_records(path, keys=None):
     """(key, record) for `keys` (default: every image, in the `keys` entry's order), in one read transaction."""
-    env = lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False)
+    env = open_readonly(path)
     try:
         with env.begin() as txn:
             if keys is None:
-                raw = txn.get(KEYS_ENTRY)
-                keys = [k.decode("utf-8") for k in pickle.loads(raw)] if raw is not None else []
+                raw = lmdb_file.get(txn, KEYS_ENTRY, path)
+                keys = [k.decode("utf-8") for k in load_keys(raw, path)] if raw is not None else []
             for key in keys:
-                raw = txn.get(_key_bytes(key))
+                raw = lmdb_file.get(txn, _key_bytes(key), path)
                 if raw is None:
                     raise KeyError(f"{key!r} not in {path}")
-                yield key, pickle.loads(raw)
+                yield key, load_record(raw, path, key)
     finally:
         env.close()

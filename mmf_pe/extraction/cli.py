@@ -12,6 +12,11 @@ import json
 import sys
 
 from mmf_pe.extraction.detectors import DETECTORS
+from mmf_pe.utils.lmdb_file import LMDBFileError
+from mmf_pe.utils.safe_pickle import UnsafeRecordError
+
+# A damaged or hostile LMDB being resumed or merged: one line naming the file and key, exit status 2.
+INPUT_ERRORS = (ValueError, FileNotFoundError, LMDBFileError, UnsafeRecordError)
 
 
 def build_parser():
@@ -19,7 +24,10 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--images", nargs="+", required=True,
                    help="image directory, MMF annotation .jsonl ('img' field), .txt list, or image files")
-    p.add_argument("--image-root", help="folder that relative paths in .jsonl/.txt files are under")
+    p.add_argument("--image-root", help="folder that relative paths in .jsonl/.txt files are under (and must stay in)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read listed images outside the image root too (absolute paths, ../, symlinks leading out); "
+                        "by default they are refused and listed in failures.tsv")
     p.add_argument("--out", required=True, help="output LMDB directory, e.g. features/detectron.lmdb")
     p.add_argument("--detector", default="torchvision_frcnn", choices=sorted(DETECTORS))
     p.add_argument("--weights", help="detector weights file (vg_frcnn: unc-nlp/frcnn-vg-finetuned pytorch_model.bin;"
@@ -78,8 +86,8 @@ def main(argv=None):
             num_workers=args.num_workers, feature_dtype=args.feature_dtype, cls_prob=args.cls_prob, shard=args.shard,
             npy_dir=args.npy_dir, image_root=args.image_root, overwrite=args.overwrite, progress=not args.no_progress,
             precision=args.precision, channels_last=args.channels_last, detector_options=options,
-            commit_every=args.commit_every, **extra)
-    except (ValueError, FileNotFoundError) as e:
+            commit_every=args.commit_every, allow_outside_root=args.allow_outside_root, **extra)
+    except INPUT_ERRORS as e:
         print(f"mmf_pe extract: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
@@ -100,7 +108,7 @@ def merge_main(argv=None):
 
     try:
         summary = merge(args.shards, args.out, allow_incomplete=args.allow_incomplete, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"mmf_pe extract-merge: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

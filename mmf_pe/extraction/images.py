@@ -27,13 +27,46 @@ def image_key(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def discover(sources, image_root=None):
+class OutsideRootError(ValueError):
+    """A listed image path that leads outside the image root (absolute, `../`, or a symlink pointing out)."""
+
+
+def outside_reason(path, root):
+    """Why `path` may not be read under `root` (None if it stays inside once symlinks and `..` are resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, real_root]) == real_root:
+        return None
+    how = "absolute path" if os.path.isabs(path) else "a symlink to" if real != os.path.normpath(
+        os.path.abspath(path)) and ".." not in os.path.normpath(path).split(os.sep) else "leads to"
+    return f"outside the image root {root} ({how} {real}); pass --allow-outside-root to read images anywhere"
+
+
+def discover(sources, image_root=None, allow_outside_root=False, refused=None):
     """Image paths from directories (recursive, image extensions only), jsonl annotation files (`img` field, MMF's
     layout), text files (one path per line) or single image files. Returns (paths, ignored) in a stable order;
-    duplicates of the same file are dropped."""
+    duplicates of the same file are dropped.
+
+    A path read from a listing (an annotation file is data, perhaps from elsewhere) must stay inside the image root
+    (`image_root`, else the listing folder's parent, MMF's `defaults/`): absolute paths, `../` and symlinks leading
+    out are appended to `refused` as (path, reason) — an error if `refused` is None — unless `allow_outside_root`.
+    Folders and image files named as sources are the caller's own choice and read as they are."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     paths, ignored, seen = [], [], set()
+
+    def inside(candidates, root):
+        kept = []
+        for path in candidates:
+            reason = None if allow_outside_root else outside_reason(path, root)
+            if reason is None:
+                kept.append(path)
+            elif refused is None:
+                raise OutsideRootError(f"{path}: {reason}")
+            else:
+                refused.append((path, reason))
+        return kept
+
     exts = image_extensions()
     for source in map(str, sources):
         if os.path.isdir(source):
@@ -44,11 +77,11 @@ def discover(sources, image_root=None):
                     if name.startswith("."):
                         continue
                     (found if os.path.splitext(name)[1].lower() in exts else ignored).append(os.path.join(root, name))
-            candidates = sorted(found)
+            candidates = sorted(found)  # the folder the user named (convert-mmh's images/ are links to img_resized/)
         elif source.endswith(".jsonl"):
-            candidates = _from_jsonl(source, image_root)
+            candidates = inside(_from_jsonl(source, image_root), _listing_root(source, image_root))
         elif source.endswith((".txt", ".lst")):
-            candidates = _from_list(source, image_root)
+            candidates = inside(_from_list(source, image_root), _listing_root(source, image_root))
         elif os.path.exists(source):
             candidates = [source]
         else:
@@ -59,6 +92,10 @@ def discover(sources, image_root=None):
                 seen.add(real)
                 paths.append(path)
     return paths, sorted(ignored)
+
+
+def _listing_root(listing, image_root):
+    return image_root if image_root is not None else os.path.dirname(os.path.dirname(os.path.abspath(listing)))
 
 
 def _from_jsonl(path, image_root):

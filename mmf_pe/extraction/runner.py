@@ -103,7 +103,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
                      max_size=1333, device="cpu", batch_size=1, num_workers=None, feature_dtype="float32",
                      cls_prob="full", shard=None, npy_dir=None, image_root=None, overwrite=False,
                      max_pixels=image_io.DEFAULT_MAX_PIXELS, commit_every=16, progress=True, precision="fp32",
-                     channels_last=False, detector_options=None, log=None):
+                     channels_last=False, detector_options=None, log=None, allow_outside_root=False):
     """Extract region features for `images` (a directory, an MMF annotation .jsonl, a .txt list, an image file, or a
     list of these) into the MMF feature LMDB `out`. Re-running the same call resumes. Returns a summary dict
     (`failed` > 0 means some images are listed in `summary['failures_report']`)."""
@@ -128,8 +128,10 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         model.model.to(memory_format=torch.channels_last)
         model.channels_last = True
 
-    paths, ignored = image_io.discover(images, image_root)
+    refused = []
+    paths, ignored = image_io.discover(images, image_root, allow_outside_root=allow_outside_root, refused=refused)
     items, failures = plan(paths, shard)
+    failures = (refused if not shard or shard[0] == 0 else []) + failures  # refused once, not once per shard
     settings = {**model.describe(), "weights": os.path.abspath(weights) if weights else None,
                 "selection": vars(select) | {"nms_thresholds": list(select.nms_thresholds)},
                 "feature_dtype": feature_dtype, "cls_prob": str(cls_prob), "shard": list(shard) if shard else None,

@@ -8,13 +8,12 @@ same settings skips those keys. `<out>.lmdb/failures.tsv` lists images that coul
 import io
 import json
 import os
-import pickle
 import time
 
-import lmdb
 import numpy as np
 
-from mmf_pe.data.lmdb_features import LMDBFeatureWriter, read_keys
+from mmf_pe.data.lmdb_features import LMDBFeatureWriter, load_record, open_readonly, read_keys
+from mmf_pe.utils import lmdb_file
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 STATE_FILE = "extraction.json"
@@ -121,12 +120,15 @@ def merge(shard_paths, out, allow_incomplete=False, progress=True):
     writer, state = open_output(out, {**settings, "shard": None})
     failures = []
     try:
-        envs = {p: lmdb.open(p, subdir=True, readonly=True, lock=False) for p in shard_paths}
+        envs = {p: open_readonly(p) for p in shard_paths}
         for n, key in enumerate(tqdm(sorted(owner), desc="merge", unit="img", disable=not progress), 1):
             if key in writer:
                 continue
             with envs[owner[key]].begin() as txn:
-                writer.put(key, pickle.loads(txn.get(key.encode("utf-8"))))
+                raw = lmdb_file.get(txn, key.encode("utf-8"), owner[key])
+                if raw is None:
+                    raise KeyError(f"{owner[key]}: key {key!r} is listed in 'keys' but has no record")
+                writer.put(key, load_record(raw, owner[key], key))
             if n % 256 == 0:
                 writer.commit()
         for env in envs.values():

@@ -11,9 +11,9 @@ A line of annotations: {"id": "1114679353714016256" (a string: 19 digits), "img"
 " | " + OCR text, "label": 0/1 under the rule (null where `majority` has no answer), "label_rule", "labels": the three
 annotator labels, "majority_class": 0..5 or null, "tweet_text", "ocr_text"}.
 
-Nothing is dropped silently: an id missing from MMHS150K_GT.json, bad labels, a missing or undecodable image or a
-malformed OCR file skips that tweet and is listed in skipped.jsonl and the summary. A missing OCR file is normal
-(no text in the image). Re-running gives the same files (all writes atomic; existing image links are reused).
+Nothing is dropped silently: an id missing from MMHS150K_GT.json, a GT entry without `tweet_text`, bad labels, a
+missing or undecodable image or a malformed OCR file skips that tweet and is listed in skipped.jsonl and the summary.
+A missing OCR file is normal (no text in the image). Re-running gives the same files (all writes atomic; existing image links are reused).
 """
 import argparse
 import json
@@ -171,7 +171,9 @@ class Converter:
             annotator_labels = label_rules.validate(entry.get("labels"))
         except label_rules.LabelError as exc:
             raise ValueError(f"{exc} (in {gt_path})") from None
-        raw_text = entry.get("tweet_text", "")
+        if "tweet_text" not in entry:  # skipped and counted, not kept as an empty-text sample
+            raise ValueError(f"GT entry has no tweet_text (in {gt_path})")
+        raw_text = entry["tweet_text"]
         if not isinstance(raw_text, str):
             raise ValueError(f"tweet_text is {type(raw_text).__name__}, not a string (in {gt_path})")
         image = os.path.join(self.src, "img_resized", f"{tweet_id}.jpg")

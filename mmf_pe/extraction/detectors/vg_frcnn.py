@@ -259,8 +259,11 @@ class VGFasterRCNN(Detector):
         for (height, width), props in zip(sizes, proposals):
             end = start + len(props)
             scores = torch.softmax(logits[start:end], dim=-1)
-            per_class = deltas[start:end].view(end - start, -1, 4)
-            class_boxes = clip_boxes_to_image(decode(per_class, props, (10.0, 10.0, 5.0, 5.0)), (height, width))
+            per_class = deltas[start:end].reshape(end - start, deltas.shape[1] // 4, 4)
+            if len(props) == 0:  # no valid proposal (all degenerate): Detector.extract uses one whole-image box
+                class_boxes = per_class
+            else:
+                class_boxes = clip_boxes_to_image(decode(per_class, props, (10.0, 10.0, 5.0, 5.0)), (height, width))
             outputs.append((props, scores, class_boxes, self._feature_fn(features[len(outputs)], pooled[start:end])))
             start = end
         return outputs
