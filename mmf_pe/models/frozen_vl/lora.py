@@ -49,10 +49,16 @@ def inject_lora(model, encoder, pe_config):
         target_modules=target_regex(model, towers, pe_config, targets),
         bias="none",
     )
-    inject_adapter_in_model(config, model)
+    no_match = ValueError(f"pe.method=lora matched no module of this {encoder.label} (target_modules={targets}, "
+                          f"towers {sorted(towers)})")
+    try:
+        inject_adapter_in_model(config, model)
+    except ValueError as error:  # peft's own "Target modules ... not found"
+        if "not found" in str(error):
+            raise no_match from error
+        raise
     # peft renames each wrapped layer's own weights to `<layer>.base_layer.*`; what it adds is named `lora_*`
     added = [name for name, _ in model.named_parameters() if ".lora_" in name]
     if not added:
-        raise ValueError(f"pe.method=lora matched no module of this {encoder.label} (target_modules={targets}, "
-                         f"towers {sorted(towers)})")
+        raise no_match
     return added
