@@ -1,8 +1,9 @@
 """Epoch time of frozen_vl with and without the embedding cache, one row per encoder (prints a table).
 
     .venv/bin/python scripts/benchmark_encoder_cache.py                  # generated memes + tiny random encoders (CPU)
-    .venv/bin/python scripts/benchmark_encoder_cache.py --encoders blip2 --encoder-dir $MMF_PE_WEIGHTS_DIR/blip2-opt-2.7b \
-        --data-dir $MMF_DATA_DIR --image-size 224 --limit 1024 --device cuda --encoder-dtype bf16
+    .venv/bin/python scripts/benchmark_encoder_cache.py --encoders blip2 \
+        --encoder-dir $MMF_PE_WEIGHTS_DIR/blip2-opt-2.7b --data-dir $MMF_DATA_DIR \
+        --image-size 224 --limit 1024 --device cuda --encoder-dtype bf16
 
 Each epoch is what `mmf_run` does per epoch: read PNGs, preprocessing (MMF's torchvision_transforms), the encoder's
 tokenizer, forward, backward and an AdamW step of the head. Modes: `uncached` (encoder every epoch), `cache cold`
