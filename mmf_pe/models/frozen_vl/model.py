@@ -52,6 +52,10 @@ class FrozenVL(BaseModel):
         self.spec = get_encoder(self.encoder_name(), config)
         dtype_name = str(config.get("encoder_dtype", "fp32"))
         dtype = torch_dtype(dtype_name, f"model_config.{self.MODEL_NAME}.encoder_dtype")
+        if self.training_mode == "full" and dtype != torch.float32:
+            raise ValueError(f"{self.MODEL_NAME}: training_mode full updates the encoder's own weights, which an "
+                             f"optimizer should not keep in {dtype_name}; use encoder_dtype fp32 (half precision is "
+                             "for a frozen encoder, or LoRA on it)")
         what = f"model_config.{self.MODEL_NAME}.{self.DIR_KEY}"
         setattr(self, self.ENCODER_ATTR, self.spec.load(config.get(self.DIR_KEY), dtype, what))
         self.streams = self.spec.streams(self.backbone)

@@ -36,7 +36,7 @@ class CLIPEncoder(FrozenEncoder):
     def encode(self, model, names, pixels, input_ids, mask):
         out = {}
         if "image" in names:
-            check_image_size(pixels, self.image_size(model), "clip_pe")
+            check_image_size(pixels, self.image_size(model), "clip")
             pooled = model.vision_model(pixel_values=pixels.to(model.dtype)).pooler_output
             out["image"] = pooled if self.embedding == "pooled" else model.visual_projection(pooled)
         if "text" in names:

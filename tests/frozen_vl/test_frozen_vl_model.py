@@ -121,6 +121,8 @@ def test_encoder_dtype_half_precision(vl_hmd, caplog, tmp_path):
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
     with pytest.raises(ValueError, match="encoder_dtype must be one of"):
         build(vl_hmd, "blip", encoder_dtype="fp8")
+    with pytest.raises(ValueError, match="use encoder_dtype fp32"):
+        build(vl_hmd, "blip", encoder_dtype="fp16", training_mode="full")
 
 
 def test_checkpoint_holds_trained_parameters_only_and_restores(vl_hmd):
