@@ -1,0 +1,11 @@
+"""`frozen_vl`: the frozen-encoder family of meme classifiers (CLIP, BLIP, BLIP-ITM, BLIP-2 chosen by config) with
+concat / cross fusion heads, an embedding cache, LoRA through peft, and the `hf_tokenizer` text processor.
+Importing registers the model and the processor."""
+# MMF first: its setup_imports() imports mmf_pe.register, which imports both packages back; this
+# way each class is defined before the other package asks for it, whichever is imported first.
+import mmf.common.registry  # noqa: F401,I001
+from mmf_pe.models.frozen_vl.encoders import ENCODERS
+from mmf_pe.models.frozen_vl.model import FrozenVL
+from mmf_pe.models.frozen_vl.processors import HFTokenizerProcessor
+
+__all__ = ["ENCODERS", "FrozenVL", "HFTokenizerProcessor"]

@@ -1,0 +1,45 @@
+"""`hf_tokenizer`: MMF text processor with the encoder's own tokenizer from its local directory (BLIP's BERT
+WordPiece, BLIP-2's OPT / T5 tokenizers, CLIP's BPE). Output keys follow MMF's (`input_ids`, `input_mask`, `text`).
+
+rc10's `bert_tokenizer` would load `bert-base-uncased` by name (a download) and insert [CLS]/[SEP] by hand; this
+one reads the directory the model comes from, so the ids always match the encoder's vocabulary.
+"""
+import torch
+from mmf.common.registry import registry
+from mmf.datasets.processors.processors import BaseProcessor
+
+from mmf_pe.models.frozen_vl.encoders.base import check_encoder_dir
+
+UNBOUNDED = 10 ** 6  # tokenizers without a known limit report a huge model_max_length
+
+
+@registry.register_processor("hf_tokenizer")
+class HFTokenizerProcessor(BaseProcessor):
+    """params: tokenizer_config.type (the encoder directory), max_seq_length (padded / truncated to it)."""
+
+    def __init__(self, config, *args, **kwargs):
+        from transformers import AutoTokenizer
+
+        path = check_encoder_dir(config.tokenizer_config.type, "hf_tokenizer: tokenizer_config.type",
+                                 "Hugging Face", "the encoder's directory")
+        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        if self._tokenizer.pad_token is None:
+            raise ValueError(f"hf_tokenizer: the tokenizer in {path} has no pad token; set one in its "
+                             "tokenizer_config.json (pad_token)")
+        self._max_seq_length = int(config.get("max_seq_length", 64))
+        limit = self._tokenizer.model_max_length
+        if not 2 <= self._max_seq_length <= (limit if limit < UNBOUNDED else UNBOUNDED):
+            raise ValueError(f"hf_tokenizer: max_seq_length must be in [2, {limit}] for {path}, "
+                             f"got {self._max_seq_length}")
+
+    def get_vocab_size(self):
+        return len(self._tokenizer)
+
+    def __call__(self, item):
+        text = item["text"] if "text" in item else " ".join(item["tokens"])
+        encoded = self._tokenizer(text, padding="max_length", truncation=True, max_length=self._max_seq_length)
+        return {
+            "input_ids": torch.tensor(encoded["input_ids"], dtype=torch.long),
+            "input_mask": torch.tensor(encoded["attention_mask"], dtype=torch.long),
+            "text": text,
+        }
