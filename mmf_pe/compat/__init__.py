@@ -49,6 +49,9 @@ FIXES = {
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
+    "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
+    "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
+    "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
 }
 FIX_IDS = list(FIXES)
 
