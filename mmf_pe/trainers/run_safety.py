@@ -135,6 +135,14 @@ class RunSafetyMixin:
         random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
         self.early_stopping.best_monitored_update = int(state.get("best_update", 0))
 
+    def load_extras(self):
+        super().load_extras()
+        if self.num_updates > 0 and getattr(self, "lr_scheduler", None) is not None:
+            # rc10 builds the scheduler after the checkpoint is loaded; building it resets the learning rate to that
+            # of update 0, so the first resumed update would use it. Step it to where the run was: rc10 steps it with
+            # the count of updates before the one just made (`_backward` increments num_updates after stepping).
+            self.lr_scheduler.step(self.num_updates - 1)
+
     def train(self):
         self._training_started = True
         if self._resume_offset and "train" in self.run_type:
