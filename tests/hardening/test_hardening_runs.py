@@ -87,3 +87,160 @@ def test_f25_resume_after_kill_9_is_exact_and_f27_falls_back(mmf_inprocess, mmf_
     resumed = model_state(killed / "models" / "model_9.ckpt")
     for name in expected:
         torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+# ---- item 3 (+ F26): a non-finite loss stops the run, names the record, keeps the last good checkpoint -------------
+def test_nonfinite_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint(mmf_inprocess, tiny_hmd, tmp_path,
+                                                                                  monkeypatch):
+    from mmf_pe.data.lmdb_features import LMDBFeatureWriter, read_record
+    from mmf_pe.utils.finite import NonFiniteError
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_hmd["data_dir"], data_dir)
+    lmdb_path = str(data_dir / os.path.relpath(tiny_hmd["features"], tiny_hmd["data_dir"]))
+    record = read_record(lmdb_path, "10022")  # trained in update 3 (the order depends on the seed only)
+    record["features"] = np.array(record["features"], dtype=np.float32)
+    record["features"][0] = 3e38  # finite (passes any NaN scan), overflows in the visual projection
+    with LMDBFeatureWriter(lmdb_path) as writer:
+        writer.put("10022", record)
+    monkeypatch.setenv("MMF_DATA_DIR", str(data_dir))
+    save = tmp_path / "save"
+    with pytest.raises(NonFiniteError, match=r"stopped at update 3 .*loss is nan .*sample ids \[[^]]*10022"):
+        mmf_inprocess(run_opts(tmp_path, "training.max_updates=6", "training.checkpoint_interval=2"), save)
+    assert torch.load(save / "current.ckpt", weights_only=True)["num_updates"] == 2  # the last good one, kept
+    assert sorted(os.listdir(save / "models")) == ["model_2.ckpt"]
+    assert_finite_checkpoints(save)
+
+
+def _checkpointer(tmp_path, model):
+    """Just what rc10's Checkpoint.save reads, around a real model and optimizer."""
+    from omegaconf import OmegaConf
+
+    trainer = type("Trainer", (), {})()
+    trainer.model, trainer.optimizer = model, torch.optim.AdamW(model.parameters())
+    trainer.early_stopping = type("Stopping", (), {"best_monitored_iteration": 0, "best_monitored_update": 0,
+                                                   "best_monitored_value": 0.0})()
+    trainer.current_epoch = 1
+    holder = type("Holder", (), {})()
+    holder.trainer, holder.config, holder.git_repo, holder.ckpt_prefix = trainer, OmegaConf.create({"a": 1}), None, ""
+    holder.ckpt_foldername, holder.models_foldername = str(tmp_path), str(tmp_path / "models")
+    os.makedirs(holder.models_foldername, exist_ok=True)
+    return holder
+
+
+def test_f26_a_nonfinite_model_is_never_saved(tmp_path):
+    import mmf.utils.checkpoint as checkpoint
+
+    from mmf_pe.utils.finite import NonFiniteError
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    holder = _checkpointer(tmp_path, model)
+    checkpoint.Checkpoint.save(holder, 2)
+    with torch.no_grad():
+        model[1].bias[0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"update 4 .*1 tensors hold NaN or inf \(1.bias\)"):
+        checkpoint.Checkpoint.save(holder, 4)
+    assert sorted(os.listdir(tmp_path / "models")) == ["model_2.ckpt"]
+    assert torch.isfinite(torch.load(tmp_path / "current.ckpt", weights_only=True)["model"]["1.bias"]).all()
+    checkpoint.Checkpoint.save.__wrapped__(holder, 4)  # without F26 (F25's save alone) the NaN is written
+    assert torch.isnan(torch.load(tmp_path / "current.ckpt", weights_only=True)["model"]["1.bias"]).any()
+
+
+# ---- item 8: a full disk while saving ----------------------------------------------------------------------------
+class _FullDisk:
+    """A file that takes `room` bytes and then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_disk_full_names_the_path_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A real full tmpfs where this machine lets us mount one (root); otherwise an injected ENOSPC on the file's
+    writes (said in the test's output)."""
+    import mmf.utils.checkpoint as checkpoint
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode == 0
+    try:
+        path = str(small / "current.ckpt")
+        checkpoint.torch.save({"w": torch.ones(8)}, path)  # F11's atomic save, as MMF's checkpointer calls it
+        if not mounted:
+            print("no tmpfs mount here: ENOSPC injected into the checkpoint file's writes")
+            real_fdopen = os.fdopen
+            monkeypatch.setattr(os, "fdopen", lambda *a, **k: _FullDisk(real_fdopen(*a, **k), 64 * 1024))
+        else:
+            print(f"a 256 KiB tmpfs at {small}")
+        with pytest.raises(OSError, match=r"cannot save .*small/current.ckpt: no space left on the device") as error:
+            checkpoint.torch.save({"w": torch.zeros(400_000)}, path)  # 1.6 MB
+        assert error.value.errno == errno.ENOSPC
+        monkeypatch.undo()
+        assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(8))
+        assert os.listdir(small) == ["current.ckpt"]  # no temporary file left behind
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(small)], check=True)
+
+
+# ---- item 2: repeated ids in an evaluated split, 1 vs 2 processes ---------------------------------------------------
+SPLIT_IDS = [11, 12, 13, 12, 14, 15, 16]  # id 12 twice; 7 rows: a 2-process sampler pads one row
+
+
+def _rank_rows(rank, world_size):
+    """This rank's rows as rc10 evaluates them: a DistributedSampler without shuffling, padded by repetition."""
+    sampler = torch.utils.data.DistributedSampler(range(len(SPLIT_IDS)), world_size, rank, shuffle=False)
+    rows = list(sampler)
+    scores = torch.tensor([[0.0, float(i)] for i in rows])
+    return scores, torch.tensor([i % 2 for i in rows]), torch.tensor([SPLIT_IDS[i] for i in rows])
+
+
+def _gather_worker(rank, world_size, store, out_dir):
+    import torch.distributed as dist
+
+    from mmf_pe.metrics.gather import gather_predictions
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores, targets, ids = gather_predictions(*_rank_rows(rank, world_size), num_samples=len(SPLIT_IDS))
+        result = {"scores": scores[:, 1].tolist(), "targets": targets.tolist(), "ids": ids.tolist(),
+                  "warnings": [str(w.message) for w in caught]}
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_keeps_repeated_ids_and_names_them(tmp_path):
+    from mmf_pe.metrics.gather import gather_predictions
+
+    with pytest.warns(UserWarning, match=r"repeats ids: 12 \(2 rows\)"):
+        one = gather_predictions(*_rank_rows(0, 1), num_samples=len(SPLIT_IDS))
+    assert one[2].tolist() == SPLIT_IDS
+    torch.multiprocessing.start_processes(_gather_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2,
+                                          start_method="spawn")
+    for rank in range(2):
+        two = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert two["ids"] == SPLIT_IDS  # 7 rows, in the split's order: the padding dropped, both 12s kept
+        assert two["scores"] == one[0][:, 1].tolist() and two["targets"] == one[1].tolist()
+        assert any("repeats ids: 12 (2 rows)" in w for w in two["warnings"]) == (rank == 0)
+
+
+def test_split_length_of_an_evaluation_loader():
+    from mmf_pe.tracking.hooks import split_length
+
+    loader = torch.utils.data.DataLoader(list(range(7)), batch_size=2)
+    assert split_length(loader) == 7
+    assert split_length(type("Multi", (), {"loaders": [loader]})()) == 7
+    assert split_length(type("Multi", (), {"loaders": [loader, loader]})()) is None  # several: gathered by id
