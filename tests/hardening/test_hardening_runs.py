@@ -61,14 +61,25 @@ KILL_AT = textwrap.dedent("""
 """)
 
 
-def test_f25_resume_after_kill_9_is_exact_and_f27_falls_back(mmf_inprocess, mmf_data_env, tmp_path):
+@pytest.fixture(scope="module")
+def whole_run(tiny_hmd, tmp_path_factory):
+    """One uninterrupted tiny run (10 updates, checkpoints every 3, dropout on), shared by the tests below."""
+    from mmf_cli.run import run
+
+    directory = tmp_path_factory.mktemp("whole_run")
+    opts = run_opts(directory, "training.max_updates=10", "training.checkpoint_interval=3",
+                    "training.evaluation_interval=100")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMF_DATA_DIR", tiny_hmd["data_dir"])
+        run(opts + [f"env.save_dir={directory / 'save'}"])
+    return {"opts": opts, "save": directory / "save"}
+
+
+def test_f25_resume_after_kill_9_is_exact_and_f27_falls_back(whole_run, mmf_inprocess, mmf_data_env, tmp_path):
     """Item 12 + item 8's resume: killed (SIGKILL) after update 7 of 10, with current.ckpt and models/model_6.ckpt then
     cut short (as by a full disk), `checkpoint.resume=True` falls back to models/model_3.ckpt, the newest loadable
     one, with a warning, and reaches the uninterrupted run's weights at update 9 (dropout on, an epoch boundary at 8)."""
-    opts = run_opts(tmp_path, "training.max_updates=10", "training.checkpoint_interval=3",
-                    "training.evaluation_interval=100")
-    whole = tmp_path / "whole"
-    mmf_inprocess(opts, whole)
+    opts, whole = whole_run["opts"], whole_run["save"]
 
     killed = tmp_path / "killed"
     code = KILL_AT.format(kill_at=8, saved=6, opts=opts + [f"env.save_dir={killed}"])
@@ -244,3 +255,182 @@ def test_split_length_of_an_evaluation_loader():
     assert split_length(loader) == 7
     assert split_length(type("Multi", (), {"loaders": [loader]})()) == 7
     assert split_length(type("Multi", (), {"loaders": [loader, loader]})()) is None  # several: gathered by id
+
+
+# ---- item 6: adapter exports held against their config -------------------------------------------------------------
+@pytest.fixture
+def exported(tmp_path):
+    from mmf_pe.tuners.export import save_adapter
+    from tests.tuners.pe_helpers import build
+
+    model = build("pe", "pe.method=paper", seed=0)
+    out = tmp_path / "adapter"
+    out.mkdir()
+    save_adapter(model, out)
+    return out
+
+
+def _edit_config(directory, change):
+    path = directory / "adapter_config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps(change(config)))
+
+
+def test_adapter_tensors_are_held_against_the_parameters_list(exported):
+    from safetensors.torch import load_file, save_file
+
+    from mmf_pe.tuners.export import AdapterMismatchError, load_adapter
+    from tests.tuners.pe_helpers import build
+
+    weights = exported / "adapter_model.safetensors"
+    state = load_file(weights)
+    dropped = sorted(state)[0]
+    extra = dict(state, **{"model.extra.weight": torch.zeros(2)})
+    del extra[dropped]
+    save_file(extra, weights)
+    model = build("pe", "pe.method=paper", seed=0)
+    with pytest.raises(AdapterMismatchError) as error:
+        load_adapter(model, exported)
+    message = str(error.value)
+    assert f"{dropped}: listed in adapter_config.json, not in adapter_model.safetensors" in message
+    assert "model.extra.weight: in adapter_model.safetensors, not listed in adapter_config.json" in message
+    assert str(weights) in message
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda c: [c], r"adapter_config.json: must hold a JSON object, holds a list"),
+    (lambda c: {k: v for k, v in c.items() if k != "base_fingerprint"},
+     r"adapter_config.json: key 'base_fingerprint' must be a dict, is missing"),
+    (lambda c: dict(c, parameters=None), r"adapter_config.json: key 'parameters' must be a dict, is a NoneType"),
+])
+def test_malformed_adapter_config_is_a_clear_error(exported, breakage, expected):
+    from mmf_pe.tuners.export import read_adapter
+
+    _edit_config(exported, breakage)
+    with pytest.raises(ValueError, match=expected):
+        read_adapter(exported)
+
+
+def test_garbage_safetensors_is_a_clear_error(exported):
+    from mmf_pe.tuners.export import read_adapter
+
+    (exported / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors: not a readable safetensors file"):
+        read_adapter(exported)
+
+
+def test_fingerprint_refusal_names_the_tensors_that_differ(exported):
+    from mmf_pe.tuners.export import AdapterMismatchError, load_adapter
+    from tests.tuners.pe_helpers import build
+
+    model = build("pe", "pe.method=paper", seed=0)
+    with torch.no_grad():
+        model.model.bert.encoder.layer[1].attention.self.query.weight.add_(1.0)
+    with pytest.raises(AdapterMismatchError, match=r"base weights differ.*\n  model.bert.encoder.layer.1.attention"
+                                                   r".self.query.weight: differs$"):
+        load_adapter(model, exported)
+    _edit_config(exported, lambda c: dict(c, base_fingerprint={k: v for k, v in c["base_fingerprint"].items()
+                                                               if k != "tensors"}))  # an export from before
+    with pytest.raises(AdapterMismatchError, match=r"predates per-tensor digests, so the tensors that differ cannot"):
+        load_adapter(model, exported)
+    load_adapter(build("pe", "pe.method=paper", seed=0), exported)  # the right base still loads the old export
+
+
+# ---- item 13: every documented pe.* key from the command line --------------------------------------------------
+def _command_line_config(tmp_path, *opts):
+    import argparse
+
+    from mmf.utils.configuration import Configuration
+
+    args = argparse.Namespace(opts=[f"config={write_run_config(tmp_path, 'hmd_pe.yaml')}", "model=visual_bert_pe",
+                                    "dataset=hateful_memes"] + list(opts), config_override=None)
+    return Configuration(args).get_config()
+
+
+def test_every_pe_key_is_overridable_on_the_command_line(tmp_path):
+    from dataclasses import fields
+
+    from mmf_pe.tuners.config import PEConfig
+
+    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.layers=[1]",
+                                  "model_config.visual_bert_pe.pe.non_linearity=gelu")
+    import mmf.utils.env  # noqa: F401  (registers MMF's and this plugin's components, in their import order)
+    from mmf_pe.models.visual_bert_pe import VisualBERTPE
+
+    documented = {f.name for f in fields(PEConfig)} - {"extra"}
+    assert documented <= set(config.model_config.visual_bert_pe.pe), documented - set(config.model_config.visual_bert_pe.pe)
+    model = VisualBERTPE(config.model_config.visual_bert_pe)
+    model.build()
+    layers = {name.split(".")[2] for name in model.pe_parameter_names}
+    assert layers == {"1"}, model.pe_parameter_names
+    assert model.pe_config.get("non_linearity") == "gelu"
+    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.layers=[99]")
+    with pytest.raises(ValueError, match=r"pe.layers: 99 is out of range for a model with 2 layers"):
+        VisualBERTPE(config.model_config.visual_bert_pe).build()
+
+
+# ---- item 7: legacy (non-zip) checkpoints, read safely by evaluate and export-adapter -----------------------------
+def test_legacy_checkpoints_are_read_safely(whole_run, mmf_data_env, tmp_path):
+    import zipfile
+
+    from safetensors.torch import load_file
+
+    from mmf_pe.experiments.evaluate import evaluate_run
+    from mmf_pe.tuners.export import main as export_main
+
+    run = tmp_path / "run"
+    shutil.copytree(whole_run["save"], run, ignore=shutil.ignore_patterns("models"))
+    checkpoint = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)
+    torch.save(checkpoint, run / "legacy.ckpt", _use_new_zipfile_serialization=False)  # torch < 1.6's format
+    assert not zipfile.is_zipfile(run / "legacy.ckpt")
+    assert export_main([str(run / "legacy.ckpt"), str(tmp_path / "from_legacy")]) == 0
+    assert export_main([str(run / "best.ckpt"), str(tmp_path / "from_zip")]) == 0
+    legacy, current = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("from_legacy", "from_zip"))
+    assert legacy.keys() == current.keys() and all(torch.equal(legacy[k], current[k]) for k in legacy)
+    results = evaluate_run(str(run), splits=["test_seen"], checkpoint="legacy.ckpt")
+    assert results["test_seen"]["roc_auc"] is not None
+
+
+# ---- item 11: W&B with WANDB_MODE unset makes no network attempt ---------------------------------------------------
+WANDB_RUN = textwrap.dedent("""
+    from mmf_pe.tracking.wandb_tracker import WandbTracker
+    tracker = WandbTracker({{"project": "p"}}, {log_dir!r})
+    tracker.start({{"experiment": "x"}}, {{"a": 1}})
+    for step in range(3):
+        tracker.log_metrics({{"m": 1.0}}, step)  # each log feeds wandb's usage telemetry, posted at exit if online
+    tracker.finish()
+""")
+
+
+def test_wandb_offline_by_default_makes_no_connection(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    connections = []
+
+    def accept():
+        while True:
+            try:
+                connection, address = server.accept()
+            except OSError:
+                return
+            connections.append(address)
+            connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_BASE_URL=f"http://127.0.0.1:{server.getsockname()[1]}", HOME=str(tmp_path))
+    try:
+        result = subprocess.run([sys.executable, "-c", WANDB_RUN.format(log_dir=str(tmp_path / "logs"))], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert list((tmp_path / "logs").glob("wandb/offline-run-*")), "no offline run written"
+        server.setblocking(False)  # connections the thread has not taken yet are still in the backlog
+        while True:
+            try:
+                connections.append(server.accept()[1])
+            except (BlockingIOError, OSError):
+                break
+    finally:
+        server.close()
+    assert connections == [], f"{len(connections)} TCP connections to WANDB_BASE_URL"
