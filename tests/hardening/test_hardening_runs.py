@@ -139,6 +139,19 @@ def _checkpointer(tmp_path, model):
     return holder
 
 
+def test_f27_an_unreadable_checkpoint_is_named(tmp_path):
+    """Outside a resume (here `checkpoint.resume=False`) there is no fallback, but the error names the file."""
+    import mmf.utils.checkpoint as checkpoint
+    from omegaconf import OmegaConf
+
+    holder = _checkpointer(tmp_path, torch.nn.Linear(2, 2))
+    holder.device, holder.config = torch.device("cpu"), OmegaConf.create({"checkpoint": {"resume": False}})
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(RuntimeError, match=rf"{bad}: cannot be read as a checkpoint \(RuntimeError: "):
+        checkpoint.Checkpoint._torch_load(holder, str(bad))
+
+
 def test_f26_a_nonfinite_model_is_never_saved(tmp_path):
     import mmf.utils.checkpoint as checkpoint
 
@@ -215,37 +228,33 @@ def _rank_rows(rank, world_size):
     return scores, torch.tensor([i % 2 for i in rows]), torch.tensor([SPLIT_IDS[i] for i in rows])
 
 
-def _gather_worker(rank, world_size, store, out_dir):
+def test_gather_keeps_repeated_ids_and_names_them(monkeypatch):
+    """The 2-process gather with its one collective (`all_gather_object`) played in this process: each rank's rows are
+    what a real DistributedSampler gives it (the real 2-process gloo gather: tests/tracking/test_tracking_metrics.py)."""
     import torch.distributed as dist
 
-    from mmf_pe.metrics.gather import gather_predictions
-
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scores, targets, ids = gather_predictions(*_rank_rows(rank, world_size), num_samples=len(SPLIT_IDS))
-        result = {"scores": scores[:, 1].tolist(), "targets": targets.tolist(), "ids": ids.tolist(),
-                  "warnings": [str(w.message) for w in caught]}
-        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump(result, f)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_gather_keeps_repeated_ids_and_names_them(tmp_path):
-    from mmf_pe.metrics.gather import gather_predictions
+    from mmf_pe.metrics import gather
 
     with pytest.warns(UserWarning, match=r"repeats ids: 12 \(2 rows\)"):
-        one = gather_predictions(*_rank_rows(0, 1), num_samples=len(SPLIT_IDS))
+        one = gather.gather_predictions(*_rank_rows(0, 1), num_samples=len(SPLIT_IDS))
     assert one[2].tolist() == SPLIT_IDS
-    torch.multiprocessing.start_processes(_gather_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2,
-                                          start_method="spawn")
     for rank in range(2):
-        two = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert two["ids"] == SPLIT_IDS  # 7 rows, in the split's order: the padding dropped, both 12s kept
-        assert two["scores"] == one[0][:, 1].tolist() and two["targets"] == one[1].tolist()
-        assert any("repeats ids: 12 (2 rows)" in w for w in two["warnings"]) == (rank == 0)
+        parts = []
+        for other in range(2):
+            scores, targets, ids = _rank_rows(other, 2)
+            parts.append({"scores": scores.numpy(), "targets": targets.numpy(), "ids": ids.numpy()})
+        monkeypatch.setattr(gather, "get_world_size", lambda: 2)
+        monkeypatch.setattr(gather, "get_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(dist, "all_gather_object", lambda out, local: out.__setitem__(slice(None), parts))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            two = gather.gather_predictions(*_rank_rows(rank, 2), num_samples=len(SPLIT_IDS))
+        assert two[2].tolist() == SPLIT_IDS  # 7 rows in the split's order: the padding dropped, both 12s kept
+        np.testing.assert_array_equal(two[0], one[0])
+        np.testing.assert_array_equal(two[1], one[1])
+        assert any("repeats ids: 12 (2 rows)" in str(w.message) for w in caught) == (rank == 0)
+        legacy = gather.gather_predictions(*_rank_rows(rank, 2))  # without the split length: by id, as before
+        assert legacy[2].tolist() == [11, 13, 14, 16, 12, 15]
 
 
 def test_split_length_of_an_evaluation_loader():
