@@ -127,9 +127,10 @@ class RunSafetyMixin:
         self.current_epoch = int(state["current_epoch"]) - 1  # rc10's loop adds 1 as the epoch (re)starts
         registry.register("current_epoch", self.current_epoch)
         self._resume_offset = int(state["epoch_batches"])
-        self._train_rng = state["train_rng"]
+        # rc10 maps a checkpoint onto the training device: generator states must be CPU byte tensors again
+        self._train_rng = {k: v.cpu() for k, v in state["train_rng"].items()}
         numpy_state = state["numpy_rng"]
-        np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+        np.random.set_state(("MT19937", numpy_state["keys"].cpu().numpy().astype(np.uint32), numpy_state["position"],
                              numpy_state["has_gauss"], numpy_state["gauss"]))
         python_state = state["python_rng"]
         random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
