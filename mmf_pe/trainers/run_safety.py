@@ -73,8 +73,7 @@ class RunSafetyMixin:
     # ---- exact resume ------------------------------------------------------------------------------------------
     def _count_batch(self):
         if self._counted_epoch != self.current_epoch:
-            self._counted_epoch = self.current_epoch
-            self._epoch_batches, self._resume_offset = self._resume_offset, 0
+            self._counted_epoch, self._epoch_batches = self.current_epoch, 0
         self._epoch_batches += 1
 
     def _forward_pass(self, batch):
@@ -127,6 +126,7 @@ class RunSafetyMixin:
         self.current_epoch = int(state["current_epoch"]) - 1  # rc10's loop adds 1 as the epoch (re)starts
         registry.register("current_epoch", self.current_epoch)
         self._resume_offset = int(state["epoch_batches"])
+        self._counted_epoch, self._epoch_batches = int(state["current_epoch"]), self._resume_offset
         # rc10 maps a checkpoint onto the training device: generator states must be CPU byte tensors again
         self._train_rng = {k: v.cpu() for k, v in state["train_rng"].items()}
         numpy_state = state["numpy_rng"]
@@ -157,7 +157,7 @@ class RunSafetyMixin:
         if len(samplers) != 1 or len(loaders) != 1:
             self.writer.write("Exact resume needs one training dataset read through the global sample order "
                               "(training.global_sample_order=true); the interrupted epoch restarts", "warning")
-            self._resume_offset = 0
+            self._resume_offset = self._epoch_batches = 0
             return
         samplers[0].skip_once(batches * loaders[0].batch_size)
         self.writer.write(f"Resuming inside epoch {self.current_epoch + 1}: its first {batches} batches were trained "
