@@ -53,6 +53,9 @@ FIXES = {
     "F21": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_damaged_file),
     "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
     "F23": _patch("mmf.datasets.databases.annotation_database", after=fixes.patch_annotation_npy),
+    "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
+    "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
+    "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
 }
 FIX_IDS = list(FIXES)
 

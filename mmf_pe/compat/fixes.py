@@ -577,3 +577,145 @@ def patch_annotation_npy(module):
     shim = _NumpyWithSafeLoad("numpy")
     shim.load = lambda path, *args, **kwargs: load_npy(path)  # the module's one np.load: allow_pickle=True
     module.np = shim
+# --- F25: a resumed run does not continue where it stopped -----------------------------------------------------------
+RESUME_STATE_KEY = "mmf_pe_resume"
+
+
+def patch_checkpoint_resume_state(module):
+    """F25. After kill -9 and `checkpoint.resume=True` the run does not reach the weights of an uninterrupted one
+    (1.8e-4 apart 6 updates later): it skips the rest of the interrupted epoch and draws another sample order.
+
+    Cause: rc10 saves `current_epoch` and restores it, but its loop adds 1 at every epoch start, so the resumed run
+    starts the next epoch from its first batch (the sampler is seeded from that counter); nothing records how far into
+    the epoch the run was, nor the random number generators; early stopping's best update is not restored either.
+    Fix: `Checkpoint.save` (same keys as rc10's) also stores what the trainer's `resume_state()` returns, when the
+    trainer has one (the `mmf_pe` trainer: mmf_pe/trainers/run_safety.py), and `_load_counts` hands it back to the
+    trainer's `restore_resume_state()`. Checkpoints stay loadable by plain rc10 (one extra key of tensors and numbers).
+    Test: tests/hardening/test_hardening_runs.py::test_f25_*.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    def save(self, update, iteration=None, update_best=False):
+        if not module.is_master():
+            return
+        trainer, stopping = self.trainer, self.trainer.early_stopping
+        model = trainer.model
+        if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            model = model.module
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "best_iteration": stopping.best_monitored_iteration,
+            "current_iteration": iteration or update,
+            "current_epoch": trainer.current_epoch,
+            "num_updates": update,
+            "best_update": stopping.best_monitored_update,
+            "best_metric_value": stopping.best_monitored_value,
+            "config": OmegaConf.to_container(self.config, resolve=True),
+        }
+        if self.git_repo:
+            ckpt.update(self._get_vcs_fields())
+        resume_state = getattr(trainer, "resume_state", None)
+        if resume_state is not None:
+            ckpt[RESUME_STATE_KEY] = resume_state()
+        paths = [os.path.join(self.models_foldername, f"model_{update}.ckpt")]
+        if update_best:
+            paths.append(os.path.join(self.ckpt_foldername, self.ckpt_prefix + "best.ckpt"))
+        paths.append(os.path.join(self.ckpt_foldername, self.ckpt_prefix + "current.ckpt"))
+        for path in paths:
+            module.torch.save(ckpt, path)  # F11's atomic save where it is active
+
+    original_load_counts = module.Checkpoint._load_counts
+
+    def _load_counts(self, ckpt):
+        original_load_counts(self, ckpt)
+        restore = getattr(self.trainer, "restore_resume_state", None)
+        if restore is not None and RESUME_STATE_KEY in ckpt:
+            restore(ckpt[RESUME_STATE_KEY])
+
+    save.__wrapped__ = module.Checkpoint.save
+    module.Checkpoint.save = save
+    module.Checkpoint._load_counts = _load_counts
+
+
+# --- F26: NaN weights saved as checkpoints -----------------------------------------------------------------------
+def patch_checkpoint_refuses_nonfinite(module):
+    """F26. A run whose weights turned NaN saves them: `current.ckpt` and `model_8.ckpt` held NaN in 14 of 57 tensors,
+    and `best.ckpt` / resume / export-adapter then serve a poisoned model.
+
+    Cause: rc10's `Checkpoint.save` writes whatever the model and optimizer hold. Fix: before anything is written, every
+    floating-point tensor of the model's state dict and of the optimizer state is checked (one `isfinite` pass); a NaN
+    or inf raises `NonFiniteError` naming the tensors and nothing is written, so the checkpoints saved before stay
+    the last good ones. (The `mmf_pe` trainer already stops on a non-finite loss, naming the batch's ids; this catches
+    what a finite loss can still leave behind.) Test: test_f26_*.
+    """
+    import torch
+
+    from mmf_pe.utils.finite import NonFiniteError, nonfinite_tensors
+
+    original = module.Checkpoint.save
+
+    def save(self, update, iteration=None, update_best=False):
+        model = self.trainer.model
+        if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            model = model.module
+        bad = nonfinite_tensors(model.state_dict())
+        bad += nonfinite_tensors(self.trainer.optimizer.state_dict().get("state", {}), "optimizer.state")
+        if bad:  # every rank holds the same (DDP) weights, so every rank stops here
+            shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            raise NonFiniteError(
+                f"not saving the checkpoint of update {update} in {self.ckpt_foldername}: {len(bad)} tensors hold NaN "
+                f"or inf ({shown}); the checkpoints saved before it are unchanged (resume from current.ckpt)"
+            )
+        return original(self, update, iteration, update_best)
+
+    save.__wrapped__ = original
+    module.Checkpoint.save = save
+
+
+# --- F27: an unreadable current.ckpt stops a resume -------------------------------------------------------------
+def patch_checkpoint_resume_fallback(module):
+    """F27. `checkpoint.resume=True` with a truncated or corrupt `current.ckpt` (a disk that filled, a copy cut short)
+    stops with `RuntimeError: PytorchStreamReader failed reading zip archive`, although `models/model_<n>.ckpt` are
+    loadable.
+
+    Cause: rc10 loads `current.ckpt` and nothing else. Fix: when the resume file `current.ckpt` of the run directory
+    cannot be read, the newest `models/model_<n>.ckpt` that can is loaded instead, with a warning naming both files
+    and the error; with none loadable, the error names the file. Other files (`resume_file`, `best.ckpt`) keep rc10's
+    behaviour, with the path added to the error. Test: test_f27_*.
+    """
+    import glob
+    import re
+    import warnings
+
+    original = module.Checkpoint._torch_load
+
+    def numbered(path):
+        found = re.search(r"model_(\d+)\.ckpt$", path)
+        return int(found.group(1)) if found else -1
+
+    def _torch_load(self, file):
+        try:
+            return original(self, file)
+        except Exception as error:
+            current = os.path.join(self.ckpt_foldername, self.ckpt_prefix + "current.ckpt")
+            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            if not (self.config.checkpoint.resume and os.path.abspath(str(file)) == os.path.abspath(current)):
+                raise RuntimeError(f"{file}: cannot be read as a checkpoint ({reason})") from error
+            candidates = sorted(glob.glob(os.path.join(self.models_foldername, "model_*.ckpt")), key=numbered)
+            for candidate in reversed(candidates):
+                try:
+                    ckpt = original(self, candidate)
+                except Exception:
+                    continue
+                message = (f"{file} cannot be read ({reason}); resuming from {candidate}, the newest loadable "
+                           "checkpoint of this run")
+                warnings.warn(message)
+                self.trainer.writer.write(message, "warning")
+                return ckpt
+            raise RuntimeError(f"{file}: cannot be read as a checkpoint ({reason}), and no models/model_<n>.ckpt of "
+                               f"this run can be read instead") from error
+
+    _torch_load.__wrapped__ = original
+    module.Checkpoint._torch_load = _torch_load

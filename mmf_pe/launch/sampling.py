@@ -16,10 +16,20 @@ class GlobalOrderSampler(DistributedSampler):
     def __init__(self, dataset, num_replicas, rank, seed, epoch_fn):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.epoch_fn = epoch_fn
+        self.skip = 0
+
+    def skip_once(self, num_indices):
+        """The next pass starts `num_indices` into this rank's order (a run resumed inside an epoch)."""
+        self.skip = int(num_indices)
+
+    def __len__(self):
+        return max(super().__len__() - self.skip, 0)
 
     def __iter__(self):
         self.set_epoch(self.epoch_fn())
-        return super().__iter__()
+        skip, self.skip = self.skip, 0
+        indices = super().__iter__()
+        return iter(list(indices)[skip:]) if skip else indices
 
 
 def data_epoch(mmf_epoch, world_size):

@@ -54,17 +54,17 @@ class TrackingTrainerMixin:
                     break
             if combined is None:
                 raise RuntimeError("evaluate(): the loader yielded no batch (empty evaluation split?)")
-            self._gather_into(combined, torch.cat(ids) if ids else None)
+            self._gather_into(combined, torch.cat(ids) if ids else None, split_length(loader))
             if "targets" in combined:
                 combined.metrics = self.metrics(combined, combined)
                 self._update_meter(combined, meter, eval_mode=True)
             self.model.train()
         return combined, meter
 
-    def _gather_into(self, report, ids):
+    def _gather_into(self, report, ids, num_samples=None):
         """Replace the report's scores/targets with the whole evaluation set's (every process calls this)."""
         targets = report["targets"] if "targets" in report else None
-        scores, all_targets, all_ids = gather_predictions(report["scores"], targets, ids)
+        scores, all_targets, all_ids = gather_predictions(report["scores"], targets, ids, num_samples)
         device = report["scores"].device
         report["scores"] = torch.from_numpy(scores).to(device)
         if targets is not None:
@@ -90,3 +90,17 @@ class TrackingTrainerMixin:
             session.on_validation(meter, self.last_predictions, self.num_updates, is_best)
         elif should_print:
             session.on_train_log(meter, self.num_updates, self.optimizer.param_groups[0]["lr"])
+
+
+def split_length(loader):
+    """Samples in the one dataset an evaluation loader reads (None for several: the gather then goes by id)."""
+    loaders = getattr(loader, "loaders", None)
+    if loaders is not None:
+        if len(loaders) != 1:
+            return None
+        loader = loaders[0]
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None

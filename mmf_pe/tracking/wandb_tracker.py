@@ -38,11 +38,16 @@ class WandbTracker(Tracker):
         if self.resume and os.path.exists(id_path):
             with open(id_path) as f:
                 run_id = f.read().strip() or None
+        mode = resolve_mode(self.options)
+        # wandb keeps process-wide settings apart from the run's: with `mode` given to init() alone they stay online,
+        # and its usage telemetry (every run.log() feeds it) then posts to WANDB_BASE_URL at exit, even for an
+        # offline run. The process settings get the run's mode, so offline makes no network attempt at all.
+        wandb.setup(settings=wandb.Settings(mode=mode))
         self.run = wandb.init(
             project=self.options.get("project", None) or "mmf-pe",
             entity=self.options.get("entity", None),
             name=self.options.get("name", None) or run_info.get("experiment"),
-            mode=resolve_mode(self.options),
+            mode=mode,
             dir=os.environ.get("WANDB_DIR") or self.log_dir,
             id=run_id,
             resume="allow" if run_id else None,

@@ -16,7 +16,7 @@ import os
 import torch
 
 from mmf_pe.tuners.peft_methods import base_key
-from mmf_pe.utils.fingerprint import tensors_digest
+from mmf_pe.utils.fingerprint import tensor_digests, tensors_digest
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 FORMAT = "mmf_pe.adapter/1"
@@ -38,12 +38,33 @@ def trained_state(model):
     return {name: p.detach().contiguous().cpu() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def base_fingerprint(model, exclude=None):
-    """sha256 over names (base names: peft's `.base_layer` removed), shapes, dtypes and bytes of the frozen weights."""
+def _frozen_named(model, exclude=None):
     exclude = set(trained_state(model)) if exclude is None else set(exclude)
-    named = {base_key(name): p for name, p in model.named_parameters() if name not in exclude}
-    return {"algorithm": "sha256", "digest": tensors_digest(named), "num_tensors": len(named),
-            "num_parameters": sum(p.numel() for p in named.values())}
+    return {base_key(name): p for name, p in model.named_parameters() if name not in exclude}
+
+
+def base_fingerprint(model, exclude=None, per_tensor=True):
+    """sha256 over names (base names: peft's `.base_layer` removed), shapes, dtypes and bytes of the frozen weights;
+    with `per_tensor`, also each tensor's own digest (so a refusal can name the tensors that differ)."""
+    named = _frozen_named(model, exclude)
+    fingerprint = {"algorithm": "sha256", "digest": tensors_digest(named), "num_tensors": len(named),
+                   "num_parameters": sum(p.numel() for p in named.values())}
+    if per_tensor:
+        fingerprint["tensors"] = tensor_digests(named)
+    return fingerprint
+
+
+def _fingerprint_differences(model, exclude, expected):
+    """Lines naming the frozen tensors whose digests differ from an export's (or why they cannot be named)."""
+    stored = expected.get("tensors")
+    if not isinstance(stored, dict):
+        return ["this export predates per-tensor digests, so the tensors that differ cannot be named "
+                "(export it again to get them)"]
+    actual = tensor_digests(_frozen_named(model, exclude))
+    lines = [f"{name}: differs" for name in sorted(set(stored) & set(actual)) if stored[name] != actual[name]]
+    lines += [f"{name}: in the adapter's base, not in this model" for name in sorted(set(stored) - set(actual))]
+    lines += [f"{name}: in this model, not in the adapter's base" for name in sorted(set(actual) - set(stored))]
+    return lines
 
 
 def save_adapter(model, out_dir, source=None):
@@ -76,14 +97,44 @@ def read_adapter(adapter_dir):
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: missing; an adapter export has {CONFIG_NAME} and {WEIGHTS_NAME}")
-    with open(config_path) as f:
+    with open(config_path, "rb") as f:
         try:
-            config = json.load(f)
+            config = json.loads(f.read().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{config_path}: not UTF-8 text (byte {error.start})") from None
         except json.JSONDecodeError as error:
             raise ValueError(f"{config_path}: line {error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: must hold a JSON object, holds a {type(config).__name__}")
     if config.get("format") != FORMAT:
         raise ValueError(f"{config_path}: format {config.get('format')!r} is not {FORMAT!r}")
-    return config, load_file(weights_path)
+    for key, kind in REQUIRED_KEYS.items():
+        if not isinstance(config.get(key), kind):
+            found = "missing" if key not in config else f"a {type(config[key]).__name__}"
+            raise ValueError(f"{config_path}: key {key!r} must be a {kind.__name__}, is {found}")
+    if not isinstance(config["base_fingerprint"].get("digest"), str):
+        raise ValueError(f"{config_path}: key 'base_fingerprint' has no 'digest' string")
+    try:
+        state = load_file(weights_path)
+    except Exception as error:  # safetensors' own errors do not name the file
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
+    _check_listed(config, state, config_path, weights_path)
+    return config, state
+
+
+REQUIRED_KEYS = {"training_mode": str, "base_fingerprint": dict, "parameters": dict}
+
+
+def _check_listed(config, state, config_path, weights_path):
+    """The tensors of the weights file must be exactly those `parameters` lists, with the listed shapes."""
+    listed = config["parameters"]
+    problems = [f"{name}: listed in {CONFIG_NAME}, not in {WEIGHTS_NAME}" for name in listed if name not in state]
+    problems += [f"{name}: in {WEIGHTS_NAME}, not listed in {CONFIG_NAME}" for name in state if name not in listed]
+    problems += [f"{name}: shape {list(t.shape)} in {WEIGHTS_NAME}, {listed[name]} in {CONFIG_NAME}"
+                 for name, t in state.items() if name in listed and list(t.shape) != list(listed[name] or [])]
+    if problems:
+        raise AdapterMismatchError(f"{weights_path} does not hold what {config_path} lists ({len(problems)} "
+                                   "differences):\n  " + "\n  ".join(problems[:20]))
 
 
 def load_adapter(model, adapter_dir, merge=False, check_fingerprint=True):
@@ -111,13 +162,15 @@ def load_adapter(model, adapter_dir, merge=False, check_fingerprint=True):
         raise AdapterMismatchError(f"{where}: does not fit this model:\n  " + "\n  ".join(problems[:20]))
     if check_fingerprint:
         expected = config["base_fingerprint"]
-        actual = base_fingerprint(model, exclude=state)
+        actual = base_fingerprint(model, exclude=state, per_tensor=False)
         if actual["digest"] != expected["digest"]:
+            differences = _fingerprint_differences(model, state, expected)
             raise AdapterMismatchError(
                 f"{where}: the base weights differ from those the adapter was trained on (fingerprint "
                 f"{actual['digest'][:12]}.. over {actual['num_tensors']} tensors, expected {expected['digest'][:12]}.. "
-                f"over {expected['num_tensors']}). Load the same base checkpoint first (e.g. the COCO VisualBERT), "
-                "or pass check_fingerprint=False if you know better."
+                f"over {expected.get('num_tensors')}). Load the same base checkpoint first (e.g. the COCO VisualBERT), "
+                "or pass check_fingerprint=False if you know better.\n  " + "\n  ".join(differences[:20])
+                + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
             )
     with torch.no_grad():
         for name, tensor in state.items():
@@ -147,8 +200,13 @@ def find_checkpoint(source, which="best"):
 
 def read_checkpoint(path):
     """(state dict, config dict) of an MMF checkpoint, read without unpickling arbitrary objects."""
+    import zipfile
+
+    # torch's zip format is memory-mapped (only the tensors used are read); a legacy (torch < 1.6, or
+    # `_use_new_zipfile_serialization=False`) file cannot be, and is read whole, as safely.
+    mmap = zipfile.is_zipfile(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # read only what is used
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # weights_only refuses arbitrary classes: say so instead of unpickling
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({error}); "
                          "only plain MMF checkpoints (tensors and containers) are accepted") from None

@@ -12,3 +12,9 @@ def tensors_digest(named_tensors, hasher=None):
         hasher.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
         hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return hasher.hexdigest()
+
+
+def tensor_digests(named_tensors, length=16):
+    """{name: hex digest (first `length` hex digits of sha256)} of each tensor alone: names what differs when the
+    combined digest does not match."""
+    return {name: tensors_digest({name: tensor})[:length] for name, tensor in sorted(named_tensors.items())}

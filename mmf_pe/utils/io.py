@@ -4,6 +4,7 @@ The temporary file is created with mode 0666 so the process umask applies, as fo
 make it 0600).
 """
 import contextlib
+import errno
 import os
 import uuid
 
@@ -26,20 +27,70 @@ def _temporary_beside(path):
 
 def atomic_write_bytes(path, data):
     with _temporary_beside(path) as (fd, _):
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+        try:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            f.close()
+        except OSError as error:
+            _close_quietly(f)
+            if error.errno is None:
+                raise
+            raise _write_error(error, path) from None
 
 
 def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+class _WriteErrorRecorder:
+    """A binary file that remembers the OSError of a failed write: torch's zip writer replaces it with
+    `[enforce fail at inline_container.cc] unexpected pos`, which names neither the file nor the cause."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
 def atomic_torch_save(obj, path):
-    """torch.save to a temporary file in the same directory, then rename."""
+    """torch.save to a temporary file in the same directory, then rename. A full disk (or any other failed write)
+    raises an OSError naming `path` and the cause ("No space left on device"); the file at `path` is left as it was."""
     import torch
 
     with _temporary_beside(path) as (fd, tmp):
-        os.close(fd)
-        torch.save(obj, tmp)
+        f = os.fdopen(fd, "wb")
+        recorder = _WriteErrorRecorder(f)
+        try:
+            torch.save(obj, recorder)
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except Exception as error:
+            _close_quietly(f)  # its buffer cannot be written either
+            cause = recorder.error if recorder.error is not None else error
+            if isinstance(cause, OSError) and cause.errno is not None:
+                raise _write_error(cause, path) from None
+            raise
+
+
+def _close_quietly(f):
+    try:
+        f.close()
+    except OSError:
+        pass
+
+
+def _write_error(error, path):
+    reason = "no space left on the device" if error.errno == errno.ENOSPC else os.strerror(error.errno).lower()
+    return OSError(error.errno, f"cannot save {path}: {reason} ({os.strerror(error.errno)}); "
+                                "the file already there, if any, is unchanged")
