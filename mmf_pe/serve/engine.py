@@ -220,5 +220,5 @@ class Engine:
         kind = version.kind
         with kind.lock, torch.inference_mode():
             switched = kind.put_on(version)
-            scores = kind.model(sample)["scores"]
+            scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
         return torch.softmax(scores.float(), dim=-1)[:, 1].tolist(), switched

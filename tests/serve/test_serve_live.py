@@ -46,11 +46,11 @@ def test_concurrent_scoring_while_an_adapter_is_replaced(server, tmp_path):
                                       os.path.join(served["served"], "lora")], items)
     names = {fp: n for fp, n in zip(expected, ["pe", "pe", "fc", "lora"])}
     swapped = threading.Event()
-    jobs = [(["pe", "fc", "lora", "pe"][i % 4], i % len(items)) for i in range(72)]
+    jobs = [(i, ["pe", "fc", "lora", "pe"][i % 4], i % len(items)) for i in range(72)]
 
     def one(job):
-        adapter, index = job
-        if job is jobs[36]:
+        position, adapter, index = job
+        if position >= 36:
             swapped.wait(60)  # the second half is sent after the swap has been answered
         text, features = items[index]
         response = score(server.url, adapter, text, features, as_json=index == 0)
