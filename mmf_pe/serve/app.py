@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile
 
 from mmf_pe.serve import layout
@@ -71,6 +72,11 @@ def create_app(settings, engine=None, featurizer=None):
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc):
         return JSONResponse({"error": f"invalid request: {exc.errors()[:3]}", "status": 422}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # unknown routes, wrong methods: the same JSON shape as every error
+        return JSONResponse({"error": str(exc.detail), "status": exc.status_code}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request, exc):  # last resort: logged, answered as JSON, the service stays up
@@ -185,7 +191,7 @@ def create_app(settings, engine=None, featurizer=None):
                     "batch_size": timings["batch_size"], "features_source": "image" if regions is not None else
                     "precomputed"}
             if regions is not None:
-                body["regions"] = regions[:MAX_REGIONS_SHOWN]
+                body["regions"] = dict(regions, boxes=regions["boxes"][:MAX_REGIONS_SHOWN])
             metrics.observe_request(200, adapter_label, total_ms / 1000, features_ms / 1000, timings["model_ms"] / 1000)
             return body
         except BadInput as error:
@@ -204,6 +210,8 @@ def create_app(settings, engine=None, featurizer=None):
         if image is None:
             raise BadInput(422, "no input: send an image (multipart field 'image') or features (.npy file or JSON "
                                 "array in field 'features')")
+        started = time.perf_counter()  # features time = decoding + detector
+        rgb = await run_in_threadpool(decode_image, image[1], image[0], settings.max_pixels)  # bad files first
         if featurizer is None:
             raise BadInput(422, "this server runs no detector (started with --no-detector): send precomputed features")
         if version.provenance is None:
@@ -216,9 +224,6 @@ def create_app(settings, engine=None, featurizer=None):
             raise BadInput(422, f"adapter {version.name!r} was trained on features made with other detector settings "
                                 f"than this server's ({text}); send precomputed features or start the server with "
                                 "the adapter's settings", "image")
-        filename, data = image
-        started = time.perf_counter()
-        rgb = await run_in_threadpool(decode_image, data, filename, settings.max_pixels)
         features, boxes = await run_in_threadpool(featurizer, rgb, version.provenance.get("normalisation"))
         return features, {"boxes": boxes, "image_width": int(rgb.shape[1]), "image_height": int(rgb.shape[0])}, \
             1000 * (time.perf_counter() - started)
@@ -260,6 +265,7 @@ async def read_body(request, limit):
 
 
 async def read_form(request, limit, max_files=2):
+    from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException
 
     body = await read_body(request, limit)
@@ -275,6 +281,8 @@ async def read_form(request, limit, max_files=2):
         return await Request(request.scope, replay).form(max_files=max_files, max_fields=16, max_part_size=limit)
     except MultiPartException as error:
         raise BadInput(400, f"malformed multipart body: {error.message}") from None
+    except HTTPException as error:  # starlette turns some parser errors into HTTP 400 itself
+        raise BadInput(error.status_code, f"malformed multipart body: {error.detail}") from None
     except (ValueError, KeyError) as error:
         raise BadInput(400, f"malformed form body: {error}") from None
 

@@ -35,8 +35,11 @@ def features_from_npy(data, feature_dim, filename="features.npy"):
         raise BadInput(400, f"{filename}: empty upload (0 bytes)", "features")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as error:  # object arrays need pickle: refused
-        raise BadInput(422, f"{filename}: not a plain .npy array ({error})", "features") from None
+    except ValueError as error:
+        if "pickle" in str(error):  # object arrays need unpickling: refused
+            raise BadInput(422, f"{filename}: not a plain .npy array (object arrays need pickle, which is refused)",
+                           "features") from None
+        raise BadInput(422, f"{filename}: not a readable .npy file ({error})", "features") from None
     except Exception as error:  # noqa: BLE001 - truncated / not an .npy at all
         raise BadInput(422, f"{filename}: not a readable .npy file ({type(error).__name__}: {error})",
                        "features") from None
