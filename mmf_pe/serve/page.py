@@ -46,6 +46,7 @@ function draw(file, regions) {
   const image = new Image();
   image.onload = () => {
     canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+    canvas.style.width = Math.max(image.naturalWidth, 480) + 'px';  // small memes shown larger
     const context = canvas.getContext('2d');
     context.drawImage(image, 0, 0);
     context.lineWidth = Math.max(2, image.naturalWidth / 200);
