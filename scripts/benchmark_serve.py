@@ -214,8 +214,6 @@ def main(argv=None):
             timings = timings[1:] if len(timings) > 1 else timings  # the first detector call warms up
         finally:
             server.stop()
-    base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20 if os.path.exists(
-        folder) else None
     for c, (rps, p50, p99, batch, _) in results.items():
         rows.append((f"precomputed features, concurrency {c}", f"{rps:.1f} req/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} "
                      f"ms", f"mean batch {batch:.1f}"))
