@@ -63,3 +63,35 @@ def test_demo_without_make_demo_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "DEMO_FOLDER", str(tmp_path / "logs" / "demo" / "adapters"))
     assert cli.main(["--demo"]) == 2
     assert "run `make demo` first" in capsys.readouterr().err
+
+
+def test_export_base_and_adapter_from_one_run_serve_together(tmp_path):
+    """The demo's path: `export-base` + `export-adapter` of one MMF checkpoint; the engine accepts the adapter."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.tiny_hmd import write_tokenizer
+    from mmf_pe.serve.base_export import main as export_base_main
+    from mmf_pe.serve.engine import Engine
+    from mmf_pe.tools.table1 import model_config
+    from mmf_pe.tuners.export import main as export_adapter_main
+    from tests.serve.serve_helpers import TINY, build, trained_like
+
+    model = trained_like(build("pe", "pe.method=houlsby", seed=0), seed=3)
+    tokenizer = write_tokenizer(str(tmp_path / "tokenizer"))
+    config = {"model": "visual_bert_pe",
+              "model_config": {"visual_bert_pe": OmegaConf.to_container(model_config("pe", TINY + ["pe.method=houlsby"]))},
+              "dataset_config": {"hateful_memes": {"processors": {"text_processor": {"params": {
+                  "max_seq_length": 12, "tokenizer_config": {"type": tokenizer}}}}}}}
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "config": config}, run / "best.ckpt")
+    served = tmp_path / "served"
+    assert export_base_main([str(run), str(served), "--default-adapter", "pe"]) == 0
+    assert export_adapter_main([str(run), str(served / "pe")]) == 0
+    engine = Engine(str(served))
+    assert engine.max_seq_length == 12 and engine.config["default_adapter"] == "pe"
+    version = engine.read_folder_version("pe")
+    assert version.provenance is None and version.threshold == 0.5
+    probabilities, switched = engine.score(version, ["a cat"], [torch.randn(3, engine.feature_dim)])
+    assert switched and 0.0 < probabilities[0] < 1.0
