@@ -180,6 +180,7 @@ def main(argv=None):
         folder, spare = build_folder(root, args.size)
         images = add_provenance(folder, root)
         switch_ms, adapter_mib = switch_cost_in_process(folder, spare)
+        base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20
 
         server = Server(folder, "--max-batch", "1")
         try:
@@ -190,10 +191,10 @@ def main(argv=None):
         server = Server(folder, "--max-batch", "16")
         try:
             load(server.url, 8, 8)  # warm-up
-            rss_1 = server.rss_mib()
             results = {c: load(server.url, args.requests if c > 1 else max(8, args.requests // 4), c)
                        for c in (1, 8, 32)}
             same = load(server.url, 16, 1)
+            rss_1 = server.rss_mib()  # after the load rows: the allocator has seen the largest batches already
             # 9 more adapters through the admin API, each scored once (so it is really loaded)
             for i in range(1, 10):
                 files = {"config": open(os.path.join(spare, f"a{i}", "adapter_config.json"), "rb").read(),
@@ -225,7 +226,8 @@ def main(argv=None):
     rows.append(("concurrency 1: one adapter vs alternating two", f"p50 {same[1]:.0f} ms vs {alternating[1]:.0f} ms",
                  "", ""))
     rows.append(("server RSS, 1 vs 10 adapters", f"{rss_1:.0f} MiB vs {rss_10:.0f} MiB",
-                 f"+{rss_10 - rss_1:.0f} MiB for 9 adapters", f"9 x adapter = {9 * adapter_mib:.1f} MiB"))
+                 f"+{rss_10 - rss_1:.0f} MiB for 9 adapters", f"9 x adapter = {9 * adapter_mib:.1f} MiB; "
+                 f"one base = {base_mib:.0f} MiB"))
     features = statistics.median(t["features"] for t in timings)
     model = statistics.median(t["model"] for t in timings)
     rows.append(("image: features (decode + detector) vs model, per meme", f"{features:.0f} ms vs {model:.0f} ms",

@@ -90,8 +90,7 @@ def create_app(settings, engine=None, featurizer=None):
     @app.get("/readyz")
     async def readyz():
         ready = bool(adapters.versions)
-        body = {"ready": ready, "base": engine.config["model_config"].get("hidden_size") is not None,
-                "adapters": adapters.names(), "errors": adapters.errors}
+        body = {"ready": ready, "base_loaded": True, "adapters": adapters.names(), "errors": adapters.errors}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
