@@ -1,6 +1,5 @@
 """One served folder and one real uvicorn server (thread, 127.0.0.1, free port) shared by this folder's tests."""
 import os
-import shutil
 
 import numpy as np
 import pytest

@@ -165,3 +165,26 @@ def test_health_and_readiness(server):
     assert listing["default"] == "pe"
     accepts = {a["name"]: a["accepts_images"] for a in listing["adapters"]}
     assert accepts["pe_img"] is True and accepts["fc"] is False
+
+
+def test_full_queue_answers_429_and_a_timeout_504_at_once(server, served):
+    """Queue bound 0: every request is refused at once with 429; timeout 0: 504. Neither blocks the service."""
+    from fastapi.testclient import TestClient
+
+    from mmf_pe.serve.app import Settings, create_app
+
+    text, features = feature_set(1)[0]
+    files = {"features": ("f.npy", npy_bytes(features))}
+    engine = server.server.config.app.state.engine  # the same loaded base: no second copy needed
+    for settings, status, words in ((Settings(served["served"], max_queue=0, admin_token="", score_token=""), 429,
+                                     "server busy"),
+                                    (Settings(served["served"], timeout_s=0.0, admin_token="", score_token=""), 504,
+                                     "request timeout")):
+        with TestClient(create_app(settings, engine=engine)) as client:
+            started = time.perf_counter()
+            answer = client.post("/v1/score", data={"adapter": "fc", "text": text}, files=files)
+            assert answer.status_code == status and words in answer.json()["error"], answer.text
+            assert time.perf_counter() - started < 5
+            if status == 429:
+                assert answer.headers["retry-after"] == "1"
+            assert 'status="%d"' % status in client.get("/metrics").text
