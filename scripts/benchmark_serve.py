@@ -226,7 +226,7 @@ def main(argv=None):
     rows.append(("concurrency 1: one adapter vs alternating two", f"p50 {same[1]:.0f} ms vs {alternating[1]:.0f} ms",
                  "", ""))
     rows.append(("server RSS, 1 vs 10 adapters", f"{rss_1:.0f} MiB vs {rss_10:.0f} MiB",
-                 f"+{rss_10 - rss_1:.0f} MiB for 9 adapters", f"9 x adapter = {9 * adapter_mib:.1f} MiB; "
+                 f"{rss_10 - rss_1:+.0f} MiB for 9 adapters", f"9 x adapter = {9 * adapter_mib:.1f} MiB; "
                  f"one base = {base_mib:.0f} MiB"))
     features = statistics.median(t["features"] for t in timings)
     model = statistics.median(t["model"] for t in timings)
