@@ -1,7 +1,6 @@
 """One served folder and one real uvicorn server (thread, 127.0.0.1, free port) shared by this folder's tests."""
 import os
 
-import numpy as np
 import pytest
 
 from tests.serve.serve_helpers import ThreadedServer, export_adapter, make_folder
@@ -14,16 +13,17 @@ DETECTOR = {"detector": "torchvision_frcnn", "allow_random_weights": True, "num_
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """The folder + a PE adapter `pe_img` whose provenance is that of a real `mmf_pe extract` run."""
-    from PIL import Image
-
+    from mmf_pe.demo.memes import Scene, draw_meme
     from mmf_pe.extraction import extract_features
     from mmf_pe.tuners.provenance import read_feature_provenance
 
     paths = make_folder(str(tmp_path_factory.mktemp("serve")))
     images = os.path.join(paths["root"], "memes")
     os.makedirs(images)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(os.path.join(images, "01.png"))
+    meme = draw_meme(Scene(background=(236, 233, 222), horizon=0.7, shape="circle", colour="red", cx=0.5, cy=0.45,
+                           radius=0.22, prop_colour=(120, 84, 50), prop_xy=(0.12, 0.6), caption_top=True),
+                     "look at this lovely family", size=120)  # a synthetic meme as the demo draws them
+    meme.crop((0, 0, 120, 80)).save(os.path.join(images, "01.png"))  # 120 x 80: not square
     lmdb = os.path.join(paths["root"], "features.lmdb")
     extract_features(images, lmdb, detector="torchvision_frcnn", allow_random_weights=True, num_boxes=6,
                      min_size=64, max_size=96, progress=False, num_workers=0, log=lambda m: None)
