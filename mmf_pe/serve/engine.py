@@ -98,7 +98,8 @@ class Engine:
             line = getattr(error, "lineno", "?")
             raise AdapterError(f"{where}/{CONFIG_NAME}: line {line}: not valid JSON") from None
         if not isinstance(config, dict) or config.get("format") != "mmf_pe.adapter/1":
-            raise AdapterError(f"{where}/{CONFIG_NAME}: not an `mmf_pe export-adapter` config (format mmf_pe.adapter/1)")
+            raise AdapterError(f"{where}/{CONFIG_NAME}: not an `mmf_pe export-adapter` config "
+                               "(format mmf_pe.adapter/1)")
         try:
             tensors = load_safetensors(weights_bytes)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message

@@ -155,7 +155,8 @@ def collect_garbage(folder, grace_s=300):
     versions = os.path.join(folder, VERSIONS_DIR)
     if not os.path.isdir(versions):
         return
-    live = {os.path.realpath(os.path.join(folder, n)) for n in os.listdir(folder) if os.path.islink(os.path.join(folder, n))}
+    links = [os.path.join(folder, n) for n in os.listdir(folder)]
+    live = {os.path.realpath(link) for link in links if os.path.islink(link)}
     now = time.time()
     for entry in os.listdir(versions):
         path = os.path.join(versions, entry)

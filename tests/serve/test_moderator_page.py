@@ -75,12 +75,13 @@ def test_moderator_page_scores_an_upload_and_shows_errors(served, cli_server, tm
         wait.until(lambda b: len(Select(b.find_element(By.ID, "adapter")).options) >= 3)
         assert Select(browser.find_element(By.ID, "adapter")).first_selected_option.get_attribute("value") == "pe_img"
         browser.find_element(By.ID, "image").send_keys(served["meme"])
-        browser.find_element(By.ID, "text").send_keys("look at this lovely family")
+        caption = "look at this lovely family"
+        browser.find_element(By.ID, "text").send_keys(caption)
         browser.find_element(By.ID, "score").click()
         shown = wait.until(ec.presence_of_element_located((By.ID, "probability"))).text
         wait.until(lambda b: int(b.find_element(By.ID, "canvas").get_attribute("data-drawn") or 0) >= 1)
         with open(served["meme"], "rb") as f:
-            api = requests.post(f"{cli_server}/v1/score", data={"text": "look at this lovely family", "adapter": "pe_img"},
+            api = requests.post(f"{cli_server}/v1/score", data={"text": caption, "adapter": "pe_img"},
                                 files={"image": ("01.png", f.read())}, timeout=60).json()
         assert shown == f"{api['probability']:.4f}"
         assert "hateful" in browser.find_element(By.ID, "result").text

@@ -79,8 +79,8 @@ def test_export_base_and_adapter_from_one_run_serve_together(tmp_path):
 
     model = trained_like(build("pe", "pe.method=houlsby", seed=0), seed=3)
     tokenizer = write_tokenizer(str(tmp_path / "tokenizer"))
-    config = {"model": "visual_bert_pe",
-              "model_config": {"visual_bert_pe": OmegaConf.to_container(model_config("pe", TINY + ["pe.method=houlsby"]))},
+    architecture = OmegaConf.to_container(model_config("pe", TINY + ["pe.method=houlsby"]))
+    config = {"model": "visual_bert_pe", "model_config": {"visual_bert_pe": architecture},
               "dataset_config": {"hateful_memes": {"processors": {"text_processor": {"params": {
                   "max_seq_length": 12, "tokenizer_config": {"type": tokenizer}}}}}}}
     run = tmp_path / "run"
@@ -95,3 +95,19 @@ def test_export_base_and_adapter_from_one_run_serve_together(tmp_path):
     assert version.provenance is None and version.threshold == 0.5
     probabilities, switched = engine.score(version, ["a cat"], [torch.randn(3, engine.feature_dim)])
     assert switched and 0.0 < probabilities[0] < 1.0
+
+
+def test_export_finds_the_training_features_in_the_run_config(tmp_path, monkeypatch):
+    """MMF's layout: dataset_config.<name>.features.train relative to <data_dir>/datasets."""
+    from mmf_pe.tuners.provenance import features_from_run_config, read_feature_provenance
+
+    lmdb = tmp_path / "data" / "datasets" / "hateful_memes" / "defaults" / "features" / "detectron.lmdb"
+    lmdb.mkdir(parents=True)
+    config = {"datasets": "hateful_memes", "env": {"data_dir": str(tmp_path / "data")}, "dataset_config": {
+        "hateful_memes": {"features": {"train": ["hateful_memes/defaults/features/detectron.lmdb"]}}}}
+    monkeypatch.delenv("MMF_DATA_DIR", raising=False)
+    assert features_from_run_config(config) == str(lmdb)
+    assert read_feature_provenance(lmdb) is None  # not written by `mmf_pe extract`: no provenance
+    (lmdb / "extraction.json").write_text('{"state": "running", "settings": {}}')
+    with pytest.raises(ValueError, match="'running', not 'complete'"):
+        read_feature_provenance(lmdb)
