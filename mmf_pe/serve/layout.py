@@ -160,7 +160,11 @@ def collect_garbage(folder, grace_s=300):
     now = time.time()
     for entry in os.listdir(versions):
         path = os.path.join(versions, entry)
-        if os.path.realpath(path) not in live and now - os.stat(path).st_mtime > grace_s:
+        try:
+            old = now - os.stat(path).st_mtime > grace_s
+        except FileNotFoundError:  # another replica collected it first
+            continue
+        if old and os.path.realpath(path) not in live:
             shutil.rmtree(path, ignore_errors=True)
 
 
