@@ -1,7 +1,7 @@
 # The two README commands. Each sets everything up first (idempotent, scripts/setup_env.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo test table1
+.PHONY: setup demo test table1 serve
 
 setup:
 	@scripts/setup_env.sh
@@ -14,3 +14,6 @@ test: setup
 
 table1: setup
 	@$(PY) -m mmf_pe.cli table1
+
+serve: setup
+	@$(PY) -m mmf_pe.cli serve --demo

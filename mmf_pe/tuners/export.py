@@ -67,8 +67,11 @@ def _fingerprint_differences(model, exclude, expected):
     return lines
 
 
-def save_adapter(model, out_dir, source=None):
-    """Write the trained parameters of a built VisualBERTPE and its config. Returns the weights file's path."""
+def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None):
+    """Write the trained parameters of a built VisualBERTPE and its config. Returns the weights file's path.
+
+    `feature_provenance` (see mmf_pe.tuners.provenance) lets `mmf_pe serve` run the same detector on images;
+    `threshold` is the label threshold a server uses (0.5 when None)."""
     from safetensors.torch import save
 
     state = trained_state(model)
@@ -82,6 +85,8 @@ def save_adapter(model, out_dir, source=None):
         "parameters": {name: list(t.shape) for name, t in state.items()},
         "num_parameters": sum(t.numel() for t in state.values()),
         "source": source,
+        "feature_provenance": feature_provenance,
+        "threshold": threshold,
     }
     weights_path = os.path.join(out_dir, WEIGHTS_NAME)
     atomic_write_bytes(weights_path, save(state, metadata={"format": FORMAT}))
@@ -259,16 +264,22 @@ def build_from_run_config(config):
     return model
 
 
-def export(source, out_dir, which="best"):
+def export(source, out_dir, which="best", features=None, threshold=None):
+    from mmf_pe.tuners.provenance import features_from_run_config, read_feature_provenance
+
     path = find_checkpoint(source, which)
     state, config = read_checkpoint(path)
+    features = features or features_from_run_config(config)
+    provenance = read_feature_provenance(features) if features else None
     model = build_from_run_config(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"{path}: does not match the model its config describes:\n{error}") from None
     os.makedirs(out_dir, exist_ok=True)
-    return save_adapter(model, out_dir, source=os.path.abspath(path)), path, model
+    weights = save_adapter(model, out_dir, source=os.path.abspath(path), feature_provenance=provenance,
+                           threshold=threshold)
+    return weights, path, model
 
 
 def _plain(value):
@@ -283,8 +294,16 @@ def main(argv=None):
     parser.add_argument("out", help="output directory")
     parser.add_argument("--which", choices=["best", "current", "final"], default="best",
                         help="which checkpoint of a run directory (default: best)")
+    parser.add_argument("--features", default=None,
+                        help="the training feature LMDB (default: the run config's first train features)")
+    parser.add_argument("--threshold", type=float, default=None, help="label threshold for serving (default 0.5)")
     args = parser.parse_args(argv)
-    weights, path, model = export(args.source, args.out, args.which)
+    weights, path, model = export(args.source, args.out, args.which, features=args.features, threshold=args.threshold)
+    with open(os.path.join(args.out, CONFIG_NAME)) as f:
+        provenance = json.load(f).get("feature_provenance")
+    print(f"feature provenance: {provenance['detector']} ({provenance['lmdb']})" if provenance else
+          "feature provenance: none (features not written by `mmf_pe extract`): a server accepts precomputed "
+          "features only for this adapter")
     size = os.path.getsize(weights)
     full = sum(p.numel() * p.element_size() for p in model.parameters())
     print(f"{path} -> {weights}: {len(trained_state(model))} tensors, {size / 2**20:.2f} MiB "

@@ -1,0 +1,129 @@
+"""`mmf_pe serve`: score memes over HTTP with one frozen base and the adapters of a folder.
+
+    mmf_pe serve <folder> [--host 127.0.0.1] [--port 8000] [--workers N] [--detector-weights FILE | --no-detector]
+    mmf_pe serve --demo          serves logs/demo/adapters/ (after `make demo`)
+"""
+import argparse
+import json
+import os
+import sys
+
+from mmf_pe import REPO_ROOT
+
+DEMO_FOLDER = os.path.join(REPO_ROOT, "logs", "demo", "adapters")
+ENV_SETTINGS = "MMF_PE_SERVE_SETTINGS"  # how the workers of `--workers N` receive the options
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="mmf_pe serve", description=__doc__.split("\n")[0])
+    p.add_argument("folder", nargs="?", help="served folder: base/ + one folder per adapter (docs/serving.md)")
+    p.add_argument("--demo", action="store_true", help=f"serve {os.path.relpath(DEMO_FOLDER, REPO_ROOT)} (make demo)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads the base once)")
+    p.add_argument("--default-adapter", default=None)
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 429 (busy)")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="per-request timeout (504 after it)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
+    g = p.add_argument_group("detector (images); must match the adapters' recorded feature provenance")
+    g.add_argument("--no-detector", action="store_true", help="precomputed features only")
+    g.add_argument("--detector", default=None, help="torchvision_frcnn | vg_frcnn (default: as the default adapter's "
+                   "provenance records)")
+    g.add_argument("--detector-weights", default=None)
+    g.add_argument("--allow-random-weights", action="store_true", help="random detector weights (tests, the demo)")
+    g.add_argument("--num-boxes", type=int, default=None)
+    g.add_argument("--min-boxes", type=int, default=None)
+    g.add_argument("--selection", default=None)
+    g.add_argument("--min-size", type=int, default=None)
+    g.add_argument("--max-size", type=int, default=None)
+    g.add_argument("--feature-dtype", default=None)
+    g.add_argument("--device", default="cpu")
+    return p
+
+
+def detector_options(args, provenance):
+    """Featurizer keyword arguments: the command line where given, else the adapter's recorded provenance."""
+    provenance = provenance or {}
+    selection = provenance.get("selection") or {}
+    pick = lambda given, recorded, fallback: given if given is not None else (  # noqa: E731
+        recorded if recorded is not None else fallback)
+    options = {
+        "detector": pick(args.detector, provenance.get("detector"), "torchvision_frcnn"),
+        "weights": args.detector_weights, "allow_random_weights": args.allow_random_weights,
+        "num_boxes": pick(args.num_boxes, selection.get("max_boxes"), 100),
+        "min_boxes": pick(args.min_boxes, selection.get("min_boxes"), None),
+        "selection": pick(args.selection, selection.get("method"), "vmb"),
+        "nms_thresh": selection.get("nms_thresh", 0.5), "conf_thresh": selection.get("conf_thresh", 0.0),
+        "min_size": pick(args.min_size, provenance.get("min_size"), 800),
+        "max_size": pick(args.max_size, provenance.get("max_size"), 1333),
+        "feature_dtype": pick(args.feature_dtype, provenance.get("feature_dtype"), "float32"),
+        "device": args.device,
+    }
+    if provenance.get("feature") and options["detector"] == "torchvision_frcnn":
+        options["detector_options"] = {"feature": provenance["feature"]}
+    return options
+
+
+def build_app(options):
+    """The app for a dict of options (what `--workers` processes rebuild from the environment)."""
+    from mmf_pe.serve.app import Settings, create_app
+    from mmf_pe.serve.engine import Engine
+    from mmf_pe.serve.layout import adapter_names, read_json
+
+    engine = Engine(options["folder"])
+    featurizer = None
+    if not options["no_detector"]:
+        default = options["default_adapter"] or engine.config.get("default_adapter")
+        names = adapter_names(options["folder"])
+        name = default if default in names else (names[0] if names else None)
+        provenance = None
+        if name:
+            provenance = read_json(os.path.join(options["folder"], name, "adapter_config.json")).get(
+                "feature_provenance")
+        args = argparse.Namespace(**options["detector_args"])
+        if args.detector_weights or args.allow_random_weights:
+            from mmf_pe.serve.features import Featurizer
+
+            featurizer = Featurizer(**detector_options(args, provenance))
+        else:
+            print("[serve] no detector weights given (--detector-weights, or --allow-random-weights for tests): "
+                  "images are refused, precomputed features accepted", file=sys.stderr)
+    settings = Settings(options["folder"], options["default_adapter"], options["max_batch"], options["max_wait_ms"],
+                        options["max_queue"], options["timeout_s"], int(options["max_upload_mb"] * 2**20),
+                        options["max_pixels"], options["poll_s"])
+    return create_app(settings, engine=engine, featurizer=featurizer)
+
+
+def app_from_env():
+    return build_app(json.loads(os.environ[ENV_SETTINGS]))
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    folder = DEMO_FOLDER if args.demo else args.folder
+    if folder is None:
+        parser().error("give the served folder, or --demo")
+    if not os.path.isfile(os.path.join(folder, "base", "base_config.json")):
+        hint = "run `make demo` first (it exports the FC/PE adapters and their base there)" if args.demo else \
+            "see docs/serving.md for the layout (base/ + adapter folders)"
+        print(f"mmf_pe serve: {folder} has no base/base_config.json: {hint}", file=sys.stderr)
+        return 2
+    detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
+                                                   "num_boxes", "min_boxes", "selection", "min_size", "max_size",
+                                                   "feature_dtype", "device")}
+    options = {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
+               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
+               "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
+               "poll_s": args.poll_s, "no_detector": args.no_detector, "detector_args": detector_args}
+    os.environ[ENV_SETTINGS] = json.dumps(options)
+    import uvicorn
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"[serve] WARNING: binding {args.host}: reachable from other machines", file=sys.stderr)
+    uvicorn.run("mmf_pe.serve.cli:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="info")
+    return 0

@@ -1,0 +1,174 @@
+"""The served folder: `base/` (frozen weights + tokenizer, loaded once) beside one folder per adapter.
+
+    <folder>/base/base_config.json          {"format": "mmf_pe.base/1", "model_config": {...}, "max_seq_length": ..}
+    <folder>/base/base_model.safetensors    every base weight under its plain VisualBERT name
+    <folder>/base/tokenizer/                vocab.txt + tokenizer_config.json (a local BERT tokenizer)
+    <folder>/<name>/adapter_config.json     an `mmf_pe export-adapter` directory (or a link to one)
+    <folder>/<name>/adapter_model.safetensors
+
+Admin uploads are written as `<folder>/.versions/<name>.<fingerprint>/` and published by atomically replacing the
+symlink `<folder>/<name>`, so a replica watching the folder never sees half an adapter.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+
+from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
+from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
+
+BASE_DIR = "base"
+BASE_FORMAT = "mmf_pe.base/1"
+BASE_CONFIG = "base_config.json"
+BASE_WEIGHTS = "base_model.safetensors"
+VERSIONS_DIR = ".versions"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MODEL_KEYS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "initializer_range", "visual_embedding_dim",
+    "num_labels", "training_head_type", "embedding_strategy", "bypass_transformer", "special_visual_initialize",
+    "output_attentions", "output_hidden_states", "random_initialize", "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
+
+
+def check_name(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name == BASE_DIR:
+        raise ValueError(f"adapter name {name!r}: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' "
+                         f"or '_', and not {BASE_DIR!r})")
+    return name
+
+
+def save_base(model, folder, tokenizer_dir, max_seq_length=128, default_adapter=None):
+    """Write `<folder>/base/` from a built VisualBERTPE with its base weights loaded (PE-added tensors left out)."""
+    from safetensors.torch import save
+
+    from mmf_pe.tuners.peft_methods.model import base_key
+
+    out = os.path.join(folder, BASE_DIR)
+    os.makedirs(out, exist_ok=True)
+    added = {f"model.bert.{name}" for name in getattr(model, "pe_parameter_names", [])}
+    state = {base_key(n): p.detach().contiguous().cpu() for n, p in model.named_parameters() if n not in added}
+    atomic_write_bytes(os.path.join(out, BASE_WEIGHTS), save(state, metadata={"format": BASE_FORMAT}))
+    model_config = {k: _plain(model.config.get(k)) for k in MODEL_KEYS if k in model.config}
+    tokenizer_out = os.path.join(out, "tokenizer")
+    os.makedirs(tokenizer_out, exist_ok=True)
+    for name in os.listdir(tokenizer_dir):
+        if name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+            shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(tokenizer_out, name))
+    config = {"format": BASE_FORMAT, "model_config": model_config, "max_seq_length": int(max_seq_length),
+              "default_adapter": default_adapter}
+    atomic_write_text(os.path.join(out, BASE_CONFIG), json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def read_base_config(folder):
+    path = os.path.join(folder, BASE_DIR, BASE_CONFIG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing; the served folder needs {BASE_DIR}/{BASE_CONFIG}, "
+                                f"{BASE_DIR}/{BASE_WEIGHTS} and {BASE_DIR}/tokenizer/ (see docs/serving.md)")
+    config = read_json(path)
+    if config.get("format") != BASE_FORMAT:
+        raise ValueError(f"{path}: format {config.get('format')!r} is not {BASE_FORMAT!r}")
+    return config
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from None
+
+
+def adapter_names(folder):
+    """Names of the adapter folders (complete ones: both files present), sorted."""
+    names = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if NAME_PATTERN.match(name) and name != BASE_DIR and os.path.isfile(os.path.join(path, CONFIG_NAME)) \
+                and os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
+            names.append(name)
+    return names
+
+
+def stamp(folder, name):
+    """What changes when an adapter folder is replaced: its real path and both files' (mtime, size)."""
+    path = os.path.join(folder, name)
+    try:
+        stats = [os.stat(os.path.join(path, f)) for f in (CONFIG_NAME, WEIGHTS_NAME)]
+    except OSError:
+        return None
+    return (os.path.realpath(path),) + tuple((s.st_mtime_ns, s.st_size) for s in stats)
+
+
+def fingerprint(config_bytes, weights_bytes):
+    """An adapter version's identity: sha256 over its config and weights files (16 hex digits shown)."""
+    digest = hashlib.sha256()
+    digest.update(hashlib.sha256(config_bytes).digest())
+    digest.update(hashlib.sha256(weights_bytes).digest())
+    return digest.hexdigest()[:16]
+
+
+def publish(folder, name, config_bytes, weights_bytes):
+    """Write a new version of adapter `name` and switch `<folder>/<name>` to it atomically. Returns its fingerprint."""
+    check_name(name)
+    version = fingerprint(config_bytes, weights_bytes)
+    versions = os.path.join(folder, VERSIONS_DIR)
+    target = os.path.join(versions, f"{name}.{version}")
+    os.makedirs(versions, exist_ok=True)
+    if not os.path.isdir(target):
+        staging = os.path.join(versions, f".{name}.{uuid.uuid4().hex}.tmp")
+        os.makedirs(staging)
+        atomic_write_bytes(os.path.join(staging, WEIGHTS_NAME), weights_bytes)
+        atomic_write_bytes(os.path.join(staging, CONFIG_NAME), config_bytes)
+        os.replace(staging, target)
+    link = os.path.join(folder, name)
+    if os.path.isdir(link) and not os.path.islink(link):  # a plain export folder: keep it beside, out of the way
+        os.replace(link, os.path.join(versions, f"{name}.replaced.{uuid.uuid4().hex[:8]}"))
+    tmp_link = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.link")
+    os.symlink(os.path.relpath(target, folder), tmp_link)
+    os.replace(tmp_link, link)
+    collect_garbage(folder)
+    return version
+
+
+def unpublish(folder, name):
+    """Remove adapter `name` from the folder (its files stay a while for replicas still reading them)."""
+    check_name(name)
+    link = os.path.join(folder, name)
+    if os.path.islink(link):
+        os.unlink(link)
+    elif os.path.isdir(link):
+        os.makedirs(os.path.join(folder, VERSIONS_DIR), exist_ok=True)
+        os.replace(link, os.path.join(folder, VERSIONS_DIR, f"{name}.removed.{uuid.uuid4().hex[:8]}"))
+    else:
+        raise FileNotFoundError(f"no adapter {name!r} in {folder}")
+    collect_garbage(folder)
+
+
+def collect_garbage(folder, grace_s=300):
+    """Delete version folders no link points to, once older than `grace_s` (in-flight readers have finished)."""
+    versions = os.path.join(folder, VERSIONS_DIR)
+    if not os.path.isdir(versions):
+        return
+    links = [os.path.join(folder, n) for n in os.listdir(folder)]
+    live = {os.path.realpath(link) for link in links if os.path.islink(link)}
+    now = time.time()
+    for entry in os.listdir(versions):
+        path = os.path.join(versions, entry)
+        try:
+            old = now - os.stat(path).st_mtime > grace_s
+        except FileNotFoundError:  # another replica collected it first
+            continue
+        if old and os.path.realpath(path) not in live:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _plain(value):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

@@ -1,0 +1,248 @@
+#!/usr/bin/env python
+"""`mmf_pe serve` under load on 127.0.0.1 (a script, not a test): a bounded number of requests per row.
+
+    .venv/bin/python scripts/benchmark_serve.py [--size small|base] [--requests 64] [--out logs/serve/bench]
+
+Builds a served folder (random base of --size, PE "paper" adapters), starts the real `mmf_pe serve` command and
+measures, all in one run: throughput and p50/p99 latency at concurrency 1 / 8 / 32 (precomputed features, 100
+regions x 2048 as HMD's); the same at concurrency 32 with --max-batch 1 (the micro-batching speed-up); the cost of an
+adapter switch (in-process `put_on`, and over HTTP: alternating adapters vs one adapter); resident memory of the
+server with 1 and with 10 adapters loaded; features vs model time per meme (images through the detector:
+torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights). Prints a markdown table.
+"""
+import argparse
+import concurrent.futures
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import requests
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SIZES = {
+    "small": ["hidden_size=256", "num_hidden_layers=4", "num_attention_heads=4", "intermediate_size=1024"],
+    "base": [],  # bert-base: 768 x 12 layers
+}
+TOKEN = "benchmark-token"
+
+
+def build_folder(root, size, adapters=10):
+    from mmf_pe.data.tiny_hmd import write_tokenizer
+    from mmf_pe.serve.layout import save_base
+    from mmf_pe.tools.table1 import build_model
+    from mmf_pe.tuners.export import save_adapter
+
+    overrides = SIZES[size] + ["max_position_embeddings=512"]
+    torch.manual_seed(0)
+    base = build_model("fc", overrides)
+    folder = os.path.join(root, "served")
+    save_base(base, folder, write_tokenizer(os.path.join(root, "tokenizer")), max_seq_length=64,
+              default_adapter="a0")
+    spare = os.path.join(root, "spare")
+    for i in range(adapters):
+        model = build_model("pe", overrides + ["pe.method=paper"])
+        model.load_state_dict({model.format_state_key(k): v for k, v in base.state_dict().items()}, strict=False)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn_like(p) * 0.1)
+        out = os.path.join(folder if i == 0 else spare, f"a{i}")
+        os.makedirs(out, exist_ok=True)
+        save_adapter(model, out, feature_provenance=None)
+    return folder, spare
+
+
+def add_provenance(folder, root):
+    """Give adapter a0 the provenance of a real `mmf_pe extract` run with the server's detector defaults."""
+    from PIL import Image
+
+    from mmf_pe.extraction import extract_features
+    from mmf_pe.tuners.provenance import read_feature_provenance
+
+    images = os.path.join(root, "memes")
+    os.makedirs(images, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (500, 600, 3), dtype=np.uint8)).save(os.path.join(images, f"{i}.png"))
+    lmdb = os.path.join(root, "features.lmdb")
+    extract_features(os.path.join(images, "0.png"), lmdb, detector="torchvision_frcnn", allow_random_weights=True,
+                     progress=False, num_workers=0, log=lambda m: None)
+    path = os.path.join(folder, "a0", "adapter_config.json")
+    config = json.load(open(path))
+    config["feature_provenance"] = read_feature_provenance(lmdb)
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+    return [os.path.join(images, f"{i}.png") for i in range(4)]
+
+
+class Server:
+    def __init__(self, folder, *extra):
+
+        import socket  # a free port of 127.0.0.1
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        command = [sys.executable, "-m", "mmf_pe.cli", "serve", folder, "--port", str(self.port), "--poll-s", "0.5",
+                   "--allow-random-weights", "--max-wait-ms", "10", *extra]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env=dict(os.environ, MMF_PE_ADMIN_TOKEN=TOKEN))
+        deadline = time.time() + 300
+        while True:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.time() > deadline:
+                self.log.seek(0)
+                raise RuntimeError("server did not start:\n" + self.log.read().decode()[-3000:])
+            time.sleep(0.5)
+
+    def rss_mib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load(url, count, concurrency, adapters=("a0",), payloads=None):
+    """(requests/s, p50 ms, p99 ms, mean batch size, [bodies]) for `count` requests at `concurrency`."""
+    rng = np.random.default_rng(1)
+    payloads = payloads or [npy(rng.normal(size=(100, 2048)).astype(np.float32)) for _ in range(8)]
+
+    def one(i):
+        started = time.perf_counter()
+        answer = requests.post(f"{url}/v1/score", data={"text": "when you look like this", "adapter":
+                                                        adapters[i % len(adapters)]},
+                               files={"features": ("f.npy", payloads[i % len(payloads)])}, timeout=600)
+        assert answer.status_code == 200, answer.text
+        return time.perf_counter() - started, answer.json()
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(count)))
+    wall = time.perf_counter() - started
+    latencies = sorted(1000 * r[0] for r in results)
+    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    return (count / wall, statistics.median(latencies), p99,
+            statistics.mean(r[1]["batch_size"] for r in results), [r[1] for r in results])
+
+
+def switch_cost_in_process(folder, spare):
+    from mmf_pe.serve.engine import Engine
+
+    engine = Engine(folder)
+    versions = [engine.read_folder_version("a0")]
+    with open(os.path.join(spare, "a1", "adapter_config.json"), "rb") as c, \
+            open(os.path.join(spare, "a1", "adapter_model.safetensors"), "rb") as w:
+        versions.append(engine.read_version("a1", c.read(), w.read(), "a1"))
+    kind = versions[0].kind
+    started = time.perf_counter()
+    for i in range(50):
+        with kind.lock:
+            kind.put_on(versions[i % 2])
+    size = sum(t.numel() * t.element_size() for t in versions[0].tensors.values())
+    return 1000 * (time.perf_counter() - started) / 50, size / 2**20
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--requests", type=int, default=64, help="requests per load row")
+    parser.add_argument("--images", type=int, default=4, help="image requests for the features-vs-model row")
+    parser.add_argument("--out", default=os.path.join(ROOT, "logs", "serve", "bench"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        print(f"[bench] building a {args.size} base + 10 adapters ...", file=sys.stderr)
+        folder, spare = build_folder(root, args.size)
+        images = add_provenance(folder, root)
+        switch_ms, adapter_mib = switch_cost_in_process(folder, spare)
+        base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20
+
+        server = Server(folder, "--max-batch", "1")
+        try:
+            load(server.url, 4, 1)  # warm-up
+            batch1 = load(server.url, args.requests, 32)
+        finally:
+            server.stop()
+        server = Server(folder, "--max-batch", "16")
+        try:
+            load(server.url, 8, 8)  # warm-up
+            results = {c: load(server.url, args.requests if c > 1 else max(8, args.requests // 4), c)
+                       for c in (1, 8, 32)}
+            same = load(server.url, 16, 1)
+            rss_1 = server.rss_mib()  # after the load rows: the allocator has seen the largest batches already
+            # 9 more adapters through the admin API, each scored once (so it is really loaded)
+            for i in range(1, 10):
+                files = {"config": open(os.path.join(spare, f"a{i}", "adapter_config.json"), "rb").read(),
+                         "weights": open(os.path.join(spare, f"a{i}", "adapter_model.safetensors"), "rb").read()}
+                answer = requests.post(f"{server.url}/v1/adapters/a{i}", files=files, timeout=600,
+                                       headers={"Authorization": f"Bearer {TOKEN}"})
+                assert answer.status_code == 201, answer.text
+            alternating = load(server.url, 16, 1, adapters=("a0", "a1"))
+            load(server.url, 10, 1, adapters=tuple(f"a{i}" for i in range(10)))
+            rss_10 = server.rss_mib()
+            timings = []
+            for path in images[: args.images]:
+                with open(path, "rb") as f:
+                    answer = requests.post(f"{server.url}/v1/score", data={"text": "look", "adapter": "a0"},
+                                           files={"image": (os.path.basename(path), f.read())}, timeout=600)
+                assert answer.status_code == 200, answer.text
+                timings.append(answer.json()["timings_ms"])
+            timings = timings[1:] if len(timings) > 1 else timings  # the first detector call warms up
+        finally:
+            server.stop()
+    for c, (rps, p50, p99, batch, _) in results.items():
+        rows.append((f"precomputed features, concurrency {c}", f"{rps:.1f} req/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} "
+                     f"ms", f"mean batch {batch:.1f}"))
+    rps, p50, p99, batch, _ = batch1
+    rows.append(("concurrency 32, --max-batch 1", f"{rps:.1f} req/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                 f"micro-batching speed-up x{results[32][0] / rps:.2f}"))
+    rows.append(("adapter switch (put_on, in process)", f"{switch_ms:.2f} ms", f"adapter {adapter_mib:.2f} MiB",
+                 "copies the adapter's tensors only"))
+    rows.append(("concurrency 1: one adapter vs alternating two", f"p50 {same[1]:.0f} ms vs {alternating[1]:.0f} ms",
+                 "", ""))
+    rows.append(("server RSS, 1 vs 10 adapters", f"{rss_1:.0f} MiB vs {rss_10:.0f} MiB",
+                 f"{rss_10 - rss_1:+.0f} MiB for 9 adapters", f"9 x adapter = {9 * adapter_mib:.1f} MiB; "
+                 f"one base = {base_mib:.0f} MiB"))
+    features = statistics.median(t["features"] for t in timings)
+    model = statistics.median(t["model"] for t in timings)
+    rows.append(("image: features (decode + detector) vs model, per meme", f"{features:.0f} ms vs {model:.0f} ms",
+                 f"features = {100 * features / (features + model):.0f} % of the two", ""))
+    table = ["| row | result | latency / detail | note |", "|---|---|---|---|"]
+    table += [f"| {' | '.join(row)} |" for row in rows]
+    text = "\n".join(table)
+    print(f"size {args.size}, {args.requests} requests per load row, torch threads {torch.get_num_threads()}, "
+          f"{os.cpu_count()} CPUs")
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
