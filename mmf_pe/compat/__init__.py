@@ -49,6 +49,7 @@ FIXES = {
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
+    "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
 }
 FIX_IDS = list(FIXES)
 
