@@ -50,6 +50,7 @@ FIXES = {
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
     "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
+    "F18": _patch("mmf.utils.checkpoint", after=fixes.patch_pretrained_load_report),
 }
 FIX_IDS = list(FIXES)
 

@@ -468,3 +468,39 @@ def patch_hm_convert(module):
 
     main.__wrapped__ = original
     module.main = main
+
+
+# --- F18: a pretrained checkpoint that lacks encoder weights loads "successfully" ---------------------------------
+def patch_pretrained_load_report(module):
+    """F18. None — silently: with `checkpoint.resume_pretrained=true`, a file whose keys do not match the model (a
+    renamed, truncated or wrong checkpoint) logs "Pretrained model loaded" and the run trains from random encoder
+    weights.
+
+    Cause: rc10's `Checkpoint._load_pretrained` copies only the keys it finds and reports nothing (and compares every
+    file key with every model key). Fix: the same matching, indexed (`mmf_pe.models.pretrained_weights.copy_pretrained`),
+    still writing MMF's "Copying X from Y" lines, then a report (loaded / not loaded / unused); model keys under the
+    mapping that the file did not provide stop the run by name, except those the model declares new
+    (`pretrained_new_keys()`, e.g. PE parameters) or with `model_config.<model>.allow_missing_weights=true`.
+    Test: test_f18_*.
+    """
+    original = module.Checkpoint._load_pretrained
+
+    def _load_pretrained(self, ckpt):
+        from mmf_pe.models.pretrained_weights import copy_pretrained
+
+        model = self.trainer.model
+        inner = getattr(model, "module", model)
+        config = self.trainer.config
+        prefix = "module." if inner is not model else ""
+        new_keys = [prefix + k for k in (inner.pretrained_new_keys() if hasattr(inner, "pretrained_new_keys") else ())]
+        source = config.checkpoint.get("resume_file", None) or config.checkpoint.get("resume_zoo", None) or "checkpoint"
+        report = copy_pretrained(model, ckpt, config.checkpoint.pretrained_state_mapping, self.trainer.writer.write,
+                                 new_keys, str(source))
+        self.trainer.writer.write(report.summary())
+        model_config = getattr(inner, "config", None)
+        allow = bool(model_config.get("allow_missing_weights", False)) if model_config is not None else False
+        report.enforce(allow, f"model_config.{config.model}.allow_missing_weights")
+        self.trainer.writer.write("Pretrained model loaded")
+
+    _load_pretrained.__wrapped__ = original
+    module.Checkpoint._load_pretrained = _load_pretrained

@@ -13,6 +13,7 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
+from mmf_pe.models.pretrained_weights import bert_report
 from mmf_pe.tuners import PEConfig, apply_pe_method
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
@@ -78,6 +79,11 @@ class VisualBERTPE(VisualBERT):
 
         self.model = VisualBERTForClassification(self.config)
         bert = self.model.bert
+        self.weights_report = None
+        if bert_dir is not None:  # what transformers put in (it only warns about missing keys): report, stop if any
+            self.weights_report = bert_report(bert, bert_dir)
+            self.weights_report.enforce(self.config.get("allow_missing_weights", False),
+                                        "model_config.visual_bert_pe.allow_missing_weights")
         if self.config.output_attentions:
             bert.config._attn_implementation = "eager"  # SDPA cannot return attention weights
         if self.config.special_visual_initialize:
@@ -118,6 +124,10 @@ class VisualBERTPE(VisualBERT):
         key = super().format_state_key(key)
         paths = getattr(self, "peft_wrapped_paths", None)
         return wrapped_key(key, paths) if paths else key
+
+    def pretrained_new_keys(self):
+        """Model keys no pretrained checkpoint has (the PE method's parameters): not 'missing' when loading one."""
+        return [f"model.bert.{name}" for name in self.pe_parameter_names]
 
     def merge_pe(self):
         """Fold LoRA / IA3 updates into the base weights for inference (plain VisualBERT names afterwards)."""
@@ -171,8 +181,9 @@ class VisualBERTPE(VisualBERT):
     def describe(self):
         counts = self.parameter_counts()
         method = f" ({self.pe_config.method})" if self.training_mode == "pe" else ""
+        weights = f"; BERT weights {self.weights_report.summary()}" if self.weights_report else ""
         return (
             f"visual_bert_pe mode={self.training_mode}{method}: total {counts['total']:,}, "
-            f"trained {counts['trained']:,}, adapter {counts['adapter']:,}"
+            f"trained {counts['trained']:,}, adapter {counts['adapter']:,}{weights}"
         )
 
