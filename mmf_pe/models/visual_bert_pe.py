@@ -13,6 +13,7 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
+from mmf_pe.models.paper_checkpoint import paper_key
 from mmf_pe.models.pretrained_weights import bert_report
 from mmf_pe.tuners import PEConfig, apply_pe_method
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
@@ -120,8 +121,9 @@ class VisualBERTPE(VisualBERT):
 
     def format_state_key(self, key):
         """Checkpoint key -> this model's key. Also maps base weights of layers peft wrapped (`X.weight` ->
-        `X.base_layer.weight`), so BERT / COCO-VisualBERT checkpoints load into LoRA / IA3 models unchanged."""
-        key = super().format_state_key(key)
+        `X.base_layer.weight`), so BERT / COCO-VisualBERT checkpoints load into LoRA / IA3 models unchanged, and the
+        paper's own adapter names (`output.AdaptComb1/2`) to ours (`output.adapter.down/up`)."""
+        key = paper_key(super().format_state_key(key))
         paths = getattr(self, "peft_wrapped_paths", None)
         return wrapped_key(key, paths) if paths else key
 

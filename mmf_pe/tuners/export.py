@@ -204,6 +204,10 @@ def build_from_run_config(config):
 def export(source, out_dir, which="best"):
     path = find_checkpoint(source, which)
     state, config = read_checkpoint(path)
+    from mmf_pe.models.paper_checkpoint import as_pe_run_config, is_paper_state
+
+    if is_paper_state(state):  # the paper's own `output.AdaptComb1/2` names, `model: visual_bert`: read as PE paper
+        config = as_pe_run_config(config, state)
     model = build_from_run_config(config)
     try:
         model.load_state_dict(state, strict=True)
