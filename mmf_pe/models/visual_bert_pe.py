@@ -42,7 +42,8 @@ def check_local_weights(path, what):
     if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(
             f"{what}: {path!r} is not a local model directory (config.json + weights). Put a BERT checkpoint there "
-            "(e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR/bert-base-uncased), or set "
+            "(bert-base-uncased under $MMF_PE_WEIGHTS_DIR/bert-base-uncased: `mmf_pe download bert-base-uncased`, "
+            "from https://huggingface.co/bert-base-uncased), or set "
             "model_config.visual_bert_pe.bert_model_name=null for random initialisation. Nothing is downloaded."
         )
 
