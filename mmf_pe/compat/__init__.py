@@ -51,6 +51,7 @@ FIXES = {
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
     "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
     "F18": _patch("mmf.utils.checkpoint", after=fixes.patch_pretrained_load_report),
+    "F19": _patch("mmf.utils.checkpoint", after=fixes.patch_resume_zoo),
 }
 FIX_IDS = list(FIXES)
 

@@ -504,3 +504,37 @@ def patch_pretrained_load_report(module):
 
     _load_pretrained.__wrapped__ = original
     module.Checkpoint._load_pretrained = _load_pretrained
+
+
+# --- F19: checkpoint.resume_zoo=<key> fails: the zoo is empty ---------------------------------------------------------
+def patch_resume_zoo(module):
+    """F19. `TypeError: argument of type 'NoneType' is not iterable` in `download_pretrained_model` for
+    `checkpoint.resume_zoo=visual_bert.pretrained.coco` (the paper recipe's spelling on MMF main).
+
+    Cause: PyPI's rc10 ships no zoo YAML; the stand-in zoo here is empty on purpose (MMF would download whenever a
+    config names a key). Fix: for the model keys `mmf_pe download` knows, `Checkpoint._load_from_zoo` fetches the
+    key through that same code (the user named it: verified, resumable, a no-op once there) into env.weights_dir and
+    returns its state dict, read with `weights_only=True`; a failed fetch names the command and the URL. Other keys go
+    to rc10's code. Test: test_f19_*.
+    """
+    original = module.Checkpoint._load_from_zoo
+
+    def _load_from_zoo(self, file):
+        from mmf_pe.models.pretrained_weights import read_state_dict
+        from mmf_pe.utils import zoo
+        from mmf_pe.utils.download import DownloadError
+
+        entry = zoo.zoo_entries().get(file)
+        if entry is None or entry.get("kind") != "model":
+            return original(self, file)
+        env = self.trainer.config.env
+        folder = zoo.destination(file, env.get("data_dir", None), env.get("weights_dir", None))
+        try:
+            folder = zoo.download(file, env.get("data_dir", None), env.get("weights_dir", None))
+        except DownloadError as error:
+            raise DownloadError(f"checkpoint.resume_zoo={file}: {error}\n  -> on a machine with internet: "
+                                f"{zoo.how_to_fetch(file)}, then copy {folder} here") from error
+        return self.upgrade_state_dict(read_state_dict(os.path.join(folder, entry["expect"]))), True
+
+    _load_from_zoo.__wrapped__ = original
+    module.Checkpoint._load_from_zoo = _load_from_zoo

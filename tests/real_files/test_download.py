@@ -131,3 +131,35 @@ def test_offline_hints_name_the_command_and_the_url(tmp_path, monkeypatch):
     assert "https://dl.fbaipublicfiles.com/mmf/data/models/visual_bert/visual_bert.pretrained.coco_train_val.tar.gz" \
         in str(error.value)
     assert "mmf_pe download hateful_memes.defaults" in zoo.how_to_fetch("hateful_memes.defaults")
+
+
+ZOO_CODE = """
+import types, sys
+from omegaconf import OmegaConf
+from mmf.utils.checkpoint import Checkpoint
+env = OmegaConf.create({{"env": {{"data_dir": {data!r}, "weights_dir": {weights!r}}}}})
+fake = types.SimpleNamespace(trainer=types.SimpleNamespace(config=env), upgrade_state_dict=lambda state: state)
+state, go_on = Checkpoint._load_from_zoo(fake, "visual_bert.pretrained.coco")
+print("loaded", len(state), go_on)
+"""
+
+
+def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files, tmp_path):
+    import subprocess
+    import sys
+
+    from mmf_pe import REPO_ROOT
+
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"))
+    without = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MMF_PE_COMPAT_SKIP="F19"),
+                             cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert without.returncode != 0 and "argument of type 'NoneType' is not iterable" in without.stdout, \
+        without.stdout[-3000:]
+    exec(compile(code, "resume_zoo", "exec"), {})  # with the fix, in this process
+    state = torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)
+    assert set(state) == set(zoo_files["state"])
+
+    server.stop()  # offline: a key not yet fetched stops with the command and the URL
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"))
+    with pytest.raises(DownloadError, match=r"mmf_pe download visual_bert.pretrained.coco +\(fetches http://127"):
+        exec(compile(code, "resume_zoo", "exec"), {})
