@@ -149,8 +149,12 @@ def _download_hub(entry, folder, revision):
     to REVISION.json beside them (a rerun at the same commit downloads nothing)."""
     from huggingface_hub import HfApi, snapshot_download
 
-    commit = HfApi().model_info(entry["repo_id"], revision=revision).sha
-    snapshot_download(entry["repo_id"], revision=commit, allow_patterns=entry["files"], local_dir=folder)
+    try:
+        commit = HfApi().model_info(entry["repo_id"], revision=revision).sha
+        snapshot_download(entry["repo_id"], revision=commit, allow_patterns=entry["files"], local_dir=folder)
+    except Exception as error:  # huggingface_hub's HTTP / offline / revision errors: one line, no traceback
+        raise DownloadError(f"{entry['repo_id']}@{revision}: {type(error).__name__}: {str(error).splitlines()[0]}"
+                            f" (HF_ENDPOINT={os.environ.get('HF_ENDPOINT', 'https://huggingface.co')})") from error
     atomic_write_text(os.path.join(folder, "REVISION.json"), json.dumps(
         {"repo_id": entry["repo_id"], "revision": revision, "commit": commit}, indent=2) + "\n")
     print(f"{entry['repo_id']}@{revision} (commit {commit}) -> {folder}")

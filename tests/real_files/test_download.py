@@ -163,3 +163,41 @@ def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files,
     code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"))
     with pytest.raises(DownloadError, match=r"mmf_pe download visual_bert.pretrained.coco +\(fetches http://127"):
         exec(compile(code, "resume_zoo", "exec"), {})
+
+
+def test_bert_base_uncased_through_huggingface_hub_at_a_revision(tmp_path):
+    """`mmf_pe download bert-base-uncased` with HF_ENDPOINT at a local hub: the hub-layout files, the resolved
+    commit beside them; a rerun fetches no file again."""
+    import subprocess
+    import sys
+
+    from real_files_fixtures import write_hub_bert
+    from zoo_server import HUB_COMMIT
+
+    source = tmp_path / "hub_copy"
+    write_hub_bert(str(source))
+    files = {name: (source / name).read_bytes() for name in os.listdir(source)}
+    hub = ZooServer({}, hub={"bert-base-uncased": files}).start()
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
+    env.pop("HF_HUB_OFFLINE", None)
+    command = [sys.executable, "-m", "mmf_pe.cli", "download", "bert-base-uncased", "--data-dir", str(tmp_path / "d"),
+               "--weights-dir", str(tmp_path / "w")]
+    try:
+        for attempt in range(2):
+            result = subprocess.run(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    timeout=120)
+            assert result.returncode == 0, result.stdout[-3000:]
+            fetched = [path for path, _ in hub.requests if "/resolve/" in path and not path.startswith("HEAD")]
+            assert len(fetched) == len(zoo.BERT_FILES), fetched  # counted over both runs: the rerun fetched none
+        result = subprocess.run(command[:5] + ["--revision", "no-such-branch"] + command[5:], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        assert result.returncode == 1 and "bert-base-uncased@no-such-branch" in result.stdout, result.stdout[-3000:]
+        assert "Traceback" not in result.stdout
+    finally:
+        hub.stop()
+    folder = tmp_path / "w" / "bert-base-uncased"
+    for name in zoo.BERT_FILES:
+        assert (folder / name).read_bytes() == files[name], name
+    assert not (folder / "pytorch_model.bin").exists()  # only the listed files
+    assert json.loads((folder / "REVISION.json").read_text()) == {"repo_id": "bert-base-uncased", "revision": "main",
+                                                                  "commit": HUB_COMMIT}
