@@ -7,11 +7,14 @@
   `model.cls.predictions.*` / `model.cls.seq_relationship.*` heads a classifier does not use), and
   `write_zoo_folder(dir, state, wrapped)`: the zoo tarball's content (`model.pth` bare or `{"model": ...}` +
   `config.yaml`).
+- `as_paper_run(run_dir, paper_dir)`: one of our PE runs saved the way the paper's patched code saves it (model
+  visual_bert, `output.AdaptComb1/2`).
 """
 import json
 import os
 
 import torch
+from omegaconf import OmegaConf
 
 from mmf_pe.data.tiny_hmd import local_tokenizer_dir
 
@@ -94,3 +97,26 @@ def write_zoo_folder(directory, state, wrapped=False):
     with open(os.path.join(directory, "config.yaml"), "w") as f:
         f.write("model_config:\n  visual_bert:\n    training_head_type: pretraining\n")
     return os.path.join(directory, "model.pth")
+
+
+PAPER_ARCHITECTURE = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                "max_position_embeddings", "visual_embedding_dim", "num_labels")
+
+
+def as_paper_run(run_dir, paper_dir):
+    """The run's best.ckpt and config.yaml as the paper's code would have written them."""
+    os.makedirs(paper_dir)
+    checkpoint = torch.load(os.path.join(run_dir, "best.ckpt"), map_location="cpu", weights_only=True)
+    renamed = {k.replace(".output.adapter.down.", ".output.AdaptComb1.").replace(".output.adapter.up.",
+                                                                                  ".output.AdaptComb2."): v
+               for k, v in checkpoint["model"].items()}
+    assert sum("AdaptComb" in k for k in renamed) == 8  # 2 layers x down/up x weight/bias
+    config = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
+    ours = config.model_config.visual_bert_pe
+    config.model = "visual_bert"
+    config.model_config = {"visual_bert": {**{k: ours[k] for k in PAPER_ARCHITECTURE}, "freeze_base": True,
+                                           "bert_model_name": "bert-base-uncased",
+                                           "training_head_type": "classification"}}
+    checkpoint.update(model=renamed, config=OmegaConf.to_container(config))
+    torch.save(checkpoint, os.path.join(paper_dir, "best.ckpt"))
+    OmegaConf.save(config, os.path.join(paper_dir, "config.yaml"))
