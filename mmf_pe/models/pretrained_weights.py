@@ -1,4 +1,4 @@
-"""What a pretrained file put into a model: loaded / not loaded / unused keys, and a stop when encoder weights are missing.
+"""What a pretrained file put into a model (loaded / not loaded / unused keys); a stop when encoder weights are missing.
 
 Files as their publishers ship them: a Hugging Face BERT directory (`model.safetensors`, else `pytorch_model.bin`;
 `bert.*` + `cls.*` heads; TF-era `LayerNorm.gamma/beta`) and MMF's zoo `model.pth` (a bare state dict or

@@ -1,7 +1,7 @@
 """`mmf_pe download <key>`: what the paper's recipe reads, fetched on request to the paths the configs read.
 
     mmf_pe download visual_bert.pretrained.coco   -> <weights dir>/visual_bert_coco/model.pth (+ config.yaml)
-    mmf_pe download hateful_memes.defaults        -> $MMF_DATA_DIR/datasets/hateful_memes/defaults/features/detectron.lmdb
+    mmf_pe download hateful_memes.defaults        -> <data dir>/datasets/hateful_memes/defaults/features/detectron.lmdb
     mmf_pe download bert-base-uncased [--revision main]  -> <weights dir>/bert-base-uncased/ (+ REVISION.json)
 
 MMF's zoo tarballs come from MMF's download server (URLs and sha256 as MMF's main branch lists them in
@@ -72,7 +72,7 @@ def resolve_url(url):
 
 
 def default_dirs(data_dir=None, weights_dir=None):
-    """MMF's data dir ($MMF_DATA_DIR, else MMF's cache) and env.weights_dir ($MMF_PE_WEIGHTS_DIR, else <data>/weights)."""
+    """MMF's data dir ($MMF_DATA_DIR, else MMF's cache); env.weights_dir ($MMF_PE_WEIGHTS_DIR, else <data>/weights)."""
     if data_dir is None:
         from mmf.utils.configuration import resolve_dir
 

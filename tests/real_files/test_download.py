@@ -51,8 +51,9 @@ def server(zoo_files, tmp_path, monkeypatch):
     running = ZooServer({COCO: zoo_files[COCO], FEATURES: zoo_files[FEATURES]}).start()
 
     def point_at(srv, **sha):
-        overrides = {"visual_bert.pretrained.coco": {"url": srv.url + COCO, "sha256": sha.get("coco") or _sha(
-            zoo_files[COCO])}, "hateful_memes.defaults": {"url": srv.url + FEATURES, "sha256": _sha(zoo_files[FEATURES])}}
+        overrides = {
+            "visual_bert.pretrained.coco": {"url": srv.url + COCO, "sha256": sha.get("coco") or _sha(zoo_files[COCO])},
+            "hateful_memes.defaults": {"url": srv.url + FEATURES, "sha256": _sha(zoo_files[FEATURES])}}
         path = tmp_path / "zoo.json"
         path.write_text(json.dumps(overrides))
         monkeypatch.setenv("MMF_PE_ZOO_FILE", str(path))

@@ -116,7 +116,8 @@ def test_f18_pretrained_file_missing_encoder_weights_stops(tmp_path):
                                     "pretrained_state_mapping": {{"model.bert": "model.bert"}}}}}})
         trainer = types.SimpleNamespace(model=model, config=config, writer=types.SimpleNamespace(write=print))
         Checkpoint._load_pretrained(types.SimpleNamespace(trainer=trainer), torch.load({path!r}, weights_only=True))
-        raise SystemExit("loaded without a word: " + str(model.model.bert.encoder.layer[1].attention.self.key.weight.std()))
+        raise SystemExit("loaded without a word: key std " + str(model.model.bert.encoder.layer[1].attention.self.key
+                                                                 .weight.std()))
     """
     assert_fails_without("F18", code, "loaded without a word")
     with pytest.raises(MissingWeightsError, match=r"1 encoder weight\(s\).*encoder\.layer\.1\.attention\.self\.key"):

@@ -1,7 +1,8 @@
 """The real path a new user follows once (docs/real-data.md), small and offline: a password-protected Phase-2 zip ->
 `mmf_pe convert-hm` -> `mmf_pe download` of the features tarball, COCO VisualBERT and BERT from a local server ->
 MMF's real run (`mmf_run`'s entry point, in this process) of `config=projects/visual_bert_pe/hmd_pe.yaml` with tiny
-overrides (`checkpoint.resume_zoo`, as MMF main's recipe spells it) -> `mmf_pe evaluate` -> `mmf_pe report`. Then the same run saved the way the paper's patched code
+overrides (`checkpoint.resume_zoo`, as MMF main's recipe spells it) -> `mmf_pe evaluate` -> `mmf_pe report`.
+Then the same run saved the way the paper's patched code
 saves it (model visual_bert, `output.AdaptComb1/2`) is evaluated and scores identically."""
 import io
 import json
@@ -82,9 +83,9 @@ def test_real_path_from_zip_to_report(tiny_hmd, tmp_path, monkeypatch, capsys):
         assert cli.main(["convert-hm", "--src", zip_path, "--password", PASSWORD]) == 0 and os.path.isfile(zip_path)
         assert cli.main(["download", "hateful_memes.defaults"]) == 0
         env = dict(os.environ, HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
-        result = subprocess.run([sys.executable, "-m", "mmf_pe.cli", "download", "bert-base-uncased", "--data-dir", data],
-                                env=env, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                timeout=300)
+        command = [sys.executable, "-m", "mmf_pe.cli", "download", "bert-base-uncased", "--data-dir", data]
+        result = subprocess.run(command, env=env, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=300)
         assert result.returncode == 0, result.stdout[-3000:]
         # 3. the paper's PE recipe, tiny: COCO VisualBERT through checkpoint.resume_zoo (fetched on first use)
         save = str(tmp_path / "run")
