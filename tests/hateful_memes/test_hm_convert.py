@@ -161,7 +161,7 @@ def _mmf_convert_hm(args, env):
                           stderr=subprocess.STDOUT, timeout=300, cwd=REPO_ROOT)
 
 
-def test_f17_mmf_convert_hm_phase2_zip(tmp_path):
+def test_f17_mmf_convert_hm_phase2_zip(tmp_path, monkeypatch, capsys):
     zip_path = phase2_zip(str(tmp_path))
     data_dir = str(tmp_path / "data")
     args = ["--zip_file", zip_path, "--password", PASSWORD, "--mmf_data_folder", data_dir, "--bypass_checksum", "1"]
@@ -172,10 +172,16 @@ def test_f17_mmf_convert_hm_phase2_zip(tmp_path):
 
     zip_path = phase2_zip(str(tmp_path))
     shutil.rmtree(data_dir)
-    args = ["--zip_file", zip_path, "--password", PASSWORD, "--mmf_data_folder", data_dir, "--move", "1"]
-    result = _mmf_convert_hm(args, {convert.CHECKSUMS_ENV: sha256(zip_path)})
-    assert result.returncode == 0, result.stdout
-    assert "--move ignored" in result.stdout and os.path.isfile(zip_path)
+    monkeypatch.setenv(convert.CHECKSUMS_ENV, sha256(zip_path))
+    monkeypatch.setattr(sys, "argv", ["mmf_convert_hm", "--zip_file", zip_path, "--password", PASSWORD,
+                                      "--mmf_data_folder", data_dir, "--move", "1"])
+    from mmf_cli.hm_convert import main  # what the mmf_convert_hm console script calls (the layer is active here)
+
+    main()
+    assert "--move ignored" in capsys.readouterr().out and os.path.isfile(zip_path)
     summary = json.load(open(os.path.join(_base(data_dir), "conversion.json")))
     assert summary["phase"] == 2 and summary["splits"] == PHASE_2
     assert sorted(os.listdir(os.path.join(_base(data_dir), "annotations"))) == sorted(f"{s}.jsonl" for s in PHASE_2)
+    monkeypatch.setattr(sys, "argv", ["mmf_convert_hm", "--zip_file", zip_path, "--password", "nope"])
+    with pytest.raises(SystemExit, match="wrong password"):
+        main()
