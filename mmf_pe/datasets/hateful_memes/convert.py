@@ -313,6 +313,8 @@ def _unzip_images(source, prefix, todo):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(os.path.join(staging, *name.split("/")), dest)
         return True
+    except OSError:  # a name unzip wrote differently: Python's zipfile places them all (each write is atomic)
+        return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
