@@ -56,6 +56,9 @@ FIXES = {
     "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
     "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
     "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
+    "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
+    "F18": _patch("mmf.utils.checkpoint", after=fixes.patch_pretrained_load_report),
+    "F19": _patch("mmf.utils.checkpoint", after=fixes.patch_resume_zoo),
 }
 FIX_IDS = list(FIXES)
 

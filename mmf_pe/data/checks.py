@@ -26,10 +26,12 @@ LABELS = (0, 1)
 # How to obtain each dataset's files, by dataset name and kind of file.
 HINTS = {
     "hateful_memes": {
-        "annotations": "Get the Hateful Memes challenge zip and run `mmf_convert_hm --zip_file <zip> --password <pw>` "
-        "(MMF's converter; it writes annotations/*.jsonl and images under $MMF_DATA_DIR/datasets/hateful_memes/defaults).",
-        "features": "Use MMF's released feature archive (features/detectron.lmdb), or extract your own with "
-        "`mmf_pe extract --images <images dir> --out <this path>`.",
+        "annotations": "Get the Hateful Memes challenge zip and run `mmf_pe convert-hm --src <zip or extracted folder> "
+        "--password <pw>` (or `mmf_convert_hm --zip_file <zip> --password <pw>`; it writes annotations/*.jsonl and "
+        "images under $MMF_DATA_DIR/datasets/hateful_memes/defaults).",
+        "features": "Fetch MMF's released features (features/detectron.lmdb): `mmf_pe download hateful_memes.defaults` "
+        "(https://dl.fbaipublicfiles.com/mmf/data/datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz), "
+        "or extract your own with `mmf_pe extract --images <images dir> --out <this path>`.",
     },
     "mmh": {
         "annotations": "Get MMHS150K (see datasets/mmh/README.md) and run `mmf_pe convert-mmh --src <unzipped "
@@ -47,6 +49,12 @@ DEFAULT_HINTS = {
 
 class DataCheckError(FileNotFoundError):
     pass
+
+
+def _fetch_hint(key):
+    from mmf_pe.utils.zoo import how_to_fetch
+
+    return how_to_fetch(key)
 
 
 def _paths(dataset_config, attribute, split):
@@ -293,9 +301,9 @@ def check_pretrained_checkpoint(config):
     path = config.checkpoint.get("resume_file", None)
     if path and not os.path.isfile(str(path)):
         raise DataCheckError(
-            f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe put MMF's COCO-pretrained "
-            "VisualBERT (model zoo key visual_bert.pretrained.coco, file model.pth) at "
-            "$MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth, or start from BERT only with "
+            f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe fetch MMF's COCO-pretrained "
+            f"VisualBERT to $MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth: {_fetch_hint('visual_bert.pretrained.coco')}"
+            ", or start from BERT only with "
             "checkpoint.resume_file=None checkpoint.resume_pretrained=False (MMF's command line spells null as None). "
             "Nothing is downloaded."
         )

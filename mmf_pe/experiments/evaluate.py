@@ -89,7 +89,21 @@ def _checkpoint_keys(checkpoint):
         state, _ = read_checkpoint(checkpoint)
     except (ValueError, FileNotFoundError) as error:
         raise EvaluateError(str(error)) from None
-    return {k[len("module."):] if k.startswith("module.") else k for k in state}
+    from mmf_pe.models.paper_checkpoint import paper_key
+
+    return {paper_key(k[len("module."):] if k.startswith("module.") else k) for k in state}
+
+
+def _paper_checkpoint_options(checkpoint, saved):
+    """A checkpoint of the paper's patched setup (`output.AdaptComb1/2`, model visual_bert) is scored as
+    visual_bert_pe PE mode, method paper: the options that say so, or [] for any other checkpoint."""
+    from mmf_pe.models.paper_checkpoint import evaluate_options, is_paper_state
+    from mmf_pe.tuners.export import read_checkpoint
+
+    state, _ = read_checkpoint(checkpoint)
+    if not is_paper_state(state):
+        return []
+    return evaluate_options(state, saved.model_config.get(saved.model, None))
 
 
 def _check_loaded(trainer, saved_keys, checkpoint):
@@ -135,15 +149,18 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
         pending_info = None
     tracker = JsonlTracker(log_dir)
     saved_keys = _checkpoint_keys(checkpoint_path)
+    paper_options = _paper_checkpoint_options(checkpoint_path, saved)
+    model_name = "visual_bert_pe" if paper_options else saved.model
     results = OrderedDict()
     for name, paths in chosen.items():
         scratch = tempfile.mkdtemp(prefix="mmf_pe_evaluate_")
         try:
-            opts = [f"config={config_path}", f"model={saved.model}", f"dataset={saved.datasets}", "run_type=test",
+            opts = [f"config={config_path}", f"model={model_name}", f"dataset={saved.datasets}", "run_type=test",
                     f"env.save_dir={scratch}", "env.log_dir=", f"checkpoint.resume_file={checkpoint_path}",
                     "checkpoint.resume=False", "checkpoint.resume_pretrained=False", "checkpoint.reset.optimizer=True",
                     "distributed.init_method=None", "distributed.world_size=1", "training.wandb.enabled=False",
                     "training.tensorboard=False", f"dataset_config.{dataset}.annotations.test={json.dumps(paths)}"]
+            opts += paper_options[1:]  # model=visual_bert_pe is above; its PE paper settings here
             if batch_size:
                 opts.append(f"training.batch_size={int(batch_size)}")
             # the forced options come last: a user's env.save_dir must not send rc10's checkpointer into the run

@@ -13,6 +13,8 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
+from mmf_pe.models.paper_checkpoint import paper_key
+from mmf_pe.models.pretrained_weights import bert_report
 from mmf_pe.tuners import PEConfig, apply_pe_method
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
@@ -40,7 +42,8 @@ def check_local_weights(path, what):
     if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(
             f"{what}: {path!r} is not a local model directory (config.json + weights). Put a BERT checkpoint there "
-            "(e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR/bert-base-uncased), or set "
+            "(bert-base-uncased under $MMF_PE_WEIGHTS_DIR/bert-base-uncased: `mmf_pe download bert-base-uncased`, "
+            "from https://huggingface.co/bert-base-uncased), or set "
             "model_config.visual_bert_pe.bert_model_name=null for random initialisation. Nothing is downloaded."
         )
 
@@ -78,6 +81,11 @@ class VisualBERTPE(VisualBERT):
 
         self.model = VisualBERTForClassification(self.config)
         bert = self.model.bert
+        self.weights_report = None
+        if bert_dir is not None:  # what transformers put in (it only warns about missing keys): report, stop if any
+            self.weights_report = bert_report(bert, bert_dir)
+            self.weights_report.enforce(self.config.get("allow_missing_weights", False),
+                                        "model_config.visual_bert_pe.allow_missing_weights")
         if self.config.output_attentions:
             bert.config._attn_implementation = "eager"  # SDPA cannot return attention weights
         if self.config.special_visual_initialize:
@@ -114,10 +122,15 @@ class VisualBERTPE(VisualBERT):
 
     def format_state_key(self, key):
         """Checkpoint key -> this model's key. Also maps base weights of layers peft wrapped (`X.weight` ->
-        `X.base_layer.weight`), so BERT / COCO-VisualBERT checkpoints load into LoRA / IA3 models unchanged."""
-        key = super().format_state_key(key)
+        `X.base_layer.weight`), so BERT / COCO-VisualBERT checkpoints load into LoRA / IA3 models unchanged, and the
+        paper's own adapter names (`output.AdaptComb1/2`) to ours (`output.adapter.down/up`)."""
+        key = paper_key(super().format_state_key(key))
         paths = getattr(self, "peft_wrapped_paths", None)
         return wrapped_key(key, paths) if paths else key
+
+    def pretrained_new_keys(self):
+        """Model keys no pretrained checkpoint has (the PE method's parameters): not 'missing' when loading one."""
+        return [f"model.bert.{name}" for name in self.pe_parameter_names]
 
     def merge_pe(self):
         """Fold LoRA / IA3 updates into the base weights for inference (plain VisualBERT names afterwards)."""
@@ -171,8 +184,9 @@ class VisualBERTPE(VisualBERT):
     def describe(self):
         counts = self.parameter_counts()
         method = f" ({self.pe_config.method})" if self.training_mode == "pe" else ""
+        weights = f"; BERT weights {self.weights_report.summary()}" if self.weights_report else ""
         return (
             f"visual_bert_pe mode={self.training_mode}{method}: total {counts['total']:,}, "
-            f"trained {counts['trained']:,}, adapter {counts['adapter']:,}"
+            f"trained {counts['trained']:,}, adapter {counts['adapter']:,}{weights}"
         )
 

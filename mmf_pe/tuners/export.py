@@ -269,6 +269,10 @@ def export(source, out_dir, which="best", features=None, threshold=None):
 
     path = find_checkpoint(source, which)
     state, config = read_checkpoint(path)
+    from mmf_pe.models.paper_checkpoint import as_pe_run_config, is_paper_state
+
+    if is_paper_state(state):  # the paper's own `output.AdaptComb1/2` names, `model: visual_bert`: read as PE paper
+        config = as_pe_run_config(config, state)
     features = features or features_from_run_config(config)
     provenance = read_feature_provenance(features) if features else None
     model = build_from_run_config(config)

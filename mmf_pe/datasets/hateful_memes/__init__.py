@@ -1,0 +1,1 @@
+"""Hateful Memes (MMF's own `hateful_memes` dataset): conversion of the files as published into MMF's layout."""

@@ -1,0 +1,107 @@
+"""Resumable, verified downloads and in-place extraction (no network unless called).
+
+`fetch(url, dest, sha256)`: bytes accumulate in `<dest>.part`; a later call resumes it with an HTTP Range request (a
+server that ignores Range restarts it); the sha256 is checked before the file gets its final name, and a mismatch
+deletes the partial data (it cannot be resumed into a good file). `extract(archive, folder)`: tarfile's `data`
+filter (no links out, no devices), into a staging folder first, so an interrupted extraction leaves nothing half-made.
+"""
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import uuid
+
+from tqdm import tqdm
+
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url, dest, sha256, timeout=60):
+    """Download `url` to `dest` (resuming `<dest>.part`), verified against `sha256`. Returns `dest`."""
+    if os.path.isfile(dest) and sha256_file(dest) == sha256:
+        return dest
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part = dest + ".part"
+    have = os.path.getsize(part) if os.path.isfile(part) else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # nothing left to send: the partial file is whole
+            return _verified(part, dest, url, sha256)
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError) as error:
+        raise DownloadError(f"{url}: cannot connect ({getattr(error, 'reason', error)}); "
+                            f"{'the partial file is kept, ' if have else ''}run the same command again") from error
+    with response:
+        if have and response.status != 206:  # Range ignored: the body is the whole file
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        try:
+            with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                                               desc=os.path.basename(dest), disable=None) as bar:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    f.write(block)
+                    bar.update(len(block))
+        except (http.client.IncompleteRead, OSError) as error:
+            raise DownloadError(_interrupted(url, part, total, error)) from error
+    if total is not None and os.path.getsize(part) < total:
+        raise DownloadError(_interrupted(url, part, total, "connection closed early"))
+    return _verified(part, dest, url, sha256)
+
+
+def _interrupted(url, part, total, reason):
+    got = os.path.getsize(part) if os.path.exists(part) else 0
+    return (f"{url}: download interrupted after {got:,} of {total if total is not None else '?':,} bytes ({reason}); "
+            f"kept in {part}: run the same command again to resume")
+
+
+def _verified(part, dest, url, sha256):
+    actual = sha256_file(part)
+    if actual != sha256:
+        os.unlink(part)
+        raise DownloadError(f"{url}: sha256 {actual} is not the expected {sha256}; the download was deleted. "
+                            "Run the command again; if it persists the file at that URL has changed.")
+    os.replace(part, dest)
+    return dest
+
+
+def extract(archive, folder):
+    """Extract a tar(.gz) archive into `folder` (existing entries of the same name are replaced). Returns the names
+    of the archive's top-level entries."""
+    os.makedirs(folder, exist_ok=True)
+    staging = os.path.join(folder, f".extract-{uuid.uuid4().hex}")
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in tqdm(members, desc=f"extract {os.path.basename(archive)}", unit="file", disable=None):
+                tar.extract(member, staging, filter="data")
+        top = sorted(os.listdir(staging))
+        for name in top:
+            target = os.path.join(folder, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            elif os.path.lexists(target):
+                os.unlink(target)
+            os.replace(os.path.join(staging, name), target)
+        return top
+    except (tarfile.TarError, OSError) as error:
+        raise DownloadError(f"{archive}: cannot be extracted ({error})") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
