@@ -49,6 +49,9 @@ FIXES = {
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
+    "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
+    "F18": _patch("mmf.utils.checkpoint", after=fixes.patch_pretrained_load_report),
+    "F19": _patch("mmf.utils.checkpoint", after=fixes.patch_resume_zoo),
     "F20": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_safe_records),
     "F21": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_damaged_file),
     "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
@@ -56,9 +59,6 @@ FIXES = {
     "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
     "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
     "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
-    "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
-    "F18": _patch("mmf.utils.checkpoint", after=fixes.patch_pretrained_load_report),
-    "F19": _patch("mmf.utils.checkpoint", after=fixes.patch_resume_zoo),
 }
 FIX_IDS = list(FIXES)
 
