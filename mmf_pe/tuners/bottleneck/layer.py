@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+INIT_WEIGHTS = ("bert", "houlsby", "zeros")
 
 
 class BottleneckAdapter(nn.Module):
