@@ -153,3 +153,37 @@ def test_optimizer_groups_do_not_decay_ia3_scales():
     names = {id(p): n for n, p in model.named_parameters()}
     assert not any(".ia3_l." in names[i] for i in decayed)
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+# A paper-method checkpoint's keys as saved before the module was renamed AdaptBertOutput (was PaperAdapterOutput).
+KEYS_BEFORE_THE_RENAME = [
+    "model.bert.encoder.layer.0.output.dense.weight",
+    "model.bert.encoder.layer.0.output.dense.bias",
+    "model.bert.encoder.layer.0.output.LayerNorm.weight",
+    "model.bert.encoder.layer.0.output.LayerNorm.bias",
+    "model.bert.encoder.layer.0.output.adapter.down.weight",
+    "model.bert.encoder.layer.0.output.adapter.down.bias",
+    "model.bert.encoder.layer.0.output.adapter.up.weight",
+    "model.bert.encoder.layer.0.output.adapter.up.bias",
+    "model.bert.encoder.layer.1.output.adapter.down.weight",
+    "model.bert.encoder.layer.1.output.adapter.down.bias",
+    "model.bert.encoder.layer.1.output.adapter.up.weight",
+    "model.bert.encoder.layer.1.output.adapter.up.bias",
+]
+
+
+def test_the_paper_module_is_adapt_bert_output_and_old_checkpoints_load(tmp_path):
+    from mmf_pe.tuners.bottleneck import PaperAdapterOutput
+    from mmf_pe.tuners.paper import AdaptBertOutput
+
+    model = build("pe", "pe.method=paper")
+    assert all(type(layer.output) is AdaptBertOutput for layer in model.model.bert.encoder.layer)
+    assert PaperAdapterOutput is AdaptBertOutput
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(3)
+    old = {key: torch.randn(shapes[key], generator=generator) for key in KEYS_BEFORE_THE_RENAME}
+    torch.save({"model": old}, tmp_path / "old.ckpt")
+    result = model.load_state_dict(torch.load(tmp_path / "old.ckpt", weights_only=True)["model"], strict=False)
+    assert not result.unexpected_keys
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[key], old[key]) for key in KEYS_BEFORE_THE_RENAME)
