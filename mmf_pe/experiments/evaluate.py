@@ -83,7 +83,7 @@ def _build_trainer(opts):
 
 def _checkpoint_keys(checkpoint):
     """The weight names a checkpoint holds (read once, safely: the exporter's reader, tensors memory-mapped)."""
-    from mmf_pe.tuners.export import read_checkpoint
+    from mmf_pe.experiments.export import read_checkpoint
 
     try:
         state, _ = read_checkpoint(checkpoint)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mmf_pe.tuners.export import AdapterMismatchError, load_adapter, main, read_adapter, save_adapter
+from mmf_pe.experiments.export import main
+from mmf_pe.tuners.export import AdapterMismatchError, load_adapter, read_adapter, save_adapter
 from tests.tuners.pe_helpers import build, encode
 
 
