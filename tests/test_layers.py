@@ -157,3 +157,24 @@ def test_the_pe_core_imports_without_mmf(module):
     env = dict(os.environ, MMF_PE_COMPAT="0")
     result = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_dataset_knowledge_lives_with_the_dataset():
+    """Hints and default test splits come from each dataset's own YAML; the generic code names no dataset."""
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.checks import data_hints
+    from mmf_pe.experiments.evaluate import test_splits
+
+    for path in ("data/checks.py", "experiments/evaluate.py"):
+        source = open(os.path.join(PACKAGE_DIR, path)).read()
+        assert "hateful_memes" not in source and "mmh" not in source, path
+    hm = OmegaConf.load(os.path.join(PACKAGE_DIR, "configs", "mmf", "datasets", "hateful_memes", "defaults.yaml"))
+    mmh = OmegaConf.load(os.path.join(PACKAGE_DIR, "configs", "datasets", "mmh", "defaults.yaml"))
+    assert "mmf_convert_hm" in data_hints(hm.dataset_config.hateful_memes)["annotations"]
+    assert "convert-mmh" in data_hints(mmh.dataset_config.mmh)["annotations"]
+    config = OmegaConf.merge(hm, mmh)
+    assert dict(test_splits(config, "hateful_memes")) == {
+        "test_seen": ["hateful_memes/defaults/annotations/test_seen.jsonl"],
+        "test_unseen": ["hateful_memes/defaults/annotations/test_unseen.jsonl"]}
+    assert dict(test_splits(config, "mmh")) == {"test": ["mmh/defaults/annotations/test.jsonl"]}
