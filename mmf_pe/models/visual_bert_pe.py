@@ -14,7 +14,7 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
 from mmf_pe.models.pe_node import yaml_with_all_pe_keys
-from mmf_pe.tuners import apply_pe_method, pe_config_from
+from mmf_pe.tuners import apply_pe_method, get_pe_method, pe_config_from
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
 TRAINING_MODES = ("fc", "full", "pe")
@@ -61,6 +61,22 @@ def adopt_architecture(config, bert_dir):
             config[key] = pretrained[key]
 
 
+# What this model's YAML put in every run's `pe:` node before each method had its own keys: runs saved then (their
+# config.yaml / checkpoints, read by export-adapter and evaluate) carry it whatever the method, so it is dropped where
+# the method has no such key. Any other value of a key the method lacks stays an error.
+LEGACY_PE_DEFAULTS = {"reduction_factor": 10}
+
+
+def without_legacy_defaults(pe):
+    if pe is None:
+        return None
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(pe, resolve=True) if OmegaConf.is_config(pe) else dict(pe)
+    keys = get_pe_method(data.get("method") or "paper").config_cls.keys()
+    return {k: v for k, v in data.items() if k in keys or LEGACY_PE_DEFAULTS.get(k, object()) != v}
+
+
 @registry.register_model("visual_bert_pe")
 class VisualBERTPE(VisualBERT):
     @classmethod
@@ -76,7 +92,8 @@ class VisualBERTPE(VisualBERT):
         if bert_dir is not None:
             adopt_architecture(self.config, bert_dir)
         self.training_mode = resolve_training_mode(self.config)
-        self.pe_config = pe_config_from(self.config.get("pe", None))  # the method's own config; unknown keys refused
+        # the method's own config; unknown keys refused
+        self.pe_config = pe_config_from(without_legacy_defaults(self.config.get("pe", None)))
 
         self.model = VisualBERTForClassification(self.config)
         bert = self.model.bert

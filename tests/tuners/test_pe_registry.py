@@ -49,6 +49,15 @@ def test_unknown_or_inapplicable_keys_are_refused_by_name(node, message):
         pe_config_from(node)
 
 
+def test_runs_saved_before_per_method_keys_still_build():
+    """The old model YAML put pe.reduction_factor=10 in every run's config; other values stay an error."""
+    from tests.tuners.pe_helpers import build
+
+    assert build("pe", "pe.method=lora", "pe.reduction_factor=10").pe_config.method == "lora"
+    with pytest.raises(ValueError, match="pe.reduction_factor is not a key of pe.method='lora'"):
+        build("pe", "pe.method=lora", "pe.reduction_factor=16")
+
+
 def test_only_ia3_scales_skip_weight_decay():
     from omegaconf import OmegaConf
 
