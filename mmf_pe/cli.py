@@ -22,7 +22,7 @@ TOOLS = {
     "report": ("mmf_pe.reporting.cli", "main", "Table I/II and plots from run directories"),
     "evaluate": ("mmf_pe.experiments.evaluate", "main", "a run's best checkpoint on the test splits"),
     "seeds": ("mmf_pe.experiments.seeds", "main", "train one config with several seeds"),
-    "export-adapter": ("mmf_pe.tuners.export", "main", "write only the trained parameters (safetensors)"),
+    "export-adapter": ("mmf_pe.experiments.export", "main", "write only the trained parameters (safetensors)"),
     "serve": ("mmf_pe.serve.cli", "main", "score memes over HTTP: one frozen base, many adapters"),
     "export-base": ("mmf_pe.serve.base_export", "main", "a run's frozen weights + tokenizer for `serve`"),
 }

@@ -23,24 +23,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RECORDS = 64
 LABELS = (0, 1)
 
-# How to obtain each dataset's files, by dataset name and kind of file.
-HINTS = {
-    "hateful_memes": {
-        "annotations": "Get the Hateful Memes challenge zip and run `mmf_pe convert-hm --src <zip or extracted folder> "
-        "--password <pw>` (or `mmf_convert_hm --zip_file <zip> --password <pw>`; it writes annotations/*.jsonl and "
-        "images under $MMF_DATA_DIR/datasets/hateful_memes/defaults).",
-        "features": "Fetch MMF's released features (features/detectron.lmdb): `mmf_pe download hateful_memes.defaults` "
-        "(https://dl.fbaipublicfiles.com/mmf/data/datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz), "
-        "or extract your own with `mmf_pe extract --images <images dir> --out <this path>`.",
-    },
-    "mmh": {
-        "annotations": "Get MMHS150K (see datasets/mmh/README.md) and run `mmf_pe convert-mmh --src <unzipped "
-        "MMHS150K dir>` (it writes annotations/{train,val,test}.jsonl and images/ under "
-        "$MMF_DATA_DIR/datasets/mmh/defaults).",
-        "features": "Extract region features of the converted images with `mmf_pe extract --images "
-        "$MMF_DATA_DIR/datasets/mmh/defaults/images --out <this path>`.",
-    },
-}
+# How to make a missing file when the dataset's config has no `data_hints` (each dataset's YAML says it for itself).
 DEFAULT_HINTS = {
     "annotations": "Create it in MMF's jsonl layout (one JSON object per line).",
     "features": "Extract region features with `mmf_pe extract --images <images dir> --out <this path>`.",
@@ -186,8 +169,14 @@ def check_features(name, split, path, records, feature_dim=None, scan="sample", 
     return problems
 
 
+def data_hints(dataset_config):
+    """{kind of file: how to make it}, from the dataset config's own `data_hints` over the generic ones."""
+    own = dataset_config.get("data_hints", None) or {}
+    return {**DEFAULT_HINTS, **{key: str(value) for key, value in own.items() if value}}
+
+
 def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature_dim=None):
-    hints = {**DEFAULT_HINTS, **HINTS.get(name, {})}
+    hints = data_hints(dataset_config)
     problems = []
     split_ids = {}
     scan = dataset_config.get("features_scan", "sample")

@@ -16,16 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from mmf_pe import REPO_ROOT
 from mmf_pe.demo import memes
 from mmf_pe.demo.features import extract_random_frcnn, standardise, write_text_only
+from mmf_pe.demo.runs import RUNS
 from mmf_pe.utils.io import atomic_write_text
 
 PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
-# run name -> (project config, label in the report)
-RUNS = {
-    "fc": ("demo_fc.yaml", "fc"),
-    "full": ("demo_full.yaml", "full"),
-    "pe": ("demo_pe.yaml", "pe/paper"),
-    "text_only": ("demo_text.yaml", "text-only (full, no image)"),
-}
 TINY_MODEL = {  # tests: a random 2-layer BERT instead of MiniLM (the project's test-size convention)
     "bert_model_name": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
     "intermediate_size": 64, "max_position_embeddings": 64,

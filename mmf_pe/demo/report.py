@@ -9,7 +9,7 @@ from mmf_pe.demo import memes
 
 def _label_runs(run_dirs):
     """Runs read by mmf_pe.reporting, with the demo's labels (the text-only baseline is a `full` run)."""
-    from mmf_pe.demo.pipeline import RUNS
+    from mmf_pe.demo.runs import RUNS
     from mmf_pe.reporting import load_run
     from mmf_pe.tracking.jsonl import find_metrics_file
 

@@ -1,6 +1,7 @@
 """`mmf_pe evaluate RUN_DIR [--splits ...] [overrides]`: a run's best checkpoint on its dataset's test splits.
 
-HMD: test_seen and test_unseen (next to the configured test annotations); MMH and others: the configured `test`.
+The default splits are the dataset config's `test_splits` (HMD: test_seen and test_unseen, beside the configured test
+annotations; see its YAML), or else the configured `test`.
 Per split it appends a `test` event to the run's metrics.jsonl and writes `predictions/<split>.csv` beside it.
 MMF runs in this process from the run's saved config.yaml, in a scratch save dir (the run's files stay as they are).
 """
@@ -13,8 +14,6 @@ from collections import OrderedDict
 
 from omegaconf import OmegaConf
 
-# dataset -> test split names and their annotation files (beside the configured test annotations)
-TEST_SPLITS = {"hateful_memes": OrderedDict([("test_seen", "test_seen.jsonl"), ("test_unseen", "test_unseen.jsonl")])}
 CHECKPOINTS = {"best": "best.ckpt", "current": "current.ckpt"}
 
 
@@ -35,9 +34,10 @@ def test_splits(config, dataset, requested=None):
     dataset_config = config.dataset_config[dataset]
     configured = _as_list(dataset_config.annotations.get("test", None))
     defaults = OrderedDict()
-    if dataset in TEST_SPLITS and configured:
+    named = dataset_config.get("test_splits", None)  # split name -> annotation file beside the configured test one
+    if named and configured:
         folder = os.path.dirname(configured[0])
-        for name, filename in TEST_SPLITS[dataset].items():
+        for name, filename in named.items():
             defaults[name] = [os.path.join(folder, filename)]
     elif configured:
         defaults["test"] = configured
@@ -83,7 +83,7 @@ def _build_trainer(opts):
 
 def _checkpoint_keys(checkpoint):
     """The weight names a checkpoint holds (read once, safely: the exporter's reader, tensors memory-mapped)."""
-    from mmf_pe.tuners.export import read_checkpoint
+    from mmf_pe.experiments.export import read_checkpoint
 
     try:
         state, _ = read_checkpoint(checkpoint)

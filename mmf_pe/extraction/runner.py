@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mmf_pe.extraction import images as image_io
-from mmf_pe.extraction import store
+import mmf_pe.extraction.images as image_io
+import mmf_pe.extraction.store as store
 from mmf_pe.extraction.detectors import build_detector
 from mmf_pe.extraction.selection import SelectionConfig
 

@@ -14,8 +14,9 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
 from mmf_pe.models.paper_checkpoint import paper_key
+from mmf_pe.models.pe_node import yaml_with_all_pe_keys
 from mmf_pe.models.pretrained_weights import bert_report
-from mmf_pe.tuners import PEConfig, apply_pe_method
+from mmf_pe.tuners import apply_pe_method, get_pe_method, pe_config_from
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
 TRAINING_MODES = ("fc", "full", "pe")
@@ -63,11 +64,28 @@ def adopt_architecture(config, bert_dir):
             config[key] = pretrained[key]
 
 
+# What this model's YAML put in every run's `pe:` node before each method had its own keys: runs saved then (their
+# config.yaml / checkpoints, read by export-adapter and evaluate) carry it whatever the method, so it is dropped where
+# the method has no such key. Any other value of a key the method lacks stays an error.
+LEGACY_PE_DEFAULTS = {"reduction_factor": 10}
+
+
+def without_legacy_defaults(pe):
+    if pe is None:
+        return None
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(pe, resolve=True) if OmegaConf.is_config(pe) else dict(pe)
+    keys = get_pe_method(data.get("method") or "paper").config_cls.keys()
+    return {k: v for k, v in data.items() if k in keys or LEGACY_PE_DEFAULTS.get(k, object()) != v}
+
+
 @registry.register_model("visual_bert_pe")
 class VisualBERTPE(VisualBERT):
     @classmethod
     def config_path(cls):
-        return os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml")
+        return yaml_with_all_pe_keys(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"),
+                                     "visual_bert_pe")
 
     def build(self):
         if self.config.training_head_type != "classification":
@@ -77,7 +95,8 @@ class VisualBERTPE(VisualBERT):
         if bert_dir is not None:
             adopt_architecture(self.config, bert_dir)
         self.training_mode = resolve_training_mode(self.config)
-        self.pe_config = PEConfig.from_config(self.config.get("pe", None))
+        # the method's own config; unknown keys refused
+        self.pe_config = pe_config_from(without_legacy_defaults(self.config.get("pe", None)))
 
         self.model = VisualBERTForClassification(self.config)
         bert = self.model.bert
@@ -107,7 +126,7 @@ class VisualBERTPE(VisualBERT):
             parameter.requires_grad = full
         if self.training_mode == "pe":
             added = set(self.pe_parameter_names)
-            train_layer_norms = bool(self.pe_config.get("train_layer_norms"))
+            train_layer_norms = self.pe_config.train_layer_norms
             for name, parameter in bert.named_parameters():
                 trains = name in added
                 trains |= train_layer_norms and "LayerNorm" in name
@@ -152,9 +171,12 @@ class VisualBERTPE(VisualBERT):
     def get_optimizer_parameters(self, config):
         """MMF's BERT groups (decay 0.01 on weights, 0 on biases/LayerNorm), restricted to parameters that train.
 
-        IA3's scaling vectors start at 1, so decaying them towards 0 would be wrong: they join the no-decay group.
+        Parameters the PE method's config exempts (IA3's scaling vectors, which start at 1) join the no-decay group.
         """
-        scales = {id(p) for name, p in self.model.named_parameters() if ".ia3_l." in name}
+        scales = set()
+        if self.training_mode == "pe":
+            scales = {id(p) for name, p in self.model.bert.named_parameters()
+                      if self.pe_config.takes_no_weight_decay(name)}
         groups = []
         for group in get_optimizer_parameters_for_bert(self.model, config):
             params = [p for p in group["params"] if p.requires_grad]

@@ -1,31 +1,43 @@
-"""Parameter-efficient methods for BERT-family encoders, one folder per method family (peft's layout).
+"""Parameter-efficient methods for BERT-family encoders, one folder per method (peft's layout). Imports no MMF.
 
-`apply_pe_method(bert, config)` adds a method's modules to `bert` and returns the names (relative to `bert`) of the
-parameters it added; the model decides what trains from them.
+Each folder registers its method (`register_pe_method`) with its config class and `defaults.yaml`; every folder of
+this package that has a `defaults.yaml` is imported here, so adding a method is adding a folder (docs/pe-methods.md).
 
-    paper     the reference paper's adapter (FFN output, shared LayerNorm, rf 10)          bottleneck/
-    pfeiffer  AdapterHub's SeqBn: one adapter after the FFN                                bottleneck/
-    houlsby   AdapterHub's DoubleSeqBn: after attention and FFN, near-identity, LNs train  bottleneck/
-    lora      peft LoRA on configurable linears (default query, value)                     peft_methods/
-    ia3       peft IA3 on key, value and the FFN's inner activation                        peft_methods/
+    paper     the reference paper's adapter (FFN output, shared LayerNorm, rf 10)          paper/    (bottleneck/)
+    pfeiffer  AdapterHub's SeqBn: one adapter after the FFN                                pfeiffer/ (bottleneck/)
+    houlsby   AdapterHub's DoubleSeqBn: after attention and FFN, near-identity, LNs train  houlsby/  (bottleneck/)
+    lora      peft LoRA on configurable linears (default query, value)                     lora/     (peft_methods/)
+    ia3       peft IA3 on key, value and the FFN's inner activation                        ia3/      (peft_methods/)
+
+`pe_config_from(node)` builds a method's config (unknown keys refused); `apply_pe_method(bert, config)` adds the
+method's modules to `bert` and returns the names (relative to `bert`) of the parameters it added.
 """
-from mmf_pe.tuners.bottleneck import inject_houlsby_adapters, inject_paper_adapters, inject_pfeiffer_adapters
-from mmf_pe.tuners.config import METHOD_DEFAULTS, PEConfig
-from mmf_pe.tuners.peft_methods import inject_ia3, inject_lora
+import importlib
+import os
+import pkgutil
 
-PE_METHODS = {
-    "paper": inject_paper_adapters,
-    "pfeiffer": inject_pfeiffer_adapters,
-    "houlsby": inject_houlsby_adapters,
-    "lora": inject_lora,
-    "ia3": inject_ia3,
-}
-
-
-def apply_pe_method(bert, pe_config):
-    if pe_config.method not in PE_METHODS:
-        raise ValueError(f"unknown pe.method {pe_config.method!r}; known: {sorted(PE_METHODS)}")
-    return PE_METHODS[pe_config.method](bert, pe_config)
+from mmf_pe.tuners.config import BasePEConfig, PEConfig
+from mmf_pe.tuners.registry import (
+    DEFAULTS_NAME,
+    PE_METHODS,
+    all_pe_keys,
+    apply_pe_method,
+    get_pe_method,
+    pe_config_from,
+    register_pe_method,
+)
 
 
-__all__ = ["PEConfig", "PE_METHODS", "METHOD_DEFAULTS", "apply_pe_method"]
+def _import_method_folders():
+    here = os.path.dirname(__file__)
+    for info in sorted(pkgutil.iter_modules([here]), key=lambda i: i.name):
+        if info.ispkg and os.path.isfile(os.path.join(here, info.name, DEFAULTS_NAME)):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_method_folders()
+
+__all__ = [
+    "BasePEConfig", "PEConfig", "PE_METHODS", "all_pe_keys", "apply_pe_method", "get_pe_method", "pe_config_from",
+    "register_pe_method",
+]

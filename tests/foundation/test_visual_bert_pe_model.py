@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmf_pe.tools.table1 import PAPER_TABLE_I, build_model, count
-from mmf_pe.tuners.bottleneck import PaperAdapterOutput
+from mmf_pe.tuners.bottleneck import AdaptBertOutput
 
 TINY = [
     "hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64", "vocab_size=100",
@@ -60,7 +60,7 @@ def test_paper_adapter_structure_and_init():
     model = build_model("pe", TINY)
     for layer in model.model.bert.encoder.layer:
         output = layer.output
-        assert isinstance(output, PaperAdapterOutput)
+        assert isinstance(output, AdaptBertOutput)
         assert output.adapter.down.out_features == int(32 / 4)
         assert torch.all(output.adapter.down.bias == 0) and torch.all(output.adapter.up.bias == 0)
         # one LayerNorm module, used before the adapter and after the residual (shared, counted once)

@@ -4,8 +4,9 @@ import torch
 TINY = [
     "hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64", "vocab_size=100",
     "max_position_embeddings=32", "visual_embedding_dim=16", "hidden_dropout_prob=0.0",
-    "attention_probs_dropout_prob=0.0", "pe.reduction_factor=4",
+    "attention_probs_dropout_prob=0.0",
 ]
+BOTTLENECK = ["pe.reduction_factor=4"]  # a wider tiny bottleneck, for the methods that have one
 METHODS = ["paper", "pfeiffer", "houlsby", "lora", "ia3"]
 
 
@@ -13,7 +14,8 @@ def build(mode, *overrides, seed=0):
     from mmf_pe.tools.table1 import build_model
 
     torch.manual_seed(seed)
-    return build_model(mode, TINY + list(overrides))
+    peft_method = any(o in ("pe.method=lora", "pe.method=ia3") for o in overrides)
+    return build_model(mode, TINY + ([] if peft_method else BOTTLENECK) + list(overrides))
 
 
 def pe_model_on_base(method, *overrides):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mmf_pe.tuners.export import AdapterMismatchError, load_adapter, main, read_adapter, save_adapter
+from mmf_pe.experiments.export import main
+from mmf_pe.tuners.export import AdapterMismatchError, load_adapter, read_adapter, save_adapter
 from tests.tuners.pe_helpers import build, encode
 
 
@@ -86,11 +87,11 @@ def test_bad_json_names_file_and_line(tmp_path):
 def test_cli_on_an_mmf_checkpoint(tmp_path, capsys):
     """`mmf_pe export-adapter` reads an MMF checkpoint (model + config) with weights_only and writes a few %."""
     from mmf_pe.tools.table1 import model_config
-    from tests.tuners.pe_helpers import TINY
+    from tests.tuners.pe_helpers import BOTTLENECK, TINY
 
     model = trained_like(build("pe", "pe.method=houlsby", seed=0))
     config = {"model": "visual_bert_pe", "model_config": {"visual_bert_pe": OmegaConf.to_container(
-        model_config("pe", TINY + ["pe.method=houlsby"]))}}
+        model_config("pe", TINY + BOTTLENECK + ["pe.method=houlsby"]))}}
     run = tmp_path / "run"
     run.mkdir()
     torch.save({"model": model.state_dict(), "config": config, "num_updates": 3}, run / "best.ckpt")

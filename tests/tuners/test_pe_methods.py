@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.tuners.pe_helpers import METHODS, build, encode, inputs, pe_model_on_base
-from mmf_pe.tuners import PEConfig
+from mmf_pe.tuners import pe_config_from
 
 
 @pytest.mark.parametrize("method, overrides", [
@@ -30,7 +30,7 @@ def test_near_identity_init(method):
         bert_gap = (encode(bert_init)[0] - reference).abs().max().item()
     assert 0 < near_gap < 0.05
     assert bert_gap > near_gap
-    assert PEConfig(method="houlsby").get("init_weights") == "houlsby"
+    assert pe_config_from({"method": "houlsby"}).init_weights == "houlsby"
 
 
 def test_paper_is_not_identity_but_zero_up_is():
@@ -74,13 +74,13 @@ def test_knobs_layer_norms_visual_projection_top_k():
 
 
 def test_layer_selection():
-    config = PEConfig(method="pfeiffer", layers=[0, -1, 5], top_k_layers=3)
+    config = pe_config_from({"method": "pfeiffer", "layers": [0, -1, 5], "top_k_layers": 3})
     assert config.selected_layers(6) == [5]
-    assert PEConfig(layers=[-1]).selected_layers(12) == [11]
+    assert pe_config_from({"layers": [-1]}).selected_layers(12) == [11]
     with pytest.raises(ValueError, match="out of range"):
-        PEConfig(layers=[12]).selected_layers(12)
+        pe_config_from({"layers": [12]}).selected_layers(12)
     with pytest.raises(ValueError, match="select no layer"):
-        PEConfig(layers=[0], top_k_layers=1).selected_layers(12)
+        pe_config_from({"layers": [0], "top_k_layers": 1}).selected_layers(12)
     model = build("pe", "pe.method=houlsby", "pe.layers=[1]")
     assert model.pe_parameter_names and all(n.startswith("encoder.layer.1.") for n in model.pe_parameter_names)
 
@@ -105,7 +105,7 @@ def test_unknown_method_and_bad_knobs():
     with pytest.raises(ValueError, match="non_linearity"):
         build("pe", "pe.method=pfeiffer", "pe.non_linearity=softplus")
     with pytest.raises(ValueError, match="rank"):
-        PEConfig.from_config({"method": "lora", "rank": 0})
+        pe_config_from({"method": "lora", "rank": 0})
 
 
 def test_base_checkpoint_loads_into_peft_models_and_merge():
@@ -153,3 +153,37 @@ def test_optimizer_groups_do_not_decay_ia3_scales():
     names = {id(p): n for n, p in model.named_parameters()}
     assert not any(".ia3_l." in names[i] for i in decayed)
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+# A paper-method checkpoint's keys as saved before the module was renamed AdaptBertOutput (was PaperAdapterOutput).
+KEYS_BEFORE_THE_RENAME = [
+    "model.bert.encoder.layer.0.output.dense.weight",
+    "model.bert.encoder.layer.0.output.dense.bias",
+    "model.bert.encoder.layer.0.output.LayerNorm.weight",
+    "model.bert.encoder.layer.0.output.LayerNorm.bias",
+    "model.bert.encoder.layer.0.output.adapter.down.weight",
+    "model.bert.encoder.layer.0.output.adapter.down.bias",
+    "model.bert.encoder.layer.0.output.adapter.up.weight",
+    "model.bert.encoder.layer.0.output.adapter.up.bias",
+    "model.bert.encoder.layer.1.output.adapter.down.weight",
+    "model.bert.encoder.layer.1.output.adapter.down.bias",
+    "model.bert.encoder.layer.1.output.adapter.up.weight",
+    "model.bert.encoder.layer.1.output.adapter.up.bias",
+]
+
+
+def test_the_paper_module_is_adapt_bert_output_and_old_checkpoints_load(tmp_path):
+    from mmf_pe.tuners.bottleneck import PaperAdapterOutput
+    from mmf_pe.tuners.paper import AdaptBertOutput
+
+    model = build("pe", "pe.method=paper")
+    assert all(type(layer.output) is AdaptBertOutput for layer in model.model.bert.encoder.layer)
+    assert PaperAdapterOutput is AdaptBertOutput
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(3)
+    old = {key: torch.randn(shapes[key], generator=generator) for key in KEYS_BEFORE_THE_RENAME}
+    torch.save({"model": old}, tmp_path / "old.ckpt")
+    result = model.load_state_dict(torch.load(tmp_path / "old.ckpt", weights_only=True)["model"], strict=False)
+    assert not result.unexpected_keys
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[key], old[key]) for key in KEYS_BEFORE_THE_RENAME)

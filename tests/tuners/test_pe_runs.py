@@ -47,7 +47,7 @@ def test_short_mmf_run_trains_only_the_method(method, mmf_inprocess, tmp_path):
         assert "Copying model.bert.encoder.layer.0.attention.self.query.base_layer.weight" in log
         torch.testing.assert_close(last["model.bert.encoder.layer.1.attention.self.value.base_layer.weight"],
                                    base["model.bert.encoder.layer.1.attention.self.value.weight"], rtol=0, atol=0)
-        from mmf_pe.tuners.export import main
+        from mmf_pe.experiments.export import main
 
         assert main([str(save), str(tmp_path / "adapter")]) == 0
         assert os.path.getsize(tmp_path / "adapter" / "adapter_model.safetensors") < 0.1 * os.path.getsize(

@@ -10,7 +10,7 @@ from mmf.common.registry import registry
 from mmf.datasets.mmf_dataset_builder import MMFDatasetBuilder
 
 from mmf_pe import PACKAGE_DIR
-from mmf_pe.data.checks import DataCheckError, HINTS, check_dataset
+from mmf_pe.data.checks import DataCheckError, check_dataset, data_hints
 from mmf_pe.data.lmdb_features import read_keys
 from mmf_pe.datasets.mmh import labels as label_rules
 from mmf_pe.datasets.mmh.dataset import MMHFeaturesDataset
@@ -54,7 +54,7 @@ def _check_feature_keys(dataset, config, dataset_type):
     keys = set(read_keys(path))
     missing = [r["id"] for r in dataset.annotation_db.data if r["id"] not in keys]
     if missing:
-        hint = HINTS[NAME]["features"]
+        hint = data_hints(config)["features"]
         raise DataCheckError(
             f"mmh {dataset_type}: {len(missing)} of {len(dataset.annotation_db.data)} tweets have no features in "
             f"{path}, e.g. {', '.join(missing[:5])}\n  -> {hint} (a resumed extraction adds what is missing; images "

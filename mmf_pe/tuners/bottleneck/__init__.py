@@ -1,5 +1,10 @@
 """Bottleneck adapters (peft has none): the paper's, Pfeiffer's and Houlsby's, in BERT's residual sublayers."""
-from mmf_pe.tuners.bottleneck.layer import BottleneckAdapter, PaperAdapterOutput, SequentialAdapterOutput
+from mmf_pe.tuners.bottleneck.layer import (
+    AdaptBertOutput,
+    BottleneckAdapter,
+    PaperAdapterOutput,
+    SequentialAdapterOutput,
+)
 from mmf_pe.tuners.bottleneck.model import (
     inject_houlsby_adapters,
     inject_paper_adapters,
@@ -7,6 +12,6 @@ from mmf_pe.tuners.bottleneck.model import (
 )
 
 __all__ = [
-    "BottleneckAdapter", "PaperAdapterOutput", "SequentialAdapterOutput",
+    "AdaptBertOutput", "BottleneckAdapter", "PaperAdapterOutput", "SequentialAdapterOutput",
     "inject_paper_adapters", "inject_pfeiffer_adapters", "inject_houlsby_adapters",
 ]

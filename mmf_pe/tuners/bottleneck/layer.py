@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+INIT_WEIGHTS = ("bert", "houlsby", "zeros")
 
 
 class BottleneckAdapter(nn.Module):
@@ -39,8 +40,13 @@ class BottleneckAdapter(nn.Module):
         return self.up(self.activation(self.down(hidden_states)))
 
 
-class PaperAdapterOutput(nn.Module):
-    """BERT's output sublayer (`BertOutput`) with the paper's adapter inside.
+class AdaptBertOutput(nn.Module):
+    """BERT's output sublayer (`BertOutput`) with the paper's adapter inside: the design card's "registered
+    AdaptBertOutput instead of a patched BertOutput".
+
+    The paper's code has two candidates, and this is the one its runs used: it edited `BertOutput` in place, adding
+    `AdaptComb1/2` (bottleneck hidden / 10, ReLU) on the sublayer's LayerNorm output. Its own class named
+    `AdaptBertOutput` (bottleneck hidden / 5, `AdaptText1/2`) was never instantiated. Here the name goes to what ran.
 
         h   = dropout(dense(intermediate))
         a   = up(relu(down(LN(h)))) + h          # LN is the sublayer's own LayerNorm, shared
@@ -61,6 +67,9 @@ class PaperAdapterOutput(nn.Module):
         hidden_states = self.dropout(self.dense(hidden_states))
         hidden_states = self.adapter(self.LayerNorm(hidden_states)) + hidden_states
         return self.LayerNorm(hidden_states + input_tensor)
+
+
+PaperAdapterOutput = AdaptBertOutput  # the name before the rename; same module, same state-dict keys
 
 
 class SequentialAdapterOutput(nn.Module):

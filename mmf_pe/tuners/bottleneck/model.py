@@ -3,9 +3,9 @@
 Every injector takes a BertModel-like module and a PEConfig and returns the names (relative to it) of the parameters
 it added.
 """
-from mmf_pe.tuners.bottleneck.layer import PaperAdapterOutput, SequentialAdapterOutput
+from mmf_pe.tuners.bottleneck.layer import AdaptBertOutput, SequentialAdapterOutput
 
-ADAPTER_TYPES = (PaperAdapterOutput, SequentialAdapterOutput)
+ADAPTER_TYPES = (AdaptBertOutput, SequentialAdapterOutput)
 
 
 def bottleneck_size(bert, pe_config):
@@ -35,9 +35,9 @@ def _wrap(bert, pe_config, sublayer_paths, make):
 
 
 def inject_paper_adapters(bert, pe_config, init_range=0.02):
-    """The reference paper's adapter in the FFN output sublayer (`encoder.layer[i].output`)."""
+    """The reference paper's adapter: `encoder.layer[i].output` becomes an `AdaptBertOutput`."""
     size = bottleneck_size(bert, pe_config)
-    return _wrap(bert, pe_config, ["output"], lambda sublayer: PaperAdapterOutput(sublayer, size, init_range))
+    return _wrap(bert, pe_config, ["output"], lambda sublayer: AdaptBertOutput(sublayer, size, init_range))
 
 
 def _sequential(bert, pe_config, sublayer_paths, ln_before):

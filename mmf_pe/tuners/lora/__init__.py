@@ -1,0 +1,6 @@
+"""pe.method=lora: peft's LoRA on chosen linears of the encoder layers (Hu et al. 2022)."""
+from mmf_pe.tuners.lora.config import LoraConfig
+from mmf_pe.tuners.peft_methods.model import inject_lora
+from mmf_pe.tuners.registry import register_pe_method
+
+register_pe_method("lora", LoraConfig, inject_lora)
