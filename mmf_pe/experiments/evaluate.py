@@ -98,7 +98,7 @@ def _paper_checkpoint_options(checkpoint, saved):
     """A checkpoint of the paper's patched setup (`output.AdaptComb1/2`, model visual_bert) is scored as
     visual_bert_pe PE mode, method paper: the options that say so, or [] for any other checkpoint."""
     from mmf_pe.models.paper_checkpoint import evaluate_options, is_paper_state
-    from mmf_pe.tuners.export import read_checkpoint
+    from mmf_pe.experiments.export import read_checkpoint
 
     state, _ = read_checkpoint(checkpoint)
     if not is_paper_state(state):

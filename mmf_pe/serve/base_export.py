@@ -20,7 +20,7 @@ def _text_processor_params(config):
 
 
 def export_base(source, folder, tokenizer_dir=None, max_seq_length=None, which="best", default_adapter=None):
-    from mmf_pe.tuners.export import build_from_run_config, find_checkpoint, read_checkpoint
+    from mmf_pe.experiments.export import build_from_run_config, find_checkpoint, read_checkpoint
 
     path = find_checkpoint(source, which)
     state, config = read_checkpoint(path)

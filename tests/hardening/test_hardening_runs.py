@@ -357,16 +357,15 @@ def _command_line_config(tmp_path, *opts):
 
 
 def test_every_pe_key_is_overridable_on_the_command_line(tmp_path):
-    from dataclasses import fields
-
-    from mmf_pe.tuners.config import PEConfig
+    from mmf_pe.tuners import all_pe_keys
 
     config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.layers=[1]",
+                                  "model_config.visual_bert_pe.pe.method=pfeiffer",
                                   "model_config.visual_bert_pe.pe.non_linearity=gelu")
     import mmf.utils.env  # noqa: F401  (registers MMF's and this plugin's components, in their import order)
     from mmf_pe.models.visual_bert_pe import VisualBERTPE
 
-    documented = {f.name for f in fields(PEConfig)} - {"extra"}
+    documented = set(all_pe_keys())
     assert documented <= set(config.model_config.visual_bert_pe.pe), documented - set(config.model_config.visual_bert_pe.pe)
     model = VisualBERTPE(config.model_config.visual_bert_pe)
     model.build()
@@ -385,7 +384,7 @@ def test_legacy_checkpoints_are_read_safely(whole_run, mmf_data_env, tmp_path):
     from safetensors.torch import load_file
 
     from mmf_pe.experiments.evaluate import evaluate_run
-    from mmf_pe.tuners.export import main as export_main
+    from mmf_pe.experiments.export import main as export_main
 
     run = tmp_path / "run"
     shutil.copytree(whole_run["save"], run, ignore=shutil.ignore_patterns("models"))

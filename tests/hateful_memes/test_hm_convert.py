@@ -74,15 +74,13 @@ def test_hmd_configs_find_all_five_phase2_splits(release, tmp_path, monkeypatch)
     convert.convert(release["folder"], password=None)  # default data dir: $MMF_DATA_DIR, as MMF resolves it
     from mmf.utils.configuration import Configuration
 
-    from mmf_pe.experiments.evaluate import TEST_SPLITS
-
     args = argparse.Namespace(opts=["config=projects/visual_bert_pe/hmd_pe.yaml", "model=visual_bert_pe",
                                     "dataset=hateful_memes"], config_override=None)
     config = Configuration(args).get_config()
     dataset = config.dataset_config.hateful_memes
     named = [path for split in ("train", "val", "test") for path in dataset.annotations[split]]
     test_dir = os.path.dirname(dataset.annotations.test[0])
-    named += [os.path.join(test_dir, name) for name in TEST_SPLITS["hateful_memes"].values()]
+    named += [os.path.join(test_dir, name) for name in dataset.test_splits.values()]
     named.append(dataset.annotations.val[0].replace("dev_seen", "dev_unseen"))  # hmd_base.yaml's documented switch
     found = {os.path.basename(p) for p in named if os.path.isfile(os.path.join(dataset.data_dir, p))}
     assert found == {f"{split}.jsonl" for split in PHASE_2}

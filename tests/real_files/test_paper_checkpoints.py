@@ -107,7 +107,8 @@ def test_paper_checkpoint_through_resume_file_scores_as_the_paper(reference):
 
 
 def test_paper_checkpoint_exports_as_a_pe_adapter(reference, tmp_path):
-    from mmf_pe.tuners.export import export, load_adapter
+    from mmf_pe.experiments.export import export
+    from mmf_pe.tuners.export import load_adapter
 
     weights, path, model = export(reference["dir"], str(tmp_path / "adapter"))
     assert path == reference["path"] and model.training_mode == "pe" and model.pe_config.reduction_factor == 10
