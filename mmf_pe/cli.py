@@ -16,7 +16,7 @@ TOOLS = {
     "demo": ("mmf_pe.demo.main", "main", "the main job: synthetic memes, FC/Full/PE, report"),
     "extract": ("mmf_pe.extraction.cli", "main", "extract Faster R-CNN region features into MMF's LMDB format"),
     "extract-merge": ("mmf_pe.extraction.cli", "merge_main", "join `extract --shard i/n` LMDBs into one"),
-    "download": ("mmf_pe.utils.zoo", "main", "fetch COCO VisualBERT / HM features / BERT (verified, resumable)"),
+    "download": ("mmf_pe.datasets.zoo", "main", "fetch COCO VisualBERT / HM features / BERT (verified, resumable)"),
     "convert-hm": ("mmf_pe.datasets.hateful_memes.convert", "main", "Hateful Memes zip/folder -> MMF's layout"),
     "convert-mmh": ("mmf_pe.datasets.mmh.convert", "main", "convert MMHS150K into MMF's layout"),
     "report": ("mmf_pe.reporting.cli", "main", "Table I/II and plots from run directories"),

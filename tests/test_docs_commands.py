@@ -21,7 +21,7 @@ PLACEHOLDER = re.compile(r"<[^<>]*>")
 def _fenced_lines(text):
     for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S):
         block = block.replace("\\\n", " ")
-        loop = re.search(r"for (\w+) in ([^;]+); do\n(.*?)\ndone", block, flags=re.S)
+        loop = re.search(r"for (\w+) in ([^;]+); do[^\n]*\n(.*?)\ndone", block, flags=re.S)
         if loop:
             var, values, body = loop.groups()
             expanded = "\n".join(body.replace(f"${var}", value) for value in values.split())

@@ -13,11 +13,19 @@ from mmf_pe import PACKAGE_DIR
 TIERS = {
     1: ["mmf_pe", "mmf_pe.tuners", "mmf_pe.utils", "mmf_pe.compat", "mmf_pe.metrics", "mmf_pe.data"],
     2: ["mmf_pe.models"],
-    3: ["mmf_pe.trainers", "mmf_pe.datasets", "mmf_pe.launch", "mmf_pe.tracking", "mmf_pe.register"],
-    4: ["mmf_pe.cli", "mmf_pe.demo", "mmf_pe.experiments", "mmf_pe.reporting", "mmf_pe.tools", "mmf_pe.extraction"],
+    # data.checks: the trainer's pre-flight over MMF dataset configs (names the zoo command that fetches a file)
+    3: ["mmf_pe.trainers", "mmf_pe.datasets", "mmf_pe.launch", "mmf_pe.tracking", "mmf_pe.register",
+        "mmf_pe.data.checks"],
+    4: ["mmf_pe.cli", "mmf_pe.demo", "mmf_pe.experiments", "mmf_pe.reporting", "mmf_pe.tools", "mmf_pe.extraction",
+        "mmf_pe.serve"],
 }
 # The compatibility hook plugs our components into MMF when MMF is imported: it names them (the only upward edges).
-UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat.fixes", "mmf_pe.launch.devices")}
+UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat.fixes", "mmf_pe.launch.devices"),
+                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.hateful_memes"),  # F17: mmf_convert_hm -> convert-hm
+                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.hateful_memes.convert"),
+                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.zoo"),  # F19: checkpoint.resume_zoo -> mmf_pe download
+                  ("mmf_pe.compat.fixes", "mmf_pe.datasets"),
+                  ("mmf_pe.compat.fixes", "mmf_pe.models.pretrained_weights")}  # F18: MMF's pretrained load reports
 # The other engineer's clip_pe rewrite is under way; its package __init__ <-> model circle is theirs to break.
 CIRCLES_ALLOWED = [{"mmf_pe.models.clip_pe", "mmf_pe.models.clip_pe.model"}]
 MMF_PACKAGES = ("mmf", "mmf_cli")

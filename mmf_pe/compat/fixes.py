@@ -805,7 +805,7 @@ def patch_resume_zoo(module):
 
     def _load_from_zoo(self, file):
         from mmf_pe.models.pretrained_weights import read_state_dict
-        from mmf_pe.utils import zoo
+        from mmf_pe.datasets import zoo
         from mmf_pe.utils.download import DownloadError
 
         entry = zoo.zoo_entries().get(file)

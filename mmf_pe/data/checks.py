@@ -35,7 +35,7 @@ class DataCheckError(FileNotFoundError):
 
 
 def _fetch_hint(key):
-    from mmf_pe.utils.zoo import how_to_fetch
+    from mmf_pe.datasets.zoo import how_to_fetch
 
     return how_to_fetch(key)
 
@@ -95,9 +95,10 @@ def _duplicates(split_records, name, split):
     return problems, seen
 
 
-def feature_key(name, record):
-    """The LMDB key MMF looks up for an annotation record: the image name (`img/02345.png` -> 02345), for mmh the id."""
-    if name == "mmh" or "img" not in record:
+def feature_key(record, by="img"):
+    """The LMDB key MMF looks up for an annotation record: the image name (`img/02345.png` -> 02345), or the id where
+    the dataset's config says `preflight_feature_key: id` or the record has no image."""
+    if by == "id" or "img" not in record:
         return str(record["id"])
     return str(record["img"]).split("/")[-1].split(".")[0]
 
@@ -113,7 +114,7 @@ def _lookup(key, keys):
     return key.encode() if key.encode() in keys else None
 
 
-def check_features(name, split, path, records, feature_dim=None, scan="sample", check_ids=True):
+def check_features(name, split, path, records, feature_dim=None, scan="sample", check_ids=True, key_by="img"):
     """Problems of one feature LMDB for one split's records [(file, line, record)]."""
     if not path.endswith(".lmdb") or not os.path.exists(path):
         return []
@@ -131,10 +132,10 @@ def check_features(name, split, path, records, feature_dim=None, scan="sample", 
             keys = set(load_keys(raw, path))
             found, missing = [], []
             for file, number, record in records:
-                key = _lookup(feature_key(name, record), keys)
+                key = _lookup(feature_key(record, key_by), keys)
                 (found if key is not None else missing).append((file, number, record, key))
             if missing and check_ids:
-                named = ", ".join(f"{feature_key(name, r)!r} ({f}:{n})" for f, n, r, _ in missing[:5])
+                named = ", ".join(f"{feature_key(r, key_by)!r} ({f}:{n})" for f, n, r, _ in missing[:5])
                 problems.append(f"{name} {split}: {len(missing)} of {len(records)} ids have no features in {path}, "
                                 f"e.g. {named}")
             if scan == "off" or not found:
@@ -211,8 +212,10 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
                         "  -> run the same `mmf_pe extract` command again; it resumes where it stopped")
                 else:
                     records = per_file[index] if len(per_file) > 1 and index < len(per_file) else split_records
-                    # mmh's builder names its missing tweets itself (with the extraction's failures report)
-                    found = check_features(name, split, path, records, feature_dim, scan, check_ids=name != "mmh")
+                    # a builder may name missing ids itself (`preflight_feature_ids: false`)
+                    found = check_features(name, split, path, records, feature_dim, scan,
+                                           check_ids=bool(dataset_config.get("preflight_feature_ids", True)),
+                                           key_by=str(dataset_config.get("preflight_feature_key", "img")))
                     problems += [f"{p}\n  -> {hints['features']}" if " have no features " in p else p for p in found]
     _warn_shared_ids(name, split_ids)
     tokenizer = _tokenizer_path(dataset_config)

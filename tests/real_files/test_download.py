@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmf_pe import cli
-from mmf_pe.utils import zoo
+from mmf_pe.datasets import zoo
 from mmf_pe.utils.download import DownloadError
 from real_files_fixtures import coco_visual_bert_state
 from zoo_server import ZooServer

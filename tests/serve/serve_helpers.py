@@ -21,9 +21,9 @@ MAX_SEQ = 16
 TINY = [
     "hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64", "vocab_size=30522",
     "max_position_embeddings=64", f"visual_embedding_dim={FEATURE_DIM}", "hidden_dropout_prob=0.0",
-    "attention_probs_dropout_prob=0.0", "pe.reduction_factor=4",
+    "attention_probs_dropout_prob=0.0",
 ]
-KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper"), "lora": ("pe", "pe.method=lora")}
+KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper", "pe.reduction_factor=4"), "lora": ("pe", "pe.method=lora")}
 
 
 def build(mode, *overrides, seed=0):
@@ -94,7 +94,8 @@ class OfflineScorer:
         from transformers import BertTokenizer
 
         config = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
-        overrides = [f"pe.method={config['pe']['method']}"] if config["training_mode"] == "pe" else []
+        pe = config["pe"] if config["training_mode"] == "pe" else {}  # the export's own method settings
+        overrides = [f"pe.{key}={json.dumps(value)}" for key, value in pe.items() if not isinstance(value, dict)]
         self.model = on_base(base, config["training_mode"], *overrides)
         load_adapter(self.model, adapter_dir)
         self.model.eval()
