@@ -162,9 +162,9 @@ def test_clip_tokenizer_processor(clip_hmd):
 
 
 def test_lora_settings_and_layers_from_the_top(clip_hmd):
-    model = build_model(clip_hmd["clip_dir"], training_mode="pe",
-                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1], "target_modules": ["k_proj"],
-                            "encoders": "text"})
+    model = build_model(clip_hmd["clip_dir"], training_mode="pe", pe_towers="text",
+                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1],
+                            "target_modules": ["self_attn.k_proj"]})
     depth = model.clip.config.text_config.num_hidden_layers
     names = model.pe_parameter_names
     assert names and all(n.startswith(f"text_model.encoder.layers.{depth - 1}.self_attn.k_proj.lora_") for n in names)
