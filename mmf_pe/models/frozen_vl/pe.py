@@ -14,6 +14,11 @@ from omegaconf import OmegaConf
 from mmf_pe.tuners import any_encoder_methods, apply_pe_method, get_pe_method, pe_config_from
 
 ALL_TOWERS = ("all", "both")
+# What the model YAMLs shipped before the PE core unification, still in the config.yaml of runs saved then (read back
+# by export / evaluate): pe.encoders' defaults (every tower, now `pe_towers`) and clip_pe's target_modules default
+# (last parts; exact paths are self_attn.q_proj / self_attn.v_proj, the same modules, so the same checkpoint keys).
+LEGACY_ENCODERS = ALL_TOWERS
+LEGACY_CLIP_TARGETS = (["q_proj", "v_proj"], ["self_attn.q_proj", "self_attn.v_proj"])
 DEFAULT_METHOD = "lora"
 # Keys of BasePEConfig that the frozen encoders do not act on: refused when set, rather than ignored.
 UNSUPPORTED = ("train_layer_norms", "train_visual_projection")
@@ -33,6 +38,8 @@ def chosen_towers(towers, selection, key):
 def pe_settings(node, model_name):
     """The `pe:` node as a plain dict of its set keys (null = unset), with the moved key `pe.encoders` refused."""
     data = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    if data.get("encoders") in LEGACY_ENCODERS:
+        data.pop("encoders")
     if data.get("encoders") is not None:
         raise ValueError(f"model_config.{model_name}.pe.encoders is now model_config.{model_name}.pe_towers "
                          f"(the towers are the model's, not the PE method's); got encoders={data['encoders']!r}")
@@ -56,6 +63,8 @@ def with_encoder_defaults(settings, encoder, model, towers, model_name):
     """`settings` plus the encoder's defaults for the keys left unset, keeping only the default paths some chosen
     tower has in its first layer (BLIP-2's list covers OPT and T5 language models; BLIP's vision has no query)."""
     method = settings.get("method") or DEFAULT_METHOD
+    if encoder.name == "clip" and settings.get("target_modules") == LEGACY_CLIP_TARGETS[0]:
+        settings = {**settings, "target_modules": LEGACY_CLIP_TARGETS[1]}
     defaults = encoder.pe_defaults.get(method)
     if defaults is None:
         if settings.get("target_modules") is None:
