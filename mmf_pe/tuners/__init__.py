@@ -40,6 +40,7 @@ def _import_method_folders():
 _import_method_folders()
 
 __all__ = [
-    "BasePEConfig", "PE_METHODS", "all_pe_keys", "any_encoder_methods", "apply_pe_method", "get_pe_method", "pe_config_from",
+    "BasePEConfig", "PE_METHODS", "all_pe_keys", "any_encoder_methods", "apply_pe_method", "get_pe_method",
+    "pe_config_from",
     "register_pe_method",
 ]

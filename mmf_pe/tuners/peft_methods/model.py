@@ -33,8 +33,8 @@ def target_regex(model, pe_config, modules, layer_lists=BERT_LAYERS):
     linear_names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     if not isinstance(modules, str):
         for relative in modules:
-            present = (all(f"{path}.{i}.{relative}" in linear_names for i in layers) for path, layers in selected.items())
-            if not any(present):
+            if not any(all(f"{path}.{i}.{relative}" in linear_names for i in layers)
+                       for path, layers in selected.items()):
                 raise ValueError(_missing_path_message(relative, selected, linear_names))
     if not any(re.fullmatch(pattern, name) for name in linear_names):
         raise ValueError(f"pe.target_modules {modules!r} matches no nn.Linear in the layers "

@@ -12,7 +12,8 @@ class CLIPEncoder(FrozenEncoder):
     pe_defaults = {
         "lora": {"target_modules": ["self_attn.q_proj", "self_attn.v_proj"]},
         # IA3's recipe (keys, values, the FFN's input of its second linear), in CLIP's names
-        "ia3": {"target_modules": ["self_attn.k_proj", "self_attn.v_proj", "mlp.fc2"], "feedforward_modules": ["mlp.fc2"]},
+        "ia3": {"target_modules": ["self_attn.k_proj", "self_attn.v_proj", "mlp.fc2"],
+                "feedforward_modules": ["mlp.fc2"]},
     }
 
     def hf_class(self):
