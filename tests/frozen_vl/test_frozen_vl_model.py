@@ -40,15 +40,21 @@ def test_forward_only_head_trains_and_cache_hit_equals_uncached(vl_hmd, key, tmp
     assert plain.head_memory["parameters"] == sum(p.numel() for p in plain.head.parameters())
 
 
-@pytest.mark.parametrize("key", list(ENCODERS))
-def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
+def pe_model_starting_as_identity(vl_hmd, key, pe):
+    """(batch, model with `pe`), after checking its encoder gives the plain encoder's features at init."""
     samples = batch(vl_hmd, key)
     plain = build(vl_hmd, key)
-    lora = build(vl_hmd, key, training_mode="pe", pe={"method": "lora", "rank": 2})
-    plain.eval(), lora.eval()
+    model = build(vl_hmd, key, training_mode="pe", pe=pe)
+    plain.eval(), model.eval()
     with torch.no_grad():
-        for a, b in zip(plain.encode(samples), lora.encode(samples)):
+        for a, b in zip(plain.encode(samples), model.encode(samples)):
             assert torch.allclose(a, b, atol=1e-5)
+    return samples, model
+
+
+@pytest.mark.parametrize("key", list(ENCODERS))
+def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
+    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "rank": 2})
     names = lora.pe_parameter_names
     assert names and all(".lora_" in n for n in names)
     for path in lora.spec.towers(lora.backbone).values():  # every tower the features use gets LoRA
@@ -101,13 +107,7 @@ def test_pe_settings_go_through_the_core_method_configs(vl_hmd):
 
 
 def test_ia3_on_clip_starts_as_identity_and_its_scales_take_no_weight_decay(vl_hmd):
-    samples = batch(vl_hmd, "clip")
-    plain = build(vl_hmd, "clip", training_mode="fc")
-    ia3 = build(vl_hmd, "clip", training_mode="pe", pe={"method": "ia3"})
-    plain.eval(), ia3.eval()
-    with torch.no_grad():
-        for a, b in zip(plain.encode(samples), ia3.encode(samples)):
-            assert torch.allclose(a, b, atol=1e-6)
+    _, ia3 = pe_model_starting_as_identity(vl_hmd, "clip", {"method": "ia3"})
     names = ia3.pe_parameter_names
     assert names and all(".ia3_l." in n for n in names)
     assert {n.split(".")[0] for n in names} == {"vision_model", "text_model"}
