@@ -3,9 +3,9 @@
 
 Modes as for visual_bert_pe (`training_mode`, or `freeze_base` + `pe.method`): fc = frozen encoder, only the head
 trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
-(`pe_towers`) + head; full = everything trains. With a frozen encoder
-the embedding cache makes later epochs cost only the head, and checkpoints leave out the frozen weights (re-read from
-`encoder_dir`). `encoder_dtype` (fp32 | bf16 | fp16) loads the encoder in half precision; the head stays fp32.
+(`pe_towers`) + head; full = everything trains. With a frozen encoder the embedding cache makes later epochs cost
+only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
+(fp32 | bf16 | fp16) loads the encoder in half precision; the head stays fp32.
 """
 import logging
 import os
@@ -205,9 +205,11 @@ class FrozenVL(BaseModel):
     def get_optimizer_parameters(self, config):
         """The trained parameters; those the PE method marks (IA3's scales, ones at init) take no weight decay."""
         trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        no_decay = [p for n, p in trained if self.training_mode == "pe" and self.pe_config.takes_no_weight_decay(n)]
-        groups = [{"params": [p for n, p in trained if not any(p is q for q in no_decay)]}]
-        return groups + ([{"params": no_decay, "weight_decay": 0.0}] if no_decay else [])
+        no_decay = {n for n, _ in trained if self.training_mode == "pe" and self.pe_config.takes_no_weight_decay(n)}
+        groups = [{"params": [p for n, p in trained if n not in no_decay]}]
+        if no_decay:
+            groups.append({"params": [p for n, p in trained if n in no_decay], "weight_decay": 0.0})
+        return groups
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """Without the frozen encoder weights (re-read from the directory at build) unless save_frozen_encoders."""
