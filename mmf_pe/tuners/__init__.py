@@ -10,17 +10,19 @@ this package that has a `defaults.yaml` is imported here, so adding a method is 
     ia3       peft IA3 on key, value and the FFN's inner activation                        ia3/      (peft_methods/)
 
 `pe_config_from(node)` builds a method's config (unknown keys refused); `apply_pe_method(bert, config)` adds the
-method's modules to `bert` and returns the names (relative to `bert`) of the parameters it added.
+method's modules to `bert` and returns the names (relative to `bert`) of the parameters it added; lora and ia3 also
+go into any encoder's lists of layers (`apply_pe_method(model, config, layer_lists)`, used by models/frozen_vl).
 """
 import importlib
 import os
 import pkgutil
 
-from mmf_pe.tuners.config import BasePEConfig, PEConfig
+from mmf_pe.tuners.config import BasePEConfig
 from mmf_pe.tuners.registry import (
     DEFAULTS_NAME,
     PE_METHODS,
     all_pe_keys,
+    any_encoder_methods,
     apply_pe_method,
     get_pe_method,
     pe_config_from,
@@ -38,6 +40,7 @@ def _import_method_folders():
 _import_method_folders()
 
 __all__ = [
-    "BasePEConfig", "PEConfig", "PE_METHODS", "all_pe_keys", "apply_pe_method", "get_pe_method", "pe_config_from",
+    "BasePEConfig", "PE_METHODS", "all_pe_keys", "any_encoder_methods", "apply_pe_method", "get_pe_method",
+    "pe_config_from",
     "register_pe_method",
 ]

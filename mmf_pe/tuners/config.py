@@ -5,8 +5,8 @@
 both). Each method's folder subclasses it with its own fields; its `defaults.yaml` lists every key with the same
 defaults (null = unset), and registration checks the two agree. Keys a method does not know are refused by name.
 """
-from dataclasses import dataclass, field, fields
-from typing import ClassVar, List, Optional, Union
+from dataclasses import dataclass, fields
+from typing import ClassVar, List, Optional
 
 
 @dataclass
@@ -82,35 +82,3 @@ def _plain(config):
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
-
-
-@dataclass
-class PEConfig(BasePEConfig):
-    """Lenient catch-all config (every method's fields, unknown keys kept in `extra`), for `clip_pe` only until its
-    LoRA goes through the registry; visual_bert_pe uses the per-method classes (`mmf_pe.tuners.pe_config_from`)."""
-
-    method: str = "paper"
-    reduction_factor: float = 10
-    rank: int = 8
-    alpha: Optional[float] = None
-    dropout: float = 0.0
-    target_modules: Optional[Union[List[str], str]] = None
-    feedforward_modules: Optional[Union[List[str], str]] = None
-    init_weights: Optional[str] = None
-    non_linearity: Optional[str] = None
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, config):
-        data = _plain(config)
-        known = set(cls.keys()) - {"extra"}
-        extra = {k: v for k, v in data.items() if k not in known}
-        extra.update(data.get("extra") or {})
-        return cls(**{k: v for k, v in data.items() if k in known and v is not None}, extra=extra).validate()
-
-    def validate(self):
-        if self.reduction_factor <= 0:
-            raise ValueError(f"pe.reduction_factor must be positive, got {self.reduction_factor}")
-        if self.rank < 1:
-            raise ValueError(f"pe.rank must be >= 1, got {self.rank}")
-        return super().validate()

@@ -16,8 +16,9 @@ DEFAULTS_NAME = "defaults.yaml"
 class PEMethod:
     name: str
     config_cls: type
-    inject: callable  # inject(bert, config) -> names (relative to bert) of the parameters it added
+    inject: callable  # inject(bert, config[, layer_lists]) -> names (relative to bert) of the parameters it added
     defaults_path: str
+    any_encoder: bool = False  # inject also takes `layer_lists` (any encoder's ModuleLists of layers), not BERT only
 
     def defaults(self):
         """The method's YAML defaults (every key; null = unset)."""
@@ -28,14 +29,16 @@ class PEMethod:
 PE_METHODS = {}
 
 
-def register_pe_method(name, config_cls, inject_fn, defaults_path=None):
+def register_pe_method(name, config_cls, inject_fn, defaults_path=None, any_encoder=False):
     """Register a PE method. `defaults_path` defaults to `defaults.yaml` next to the module defining `config_cls`;
-    it must list exactly the config class's keys with the class's defaults (checked here, so they cannot drift)."""
+    it must list exactly the config class's keys with the class's defaults (checked here, so they cannot drift).
+    `any_encoder`: `inject_fn(model, config, layer_lists)` works on any encoder's lists of layers (the frozen
+    encoders of `frozen_vl` can use it), not only on a BertModel."""
     if name in PE_METHODS:
         raise ValueError(f"pe.method {name!r} is already registered (by {PE_METHODS[name].config_cls.__module__})")
     if defaults_path is None:
         defaults_path = os.path.join(os.path.dirname(sys.modules[config_cls.__module__].__file__), DEFAULTS_NAME)
-    method = PEMethod(name, config_cls, inject_fn, defaults_path)
+    method = PEMethod(name, config_cls, inject_fn, defaults_path, any_encoder)
     _check_defaults(method)
     PE_METHODS[name] = method
     return method
@@ -75,9 +78,23 @@ def pe_config_from(config, default_method="paper"):
     return get_pe_method(name).config_cls.from_config({**data, "method": name})
 
 
-def apply_pe_method(bert, pe_config):
-    """Add the method's modules to `bert`; returns the names (relative to `bert`) of the parameters it added."""
-    return get_pe_method(pe_config.method).inject(bert, pe_config)
+def apply_pe_method(bert, pe_config, layer_lists=None):
+    """Add the method's modules to `bert`; returns the names (relative to `bert`) of the parameters it added.
+
+    `layer_lists`: dotted paths of the ModuleLists of layers to use instead of a BertModel's `encoder.layer` (any
+    encoder: CLIP's two towers, BLIP-2's three); only methods registered with `any_encoder` take them."""
+    method = get_pe_method(pe_config.method)
+    if layer_lists is None:
+        return method.inject(bert, pe_config)
+    if not method.any_encoder:
+        raise ValueError(f"pe.method={method.name!r} works on BERT-family encoders only; on this encoder use one of "
+                         f"{any_encoder_methods()}")
+    return method.inject(bert, pe_config, list(layer_lists))
+
+
+def any_encoder_methods():
+    """The registered methods that go into any encoder's layers (not only a BertModel's)."""
+    return sorted(name for name, method in PE_METHODS.items() if method.any_encoder)
 
 
 def all_pe_keys():

@@ -162,11 +162,28 @@ def test_clip_tokenizer_processor(clip_hmd):
 
 
 def test_lora_settings_and_layers_from_the_top(clip_hmd):
-    model = build_model(clip_hmd["clip_dir"], training_mode="pe",
-                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1], "target_modules": ["k_proj"],
-                            "encoders": "text"})
+    model = build_model(clip_hmd["clip_dir"], training_mode="pe", pe_towers="text",
+                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1],
+                            "target_modules": ["self_attn.k_proj"]})
     depth = model.clip.config.text_config.num_hidden_layers
     names = model.pe_parameter_names
     assert names and all(n.startswith(f"text_model.encoder.layers.{depth - 1}.self_attn.k_proj.lora_") for n in names)
     lora_a = dict(model.clip.named_parameters())[next(n for n in names if "lora_A" in n)]
     assert lora_a.shape[0] == 3
+
+
+def test_a_run_saved_with_the_old_pe_node_rebuilds_with_the_same_lora_keys(clip_hmd):
+    """config.yaml of runs saved before the PE core unification: pe.encoders (default), last-part targets, alpha 16."""
+    old = build_model(clip_hmd["clip_dir"], training_mode="pe",
+                      pe={"method": "lora", "rank": 8, "alpha": 16, "dropout": 0.0, "encoders": "both",
+                          "target_modules": ["q_proj", "v_proj"], "layers": None, "top_k_layers": None})
+    new = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora"})
+    assert old.pe_parameter_names == new.pe_parameter_names
+    assert any(".self_attn.q_proj.lora_A." in n for n in new.pe_parameter_names)
+    assert any(".self_attn.v_proj.lora_B." in n for n in new.pe_parameter_names)
+    assert {n for n in old.state_dict() if ".lora_" in n} == {n for n in new.state_dict() if ".lora_" in n}
+    layer = "text_model.encoder.layers.0.self_attn.q_proj"
+    assert (old.clip.get_submodule(layer).scaling["default"], new.clip.get_submodule(layer).scaling["default"]) == (
+        2.0, 1.0)  # alpha: the saved 16 is kept; the default is now alpha = rank
+    with pytest.raises(ValueError, match="pe.encoders is now model_config.clip_pe.pe_towers"):
+        build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "encoders": "vision"})

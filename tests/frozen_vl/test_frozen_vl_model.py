@@ -40,15 +40,21 @@ def test_forward_only_head_trains_and_cache_hit_equals_uncached(vl_hmd, key, tmp
     assert plain.head_memory["parameters"] == sum(p.numel() for p in plain.head.parameters())
 
 
-@pytest.mark.parametrize("key", list(ENCODERS))
-def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
+def pe_model_starting_as_identity(vl_hmd, key, pe):
+    """(batch, model with `pe`), after checking its encoder gives the plain encoder's features at init."""
     samples = batch(vl_hmd, key)
     plain = build(vl_hmd, key)
-    lora = build(vl_hmd, key, training_mode="pe", pe={"method": "lora", "rank": 2})
-    plain.eval(), lora.eval()
+    model = build(vl_hmd, key, training_mode="pe", pe=pe)
+    plain.eval(), model.eval()
     with torch.no_grad():
-        for a, b in zip(plain.encode(samples), lora.encode(samples)):
+        for a, b in zip(plain.encode(samples), model.encode(samples)):
             assert torch.allclose(a, b, atol=1e-5)
+    return samples, model
+
+
+@pytest.mark.parametrize("key", list(ENCODERS))
+def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
+    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "rank": 2})
     names = lora.pe_parameter_names
     assert names and all(".lora_" in n for n in names)
     for path in lora.spec.towers(lora.backbone).values():  # every tower the features use gets LoRA
@@ -64,21 +70,54 @@ def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
 
 
 def test_lora_targets_by_path_or_regex_and_alpha_defaults_to_rank(vl_hmd):
-    model = build(vl_hmd, "blip2_opt", training_mode="pe",
-                  pe={"method": "lora", "rank": 4, "target_modules": ["attention.attention.query"],
-                      "encoders": "qformer", "layers": [-1]})
+    model = build(vl_hmd, "blip2_opt", training_mode="pe", pe_towers="qformer",
+                  pe={"method": "lora", "rank": 4, "target_modules": ["attention.attention.query"], "layers": [-1]})
     assert model.pe_parameter_names and all(
         n.startswith("qformer.encoder.layer.1.attention.attention.query.lora_") for n in model.pe_parameter_names)
     lora_layer = model.backbone.get_submodule("qformer.encoder.layer.1.attention.attention.query")
     assert lora_layer.scaling["default"] == 1.0  # alpha null = rank
-    regex = build(vl_hmd, "blip", training_mode="pe",
-                  pe={"method": "lora", "rank": 2, "alpha": 4, "target_modules": r"mlp\.fc\d", "encoders": ["vision"]})
+    regex = build(vl_hmd, "blip", training_mode="pe", pe_towers=["vision"],
+                  pe={"method": "lora", "rank": 2, "alpha": 4, "target_modules": r"mlp\.fc\d"})
     assert regex.pe_parameter_names and all(".mlp.fc" in n for n in regex.pe_parameter_names)
     assert regex.backbone.get_submodule("vision_model.encoder.layers.0.mlp.fc1").scaling["default"] == 2.0
-    with pytest.raises(ValueError, match="pe.encoders"):
-        build(vl_hmd, "blip", training_mode="pe", pe={"method": "lora", "encoders": "qformer"})
-    with pytest.raises(ValueError, match="matched no module"):
+    vision_only = build(vl_hmd, "blip", training_mode="pe", pe_towers="vision", pe={"method": "lora"})
+    assert vision_only.pe_parameter_names and all(  # the defaults keep only the paths the chosen tower has
+        n.startswith("vision_model.") and ".self_attn.qkv.lora_" in n for n in vision_only.pe_parameter_names)
+    with pytest.raises(ValueError, match="pe_towers"):
+        build(vl_hmd, "blip", training_mode="pe", pe_towers="qformer", pe={"method": "lora"})
+    with pytest.raises(ValueError, match="has no nn.Linear 'no_such_proj'"):
         build(vl_hmd, "blip", training_mode="pe", pe={"method": "lora", "target_modules": ["no_such_proj"]})
+
+
+def test_pe_settings_go_through_the_core_method_configs(vl_hmd):
+    """Paths are exact (a last part is refused, naming the exact path); unknown keys, moved keys and BERT-only
+    methods are errors naming the key."""
+    with pytest.raises(ValueError, match=r"has no nn.Linear 'q_proj'.*did you mean \['self_attn.q_proj'\]"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "target_modules": ["q_proj"]})
+    with pytest.raises(ValueError, match="pe.reduction_factor is not a key of pe.method='lora'"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "reduction_factor": 4})
+    with pytest.raises(ValueError, match="pe.encoders is now model_config.frozen_vl.pe_towers"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "encoders": "vision"})
+    with pytest.raises(ValueError, match="pe.method='paper' works on BERT-family encoders only"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "paper"})
+    with pytest.raises(ValueError, match="pe.train_layer_norms is not supported"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "train_layer_norms": True})
+    with pytest.raises(ValueError, match="no default targets for pe.method=ia3"):
+        build(vl_hmd, "blip", training_mode="pe", pe={"method": "ia3"})
+
+
+def test_ia3_on_clip_starts_as_identity_and_its_scales_take_no_weight_decay(vl_hmd):
+    _, ia3 = pe_model_starting_as_identity(vl_hmd, "clip", {"method": "ia3"})
+    names = ia3.pe_parameter_names
+    assert names and all(".ia3_l." in n for n in names)
+    assert {n.split(".")[0] for n in names} == {"vision_model", "text_model"}
+    assert any(".mlp.fc2.ia3_l." in n for n in names) and any(".self_attn.k_proj.ia3_l." in n for n in names)
+    assert ia3.mode_label().endswith("/pe/ia3")
+    groups = ia3.get_optimizer_parameters(None)
+    scales = {id(p) for n, p in ia3.backbone.named_parameters() if n in set(names)}
+    assert [g.get("weight_decay") for g in groups] == [None, 0.0]
+    assert {id(p) for p in groups[1]["params"]} == scales
+    assert not scales & {id(p) for p in groups[0]["params"]}
 
 
 def test_blip2_text_features_logits_and_layer(vl_hmd, tmp_path):

@@ -170,3 +170,46 @@ def test_a_new_method_is_one_folder_and_trains_through_mmf_run(scale_method, mmf
     assert "init_scale: null" in open(VisualBERTPE.config_path()).read()  # how its new key could be overridden
     with pytest.raises(ValueError, match="pe.rank is not a key of pe.method='scale'"):
         pe_config_from({"method": "scale", "rank": 4})
+
+
+def _two_towers():
+    """A non-BERT encoder: two ModuleLists of layers with CLIP-like names, of different depths."""
+    def layer():
+        attention = torch.nn.Module()
+        attention.q_proj, attention.v_proj = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+        block = torch.nn.Module()
+        block.self_attn = attention
+        return block
+
+    model = torch.nn.Module()
+    model.vision, model.text = torch.nn.ModuleList([layer() for _ in range(2)]), torch.nn.ModuleList([layer()])
+    return model
+
+
+def test_lora_and_ia3_go_into_any_encoders_layer_lists_with_exact_paths():
+    from mmf_pe.tuners import any_encoder_methods, apply_pe_method
+
+    assert any_encoder_methods() == ["ia3", "lora"]
+    model = _two_towers()
+    config = pe_config_from({"method": "lora", "rank": 2, "target_modules": ["self_attn.q_proj"], "layers": [-1]})
+    added = apply_pe_method(model, config, ["vision", "text"])
+    assert sorted({n.rsplit(".lora_", 1)[0] for n in added}) == ["text.0.self_attn.q_proj", "vision.1.self_attn.q_proj"]
+    with pytest.raises(ValueError, match=r"vision.0 has no nn.Linear 'q_proj'; .*did you mean \['self_attn.q_proj'\]"):
+        apply_pe_method(_two_towers(), pe_config_from({"method": "lora", "target_modules": ["q_proj"]}), ["vision"])
+    with pytest.raises(ValueError, match=r"pe.method='pfeiffer' works on BERT-family encoders only; .*'ia3', 'lora'"):
+        apply_pe_method(_two_towers(), pe_config_from({"method": "pfeiffer"}), ["vision"])
+
+
+def test_the_frozen_encoder_yamls_list_the_any_encoder_methods_keys_as_null():
+    import yaml
+
+    from mmf_pe import PACKAGE_DIR
+    from mmf_pe.tuners import any_encoder_methods
+
+    keys = {k for name in any_encoder_methods() for k in PE_METHODS[name].config_cls.keys()}
+    keys -= {"train_layer_norms", "train_visual_projection"}  # the frozen encoders refuse these
+    for model in ("frozen_vl", "clip_pe"):
+        with open(f"{PACKAGE_DIR}/configs/models/{model}.yaml") as f:
+            node = yaml.safe_load(f)["model_config"][model]
+        assert set(node["pe"]) == keys and all(v is None for v in node["pe"].values()), model
+        assert node["pe_towers"] in ("all", "both"), model

@@ -1,5 +1,5 @@
 """`frozen_vl`: the frozen-encoder family of meme classifiers (CLIP, BLIP, BLIP-ITM, BLIP-2 chosen by config) with
-concat / cross fusion heads, an embedding cache, LoRA through peft, and the `hf_tokenizer` text processor.
+concat / cross fusion heads, an embedding cache, LoRA or IA3 through the PE core, and the `hf_tokenizer` text processor.
 Importing registers the model and the processor."""
 # MMF first: its setup_imports() imports mmf_pe.register, which imports both packages back; this
 # way each class is defined before the other package asks for it, whichever is imported first.

@@ -2,9 +2,10 @@
 `model_config.frozen_vl.encoder`) with a trained fusion head, the source systems' recipe.
 
 Modes as for visual_bert_pe (`training_mode`, or `freeze_base` + `pe.method`): fc = frozen encoder, only the head
-trains (the seed systems); pe = LoRA on the encoder (peft) + head; full = everything trains. With a frozen encoder
-the embedding cache makes later epochs cost only the head, and checkpoints leave out the frozen weights (re-read from
-`encoder_dir`). `encoder_dtype` (fp32 | bf16 | fp16) loads the encoder in half precision; the head stays fp32.
+trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
+(`pe_towers`) + head; full = everything trains. With a frozen encoder the embedding cache makes later epochs cost
+only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
+(fp32 | bf16 | fp16) loads the encoder in half precision; the head stays fp32.
 """
 import logging
 import os
@@ -19,13 +20,11 @@ from mmf_pe.models.frozen_vl.cache import EmbeddingCache, cache_fingerprint, ima
 from mmf_pe.models.frozen_vl.encoders import get_encoder, module_bytes, torch_dtype
 from mmf_pe.models.frozen_vl.encoders.base import weights_fingerprint
 from mmf_pe.models.frozen_vl.heads import StreamHead, StreamHeadConfig, describe_memory, format_bytes, head_memory
-from mmf_pe.models.frozen_vl.lora import inject_lora
+from mmf_pe.models.frozen_vl.pe import chosen_towers, inject, pe_config_for, pe_settings, with_encoder_defaults
 from mmf_pe.models.visual_bert_pe import resolve_training_mode
-from mmf_pe.tuners import PEConfig
 
 logger = logging.getLogger(__name__)
 GIB = 1024 ** 3
-PE_METHODS = ("lora",)
 
 
 @registry.register_model("frozen_vl")
@@ -48,7 +47,8 @@ class FrozenVL(BaseModel):
     def build(self):
         config = self.config
         self.training_mode = resolve_training_mode(config)
-        self.pe_config = PEConfig.from_config(config.get("pe", None))
+        pe_node = pe_settings(config.get("pe", None), self.MODEL_NAME)
+        self.pe_config = pe_config_for(pe_node, self.MODEL_NAME)
         self.spec = get_encoder(self.encoder_name(), config)
         dtype_name = str(config.get("encoder_dtype", "fp32"))
         dtype = torch_dtype(dtype_name, f"model_config.{self.MODEL_NAME}.encoder_dtype")
@@ -76,10 +76,11 @@ class FrozenVL(BaseModel):
 
         self.pe_parameter_names = []
         if self.training_mode == "pe":
-            if self.pe_config.method not in PE_METHODS:
-                raise ValueError(f"{self.MODEL_NAME}: pe.method must be one of {PE_METHODS}, "
-                                 f"got {self.pe_config.method!r}")
-            self.pe_parameter_names = inject_lora(self.backbone, self.spec, self.pe_config)
+            towers = chosen_towers(self.spec.towers(self.backbone), config.get("pe_towers", "all"),
+                                   f"model_config.{self.MODEL_NAME}.pe_towers")
+            settings = with_encoder_defaults(pe_node, self.spec, self.backbone, towers, self.MODEL_NAME)
+            self.pe_config = pe_config_for(settings, self.MODEL_NAME)
+            self.pe_parameter_names = inject(self.backbone, self.spec, self.pe_config, towers, self.MODEL_NAME)
         self._set_trainable()
         self.cache = self._open_cache()
 
@@ -202,7 +203,13 @@ class FrozenVL(BaseModel):
 
     # -- parameters and checkpoints -----------------------------------------------------------------------------
     def get_optimizer_parameters(self, config):
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        """The trained parameters; those the PE method marks (IA3's scales, ones at init) take no weight decay."""
+        trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        no_decay = {n for n, _ in trained if self.training_mode == "pe" and self.pe_config.takes_no_weight_decay(n)}
+        groups = [{"params": [p for n, p in trained if n not in no_decay]}]
+        if no_decay:
+            groups.append({"params": [p for n, p in trained if n in no_decay], "weight_decay": 0.0})
+        return groups
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """Without the frozen encoder weights (re-read from the directory at build) unless save_frozen_encoders."""
@@ -217,7 +224,7 @@ class FrozenVL(BaseModel):
         return state
 
     def parameter_counts(self):
-        """total / trained / adapter (LoRA) parameters, the columns of the reports' Table I."""
+        """total / trained / adapter (LoRA, IA3) parameters, the columns of the reports' Table I."""
         named = dict(self.backbone.named_parameters())
         return {
             "total": sum(p.numel() for p in self.parameters()),

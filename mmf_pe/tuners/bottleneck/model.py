@@ -1,7 +1,7 @@
 """Wiring: put bottleneck adapters into the (selected) encoder layers of a BERT model.
 
-Every injector takes a BertModel-like module and a PEConfig and returns the names (relative to it) of the parameters
-it added.
+Every injector takes a BertModel-like module and its method's config (a BasePEConfig) and returns the names
+(relative to it) of the parameters it added.
 """
 from mmf_pe.tuners.bottleneck.layer import AdaptBertOutput, SequentialAdapterOutput
 

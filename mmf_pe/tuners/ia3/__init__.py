@@ -3,4 +3,4 @@ from mmf_pe.tuners.ia3.config import IA3Config
 from mmf_pe.tuners.peft_methods.model import inject_ia3
 from mmf_pe.tuners.registry import register_pe_method
 
-register_pe_method("ia3", IA3Config, inject_ia3)
+register_pe_method("ia3", IA3Config, inject_ia3, any_encoder=True)

@@ -3,4 +3,4 @@ from mmf_pe.tuners.lora.config import LoraConfig
 from mmf_pe.tuners.peft_methods.model import inject_lora
 from mmf_pe.tuners.registry import register_pe_method
 
-register_pe_method("lora", LoraConfig, inject_lora)
+register_pe_method("lora", LoraConfig, inject_lora, any_encoder=True)

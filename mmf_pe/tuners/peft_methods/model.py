@@ -1,4 +1,4 @@
-"""LoRA / IA3 via peft's `inject_adapter_in_model`, on `model.bert` only.
+"""LoRA / IA3 via peft's `inject_adapter_in_model`, on `model.bert` or on any encoder's lists of layers.
 
 peft replaces each targeted `nn.Linear` by a layer that keeps the original under `base_layer`, so a base key
 `encoder.layer.0.attention.self.query.weight` becomes `...query.base_layer.weight`. `wrapped_key` / `base_key`
@@ -11,32 +11,46 @@ import sys
 from torch import nn
 
 BASE_LAYER = ".base_layer"
+BERT_LAYERS = ("encoder.layer",)  # the ModuleList of layers in a BertModel
 
 
-def target_regex(bert, pe_config, modules):
-    """A full-match regex for `modules` (paths relative to one encoder layer, or one regex over such paths) in the
-    selected layers only: "output.dense" then means `encoder.layer.<i>.output.dense`, never `attention.output.dense`.
+def target_regex(model, pe_config, modules, layer_lists=BERT_LAYERS):
+    """A full-match regex for `modules` (paths relative to one layer, or one regex over such paths) in the selected
+    layers of each ModuleList named in `layer_lists` (BERT: `encoder.layer`; a frozen CLIP: its vision and text
+    towers' `*.encoder.layers`): "output.dense" then means `encoder.layer.<i>.output.dense`, never
+    `attention.output.dense`. `pe.layers` / `pe.top_k_layers` are resolved per list, whose depths may differ.
     """
-    num_layers = len(bert.encoder.layer)
-    layers = "|".join(str(i) for i in pe_config.selected_layers(num_layers))
     if isinstance(modules, str):
         inner = modules
     else:
         if not modules:
             raise ValueError(f"pe.target_modules is empty for method {pe_config.method!r}")
         inner = "|".join(re.escape(m) for m in modules)
-    pattern = rf"encoder\.layer\.(?:{layers})\.(?:{inner})"
-    # Each listed path must name an nn.Linear in every selected layer: a typo fails here, not silently.
-    linear_names = {name for name, module in bert.named_modules() if isinstance(module, nn.Linear)}
-    matched = [name for name in linear_names if re.fullmatch(pattern, name)]
-    if not matched:
-        raise ValueError(f"pe.target_modules {modules!r} matches no nn.Linear in the encoder layers {layers}")
+    selected = {path: pe_config.selected_layers(len(model.get_submodule(path))) for path in layer_lists}
+    prefixes = "|".join(rf"{re.escape(path)}\.(?:{'|'.join(map(str, layers))})" for path, layers in selected.items())
+    pattern = rf"(?:{prefixes})\.(?:{inner})"
+    # Each listed path must name an nn.Linear in every selected layer (of at least one list): a typo fails here.
+    linear_names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     if not isinstance(modules, str):
-        for index in pe_config.selected_layers(num_layers):
-            for path in modules:
-                if f"encoder.layer.{index}.{path}" not in linear_names:
-                    raise ValueError(f"pe.target_modules: encoder layer {index} has no nn.Linear {path!r}")
+        for relative in modules:
+            if not any(all(f"{path}.{i}.{relative}" in linear_names for i in layers)
+                       for path, layers in selected.items()):
+                raise ValueError(_missing_path_message(relative, selected, linear_names))
+    if not any(re.fullmatch(pattern, name) for name in linear_names):
+        raise ValueError(f"pe.target_modules {modules!r} matches no nn.Linear in the layers "
+                         + "; ".join(f"{path}.{{{','.join(map(str, layers))}}}" for path, layers in selected.items()))
     return pattern
+
+
+def _missing_path_message(relative, selected, linear_names):
+    """Which layer lacks the path, and the exact paths that end like it (`q_proj` -> `self_attn.q_proj`)."""
+    path, layers = next(iter(selected.items()))
+    missing = next(i for i in layers if f"{path}.{i}.{relative}" not in linear_names)
+    where = f"encoder layer {missing}" if path == BERT_LAYERS[0] else f"{path}.{missing}"
+    similar = sorted({name.split(f"{p}.{i}.", 1)[1] for p, ls in selected.items() for i in ls for name in linear_names
+                      if name.startswith(f"{p}.{i}.") and name.endswith(f".{relative}")})
+    hint = f"; paths are exact, relative to one layer: did you mean {similar}?" if similar else ""
+    return f"pe.target_modules: {where} has no nn.Linear {relative!r}{hint}"
 
 
 def _inject(bert, peft_config):
@@ -47,27 +61,28 @@ def _inject(bert, peft_config):
     return [name for name, _ in bert.named_parameters() if base_key(name) not in before]
 
 
-def inject_lora(bert, pe_config):
-    """LoRA (Hu et al. 2022): W + (alpha / r) B A on the target linears; B = 0, so it starts as an exact identity."""
+def inject_lora(bert, pe_config, layer_lists=BERT_LAYERS):
+    """LoRA (Hu et al. 2022): W + (alpha / r) B A on the target linears; B = 0, so it starts as an exact identity.
+    `layer_lists`: the ModuleLists of layers it goes into (any encoder; BertModel's by default)."""
     from peft import LoraConfig
 
     config = LoraConfig(
         r=pe_config.rank,
         lora_alpha=pe_config.alpha if pe_config.alpha is not None else pe_config.rank,
         lora_dropout=pe_config.dropout,
-        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules")),
+        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules"), layer_lists),
         bias="none",
     )
     return _inject(bert, config)
 
 
-def inject_ia3(bert, pe_config):
+def inject_ia3(bert, pe_config, layer_lists=BERT_LAYERS):
     """IA3 (Liu et al. 2022): learned vectors scaling keys, values and the FFN's inner activation; ones at init."""
     from peft import IA3Config
 
     config = IA3Config(
-        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules")),
-        feedforward_modules=target_regex(bert, pe_config, pe_config.get("feedforward_modules")),
+        target_modules=target_regex(bert, pe_config, pe_config.get("target_modules"), layer_lists),
+        feedforward_modules=target_regex(bert, pe_config, pe_config.get("feedforward_modules"), layer_lists),
     )
     return _inject(bert, config)
 

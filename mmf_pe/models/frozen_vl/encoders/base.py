@@ -66,8 +66,9 @@ class FrozenEncoder:
     label = ""           # in messages: "CLIP", "BLIP", ...
     example = ""         # an example directory for the missing-directory message
     model_types = ()     # accepted config.json model_type values
-    # default LoRA targets: module paths relative to one layer of a tower (a path's last parts suffice: q_proj)
-    lora_targets = ()
+    # The PE methods' defaults on this encoder, {method: {key: value}}: exact module paths relative to one layer of a
+    # tower (the PE core's one meaning of target_modules). A method without an entry needs pe.target_modules set.
+    pe_defaults = {}
 
     def __init__(self, config):
         self.config = config  # model_config.<model> (for encoder-specific keys)
@@ -96,9 +97,9 @@ class FrozenEncoder:
         """What, besides the weights and preprocessing, decides the features (part of the cache fingerprint)."""
         return {"encoder": self.name}
 
-    # -- LoRA -------------------------------------------------------------------------------------------------------
+    # -- PE methods (LoRA, IA3) -------------------------------------------------------------------------------------
     def towers(self, model):
-        """{tower name: dotted path of its ModuleList of layers}; `pe.encoders` picks among them."""
+        """{tower name: dotted path of its ModuleList of layers}; `model_config.<model>.pe_towers` picks among them."""
         raise NotImplementedError
 
 

@@ -14,7 +14,7 @@ class BLIPEncoder(FrozenEncoder):
     label = "BLIP"
     example = "Salesforce/blip-image-captioning-large under $MMF_PE_WEIGHTS_DIR/blip-image-captioning-large"
     model_types = ("blip",)
-    lora_targets = VISION_TARGETS + TEXT_TARGETS
+    pe_defaults = {"lora": {"target_modules": list(VISION_TARGETS + TEXT_TARGETS)}}
 
     def hf_class(self):
         from transformers import BlipModel

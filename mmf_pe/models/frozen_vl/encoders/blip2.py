@@ -20,9 +20,10 @@ class BLIP2Encoder(FrozenEncoder):
     label = "BLIP-2"
     example = "Salesforce/blip2-opt-2.7b under $MMF_PE_WEIGHTS_DIR/blip2-opt-2.7b"
     model_types = ("blip-2",)
-    # vision: fused qkv; Q-Former: BERT-style self-attention; OPT: q/v projections; T5: SelfAttention.q/.v
-    lora_targets = ("self_attn.qkv", "attention.attention.query", "attention.attention.value", "self_attn.q_proj",
-                    "self_attn.v_proj", "SelfAttention.q", "SelfAttention.v")
+    # vision: fused qkv; Q-Former: BERT-style self-attention; OPT: q/v projections; T5 blocks: layer.0.SelfAttention.q/v
+    pe_defaults = {"lora": {"target_modules": [
+        "self_attn.qkv", "attention.attention.query", "attention.attention.value", "self_attn.q_proj",
+        "self_attn.v_proj", "layer.0.SelfAttention.q", "layer.0.SelfAttention.v"]}}
 
     def hf_class(self):
         from transformers import Blip2Model

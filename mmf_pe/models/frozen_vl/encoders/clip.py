@@ -9,7 +9,12 @@ class CLIPEncoder(FrozenEncoder):
     label = "CLIP"
     example = "openai/clip-vit-large-patch14 under $MMF_PE_WEIGHTS_DIR/clip-vit-large-patch14"
     model_types = ("clip",)
-    lora_targets = ("q_proj", "v_proj")
+    pe_defaults = {
+        "lora": {"target_modules": ["self_attn.q_proj", "self_attn.v_proj"]},
+        # IA3's recipe (keys, values, the FFN's input of its second linear), in CLIP's names
+        "ia3": {"target_modules": ["self_attn.k_proj", "self_attn.v_proj", "mlp.fc2"],
+                "feedforward_modules": ["mlp.fc2"]},
+    }
 
     def hf_class(self):
         from transformers import CLIPModel
