@@ -37,8 +37,15 @@ def write_tokenizer(out_dir, source_dir=None):
     return out_dir
 
 
-def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None):
+LABEL_RULES = {"xor": lambda word, region: word ^ region, "text": lambda word, region: word,
+               "regions": lambda word, region: region}
+
+
+def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None, label_rule="xor"):
     """Write `<data_dir>/datasets/hateful_memes/defaults/{annotations,features}` and `<data_dir>/tokenizer`.
+
+    `label_rule`: "xor" (default: needs text and features together), or the easier "text" / "regions" (one marker
+    alone decides; learnable in a few dozen updates, e.g. by a frozen encoder's classifier).
 
     Returns a dict of the paths. Idempotent: an existing complete dataset is reused.
     """
@@ -70,7 +77,7 @@ def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None):
                 next_id += 1
                 writer.put(image_id, _record(features, rng))
                 record = {"id": int(image_id), "img": f"img/{image_id}.png", "text": " ".join(words)}
-                record["label"] = word_flag ^ region_flag  # text marker XOR region marker
+                record["label"] = LABEL_RULES[label_rule](word_flag, region_flag)  # default: text XOR region marker
                 lines.append(json.dumps(record))
             atomic_write_text(os.path.join(root, "annotations", f"{split}.jsonl"), "\n".join(lines) + "\n")
     write_tokenizer(paths["tokenizer"])
