@@ -6,8 +6,6 @@ stay fp32 (autocast never converts parameters). fp16 adds a GradScaler, set as `
 safety uses so that steps the scaler skips (inf/NaN gradients) are not failures; its state is saved with the
 resume state. What each precision does on which device: `mmf_pe/utils/precision.py`.
 """
-from mmf.utils.general import clip_gradients
-
 from mmf_pe.utils import precision as amp
 
 
@@ -41,6 +39,8 @@ class PrecisionMixin:
         self.optimizer.zero_grad()
         scaler.scale(loss).backward()
         if self.should_clip_gradients:
+            from mmf.utils.general import clip_gradients  # here: importing mmf registers this trainer's module
+
             scaler.unscale_(self.optimizer)
             clip_gradients(self.model, self.num_updates, self.tb_writer, self.config)
         scaler.step(self.optimizer)

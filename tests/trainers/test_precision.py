@@ -126,3 +126,48 @@ def test_precision_resolution():
     assert amp.make_grad_scaler("bf16", "cpu") is None
     out = amp.outputs_to_fp32({"scores": torch.ones(2, dtype=torch.bfloat16), "ids": torch.arange(2)})
     assert out["scores"].dtype == torch.float32 and out["ids"].dtype == torch.int64
+
+
+def test_fp16_scaler_skips_an_overflowing_step_without_failing():
+    """`_backward` with an enabled GradScaler (torch's CPU one, standing in for CUDA's): an overflowing step leaves the
+    weights as they were and lowers the scale; run safety counts it as the scaler's, up to max_skipped_steps."""
+    import mmf.common.registry  # noqa: F401  (first: importing MMF imports our trainer module)
+    from omegaconf import OmegaConf
+
+    from mmf_pe.trainers.precision import PrecisionMixin
+    from mmf_pe.trainers.run_safety import RunSafetyMixin
+
+    class Holder(PrecisionMixin, RunSafetyMixin):
+        should_clip_gradients = False
+        num_updates = 0
+
+        def _run_scheduler(self):
+            pass
+
+        def profile(self, text):
+            pass
+
+    holder = Holder()
+    holder.config = OmegaConf.create({"training": {"max_skipped_steps": 2}})
+    layer = torch.nn.Linear(4, 1)
+    before = layer.weight.detach().clone()
+    holder.optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    holder.grad_scaler = torch.amp.GradScaler("cpu", init_scale=3e38)  # scaled gradients overflow to inf
+    holder._backward(layer(torch.ones(2, 4)).sum())
+    assert torch.equal(layer.weight, before) and holder.grad_scaler.get_scale() < 3e38 and holder.num_updates == 1
+    holder.grad_scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    holder._backward(layer(torch.ones(2, 4)).sum())
+    assert not torch.equal(layer.weight, before)  # a normal step updates
+    loss = torch.tensor(float("inf"))
+    assert holder.skipped_by_grad_scaler(loss) and holder.skipped_by_grad_scaler(loss)
+    assert not holder.skipped_by_grad_scaler(loss)  # the third in a row is a failure
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast and its gradient scaler need CUDA")
+def test_fp16_trains_on_cuda(learnable_hmd, tmp_path):
+    log = mmf_train(learnable_hmd, "full", ["training.precision=fp16", "training.device=cuda"], tmp_path)
+    assert "Mixed precision: fp16 autocast on cuda, fp32 weights, gradient scaler" in log
+    assert last(log) >= 0.75
+    assert_fp32_checkpoint(tmp_path)
+    state = torch.load(tmp_path / "current.ckpt", weights_only=True)
+    assert "grad_scaler" in str(state.get("mmf_pe_resume", {}).keys())
