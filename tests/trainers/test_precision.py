@@ -171,3 +171,12 @@ def test_fp16_trains_on_cuda(learnable_hmd, tmp_path):
     assert_fp32_checkpoint(tmp_path)
     state = torch.load(tmp_path / "current.ckpt", weights_only=True)
     assert "grad_scaler" in str(state.get("mmf_pe_resume", {}).keys())
+
+
+def test_serve_and_evaluate_take_the_switch():
+    from mmf_pe.serve.cli import parser
+
+    assert parser().parse_args(["folder", "--precision", "bf16"]).precision == "bf16"
+    assert parser().parse_args(["folder"]).precision == "fp32"
+    with pytest.raises(amp.PrecisionError, match="refused on cpu"):
+        amp.check_precision("fp16", "cpu")  # what the serving engine (CPU) calls with --precision fp16
