@@ -173,7 +173,8 @@ def format_precision_table(results, peaks):
             f"| {r['row']} | {r['precision']} | {r['step_s']:.2f} | {ratio(r['step_s'], base and base['step_s'])} | "
             f"{r['cpu_s']:.2f} | {ratio(r['cpu_s'], base and base['cpu_s'])} | {r['peak_bytes'] / 2**20:,.0f} | "
             f"{ratio(r['peak_bytes'], base and base['peak_bytes'])} | {achieved / 1e9:,.1f} | "
-            f"{ratio(achieved, base and base['flops'] / base['cpu_s'])} | {100 * achieved / peaks['bf16']['cpu']:.0f} % |")
+            f"{ratio(achieved, base and base['flops'] / base['cpu_s'])} | "
+            f"{100 * achieved / peaks['bf16']['cpu']:.0f} % |")
     lines += ["", "Matmul peaks (1024x768 @ 768x3072, per CPU second): "
               + ", ".join(f"{name} {peak['cpu'] / 1e9:,.1f} GFLOP/s" for name, peak in peaks.items())
               + (f" (bf16 / fp32 = {peaks['bf16']['cpu'] / peaks['fp32']['cpu']:.2f})" if "fp32" in peaks else "")]
@@ -244,7 +245,8 @@ def main(argv=None):
         return 0
     results = []
     for row, precision in [(row, precision) for row in args.rows for precision in args.precisions]:
-        spec = {"row": row, "batch": args.batch, "tokens": args.tokens, "regions": args.regions, "precision": precision,
+        spec = {"row": row, "batch": args.batch, "tokens": args.tokens, "regions": args.regions,
+                "precision": precision,
                 "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "tiny": args.tiny}
         print(f"[benchmark] {row} {precision} ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],

@@ -15,7 +15,8 @@ from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTrainer):  # tracking + exact global metrics (mmf_pe/tracking)
+class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTrainer):
+    # TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
     # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
     def load(self):

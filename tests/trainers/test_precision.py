@@ -180,3 +180,20 @@ def test_serve_and_evaluate_take_the_switch():
     assert parser().parse_args(["folder"]).precision == "fp32"
     with pytest.raises(amp.PrecisionError, match="refused on cpu"):
         amp.check_precision("fp16", "cpu")  # what the serving engine (CPU) calls with --precision fp16
+
+
+def test_benchmark_precision_rows_tiny():
+    """scripts/benchmark_pe.py --precisions fp32 bf16: a row per precision and the table (numbers not asserted)."""
+    import importlib.util
+
+    from mmf_pe import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("benchmark_pe", os.path.join(REPO_ROOT, "scripts", "benchmark_pe.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    settings = {"batch": 2, "tokens": 8, "regions": 4, "steps": 1, "warmup": 0, "threads": 0, "tiny": True}
+    rows = [benchmark.run_row(dict(settings, row="paper", precision=p)) for p in ("fp32", "bf16")]
+    assert [r["precision"] for r in rows] == ["fp32", "bf16"] and rows[0]["flops"] == rows[1]["flops"] > 0
+    peaks = {name: benchmark.matmul_peak(name, shape=(64, 64, 64), repeats=1) for name in ("fp32", "bf16")}
+    table = benchmark.format_precision_table(rows, peaks)
+    assert "| paper | bf16 |" in table and "MFU vs bf16 matmul" in table and "bf16 / fp32 =" in table
