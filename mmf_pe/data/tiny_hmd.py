@@ -41,11 +41,13 @@ LABEL_RULES = {"xor": lambda word, region: word ^ region, "text": lambda word, r
                "regions": lambda word, region: region}
 
 
-def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None, label_rule="xor"):
+def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None, label_rule="xor",
+                  feature_dtype="float32"):
     """Write `<data_dir>/datasets/hateful_memes/defaults/{annotations,features}` and `<data_dir>/tokenizer`.
 
     `label_rule`: "xor" (default: needs text and features together), or the easier "text" / "regions" (one marker
-    alone decides; learnable in a few dozen updates, e.g. by a frozen encoder's classifier).
+    alone decides; learnable in a few dozen updates, e.g. by a frozen encoder's classifier). `feature_dtype`:
+    float32, or float16 as `mmf_pe extract --feature-dtype float16` stores them.
 
     Returns a dict of the paths. Idempotent: an existing complete dataset is reused.
     """
@@ -75,7 +77,7 @@ def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None, 
                 features[: num_regions // 2] += (3.0 if region_flag else -3.0) * marker
                 image_id = f"{next_id:05d}"
                 next_id += 1
-                writer.put(image_id, _record(features, rng))
+                writer.put(image_id, _record(features.astype(feature_dtype), rng))  # float16: as extract stores
                 record = {"id": int(image_id), "img": f"img/{image_id}.png", "text": " ".join(words)}
                 record["label"] = LABEL_RULES[label_rule](word_flag, region_flag)  # default: text XOR region marker
                 lines.append(json.dumps(record))
