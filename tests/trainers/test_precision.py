@@ -197,3 +197,20 @@ def test_benchmark_precision_rows_tiny():
     peaks = {name: benchmark.matmul_peak(name, shape=(64, 64, 64), repeats=1) for name in ("fp32", "bf16")}
     table = benchmark.format_precision_table(rows, peaks)
     assert "| paper | bf16 |" in table and "MFU vs bf16 matmul" in table and "bf16 / fp32 =" in table
+
+
+def test_benchmark_loader_reads_through_the_real_pipeline(tmp_path, monkeypatch):
+    """scripts/benchmark_loader.py's measurement: rc10's train loader over fp16-stored features (rate not asserted)."""
+    import importlib.util
+
+    from mmf_pe import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("benchmark_loader",
+                                                  os.path.join(REPO_ROOT, "scripts", "benchmark_loader.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    data = benchmark.make_data(str(tmp_path), 48, 6, 16, "float16")
+    monkeypatch.setenv("MMF_DATA_DIR", data["data_dir"])
+    result = benchmark.run_setting({"dtype": "float16", "workers": 0, "batch": 16, "regions": 6, "dim": 16,
+                                    "data_dir": data["data_dir"]})
+    assert result["samples"] == 32 and result["samples_per_s"] > 0  # 3 batches, the first one not timed
