@@ -10,6 +10,12 @@ steadier on a shared machine), peak memory (peak RSS growth over the process
 after imports: weights + optimizer state + activations), the adapter-only export size, FLOPs per step (matmul FLOPs
 counted by torch.utils.flop_counter) and each row's ratio to Full. It also times a plain fp32 matmul, so the table says
 what fraction of this machine's matmul throughput the Full step achieves.
+
+    .venv/bin/python scripts/benchmark_pe.py --rows full paper --precisions fp32 bf16
+
+adds precision rows: each row once per precision (`torch.autocast`, fp32 weights, as `training.precision` trains),
+step time, peak memory and achieved FLOP/s with their bf16 / fp32 ratios, and MFU: achieved FLOP/s over the measured
+bf16 matmul rate of this machine (1024x768 @ 768x3072, bert-base's feed-forward shape).
 """
 import argparse
 import json
@@ -49,6 +55,8 @@ def peak_rss():
 def run_row(spec):
     """One row, in this (fresh) process. Returns a dict of measurements."""
     import torch
+
+    from mmf_pe.utils.precision import autocast
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmf_pe.tools.table1 import build_model
@@ -76,9 +84,12 @@ def run_row(spec):
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=5e-5, eps=1e-8, weight_decay=0.01)
 
+    precision = spec.get("precision", "fp32")
+
     def step():
-        scores = model.model(input_ids, attention, segments, visual)["scores"]
-        loss = torch.nn.functional.cross_entropy(scores, labels)
+        with autocast(precision, "cpu"):
+            scores = model.model(input_ids, attention, segments, visual)["scores"]
+        loss = torch.nn.functional.cross_entropy(scores.float(), labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -93,13 +104,14 @@ def run_row(spec):
             cpu_times.append(time.process_time() - cpu_start)
     peak = peak_rss() - baseline
     with FlopCounterMode(display=False) as counter:
-        scores = model.model(input_ids, attention, segments, visual)["scores"]
-        torch.nn.functional.cross_entropy(scores, labels).backward()
+        with autocast(precision, "cpu"):
+            scores = model.model(input_ids, attention, segments, visual)["scores"]
+        torch.nn.functional.cross_entropy(scores.float(), labels).backward()
     optimizer.zero_grad(set_to_none=True)
     with tempfile.TemporaryDirectory() as directory:
         export_bytes = os.path.getsize(save_adapter(model, directory))
     return {
-        "row": spec["row"], "mode": mode, "trainable": sum(p.numel() for p in trainable),
+        "row": spec["row"], "precision": precision, "mode": mode, "trainable": sum(p.numel() for p in trainable),
         "total": sum(p.numel() for p in model.parameters()), "step_s": statistics.median(times), "times": times,
         "cpu_s": statistics.median(cpu_times),
         "peak_bytes": peak, "export_bytes": export_bytes, "flops": counter.get_total_flops(),
@@ -127,6 +139,46 @@ def matmul_flops_per_second(size=2048, repeats=5, threads=None):
     wall = min(_timed(lambda: torch.mm(a, b), time.perf_counter) for _ in range(repeats))
     cpu = min(_timed(lambda: torch.mm(a, b), time.process_time) for _ in range(repeats))
     return {"wall": 2 * size ** 3 / wall, "cpu": 2 * size ** 3 / cpu}
+
+
+def matmul_peak(dtype_name, shape=(1024, 768, 3072), repeats=5, threads=None):
+    """FLOP/s of one (m x k) @ (k x n) matmul in `dtype_name` (fp32 | bf16): the machine's practical peak."""
+    import torch
+
+    from mmf_pe.utils.precision import DTYPES
+
+    if threads:
+        torch.set_num_threads(threads)
+    m, k, n = shape
+    a, b = torch.randn(m, k).to(DTYPES[dtype_name]), torch.randn(k, n).to(DTYPES[dtype_name])
+    torch.mm(a, b)
+    wall = min(_timed(lambda: torch.mm(a, b), time.perf_counter) for _ in range(repeats))
+    cpu = min(_timed(lambda: torch.mm(a, b), time.process_time) for _ in range(repeats))
+    return {"wall": 2 * m * k * n / wall, "cpu": 2 * m * k * n / cpu}
+
+
+def format_precision_table(results, peaks):
+    """One line per row and precision: time, memory, achieved FLOP/s, each against the same row in fp32, and MFU."""
+    fp32 = {r["row"]: r for r in results if r["precision"] == "fp32"}
+    lines = ["| row | precision | step (s) | x fp32 | CPU (s) | x fp32 | peak mem (MiB) | x fp32 | GFLOP/s (CPU) "
+             "| x fp32 | MFU vs bf16 matmul |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        base = fp32.get(r["row"])
+        achieved = r["flops"] / r["cpu_s"]
+
+        def ratio(value, reference):
+            return f"{value / reference:.2f}" if reference else "-"
+
+        lines.append(
+            f"| {r['row']} | {r['precision']} | {r['step_s']:.2f} | {ratio(r['step_s'], base and base['step_s'])} | "
+            f"{r['cpu_s']:.2f} | {ratio(r['cpu_s'], base and base['cpu_s'])} | {r['peak_bytes'] / 2**20:,.0f} | "
+            f"{ratio(r['peak_bytes'], base and base['peak_bytes'])} | {achieved / 1e9:,.1f} | "
+            f"{ratio(achieved, base and base['flops'] / base['cpu_s'])} | "
+            f"{100 * achieved / peaks['bf16']['cpu']:.0f} % |")
+    lines += ["", "Matmul peaks (1024x768 @ 768x3072, per CPU second): "
+              + ", ".join(f"{name} {peak['cpu'] / 1e9:,.1f} GFLOP/s" for name, peak in peaks.items())
+              + (f" (bf16 / fp32 = {peaks['bf16']['cpu'] / peaks['fp32']['cpu']:.2f})" if "fp32" in peaks else "")]
+    return "\n".join(lines)
 
 
 def _timed(function, clock):
@@ -183,6 +235,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model (smoke test of this script)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="autocast precisions to run each row in (more than one adds the precision table)")
     parser.add_argument("--json", help="also write the raw measurements here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -190,10 +244,11 @@ def main(argv=None):
         print("RESULT " + json.dumps(run_row(json.loads(args.worker))))
         return 0
     results = []
-    for row in args.rows:
+    for row, precision in [(row, precision) for row in args.rows for precision in args.precisions]:
         spec = {"row": row, "batch": args.batch, "tokens": args.tokens, "regions": args.regions,
+                "precision": precision,
                 "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "tiny": args.tiny}
-        print(f"[benchmark] {row} ...", file=sys.stderr, flush=True)
+        print(f"[benchmark] {row} {precision} ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
                              text=True, stdout=subprocess.PIPE)
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -202,10 +257,14 @@ def main(argv=None):
         results.append(json.loads(lines[-1][len("RESULT "):]))
         print(f"[benchmark] {row}: " + json.dumps(results[-1]), file=sys.stderr, flush=True)
     matmul = matmul_flops_per_second(threads=args.threads or None)
-    print(format_table(results, matmul, args))
+    print(format_table([r for r in results if r["precision"] == args.precisions[0]], matmul, args))
+    peaks = {name: matmul_peak(name, threads=args.threads or None) for name in ("fp32", "bf16")}
+    if len(args.precisions) > 1:
+        print("\n" + format_precision_table(results, peaks))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": results, "matmul_flops_per_s": matmul, "args": vars(args)}, f, indent=2)
+            json.dump({"rows": results, "matmul_flops_per_s": matmul, "matmul_peaks": peaks, "args": vars(args)}, f,
+                      indent=2)
     return 0
 
 

@@ -37,8 +37,17 @@ def write_tokenizer(out_dir, source_dir=None):
     return out_dir
 
 
-def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None):
+LABEL_RULES = {"xor": lambda word, region: word ^ region, "text": lambda word, region: word,
+               "regions": lambda word, region: region}
+
+
+def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None, label_rule="xor",
+                  feature_dtype="float32"):
     """Write `<data_dir>/datasets/hateful_memes/defaults/{annotations,features}` and `<data_dir>/tokenizer`.
+
+    `label_rule`: "xor" (default: needs text and features together), or the easier "text" / "regions" (one marker
+    alone decides; learnable in a few dozen updates, e.g. by a frozen encoder's classifier). `feature_dtype`:
+    float32, or float16 as `mmf_pe extract --feature-dtype float16` stores them.
 
     Returns a dict of the paths. Idempotent: an existing complete dataset is reused.
     """
@@ -68,9 +77,9 @@ def make_tiny_hmd(data_dir, feature_dim=32, num_regions=8, seed=0, splits=None):
                 features[: num_regions // 2] += (3.0 if region_flag else -3.0) * marker
                 image_id = f"{next_id:05d}"
                 next_id += 1
-                writer.put(image_id, _record(features, rng))
+                writer.put(image_id, _record(features.astype(feature_dtype), rng))  # float16: as extract stores
                 record = {"id": int(image_id), "img": f"img/{image_id}.png", "text": " ".join(words)}
-                record["label"] = word_flag ^ region_flag  # text marker XOR region marker
+                record["label"] = LABEL_RULES[label_rule](word_flag, region_flag)  # default: text XOR region marker
                 lines.append(json.dumps(record))
             atomic_write_text(os.path.join(root, "annotations", f"{split}.jsonl"), "\n".join(lines) + "\n")
     write_tokenizer(paths["tokenizer"])

@@ -189,9 +189,13 @@ def main(argv=None):
     parser.add_argument("--splits", nargs="+", help="split names (test_seen test_unseen / test) or name:annotations.jsonl")
     parser.add_argument("--checkpoint", default="best", help="best | current | a file name in the run dir")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="autocast precision (default: the run's training.precision); fp16 needs CUDA")
     argv = list(argv) if argv is not None else None
     overrides = [a for a in (argv or []) if "=" in a and not a.startswith("-")]
     args = parser.parse_args([a for a in (argv or []) if a not in overrides] if argv is not None else None)
+    if args.precision:
+        overrides += [f"training.precision={args.precision}", "training.fp16=False"]
     for run_dir in args.run_dirs:
         results = evaluate_run(run_dir, args.splits, args.checkpoint, overrides, args.batch_size)
         for split, metrics in results.items():

@@ -124,6 +124,10 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         log(f"[extract] WARNING: {detector} gives {model.feature_dim}-d features; pretrained VisualBERT needs "
             f"{VISUALBERT_DIM}-d (set model_config.visual_bert_pe.visual_embedding_dim={model.feature_dim} and train "
             "the visual projection from scratch)")
+    if precision == "bf16":  # keeps the backbone in bf16 between convolutions (mmf_pe/extraction/fold_norm.py)
+        from mmf_pe.extraction.fold_norm import fold_frozen_batchnorm
+
+        fold_frozen_batchnorm(model.model)
     if channels_last:
         model.model.to(memory_format=torch.channels_last)
         model.channels_last = True

@@ -28,6 +28,8 @@ def parser():
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request timeout (504 after it)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
     g = p.add_argument_group("detector (images); must match the adapters' recorded feature provenance")
     g.add_argument("--no-detector", action="store_true", help="precomputed features only")
@@ -74,7 +76,7 @@ def build_app(options):
     from mmf_pe.serve.engine import Engine
     from mmf_pe.serve.layout import adapter_names, read_json
 
-    engine = Engine(options["folder"])
+    engine = Engine(options["folder"], options.get("precision", "fp32"))
     featurizer = None
     if not options["no_detector"]:
         default = options["default_adapter"] or engine.config.get("default_adapter")
@@ -118,7 +120,8 @@ def main(argv=None):
     options = {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
                "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
-               "poll_s": args.poll_s, "no_detector": args.no_detector, "detector_args": detector_args}
+               "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
+               "detector_args": detector_args}
     os.environ[ENV_SETTINGS] = json.dumps(options)
     import uvicorn
 

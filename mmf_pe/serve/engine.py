@@ -72,11 +72,14 @@ class Kind:
 class Engine:
     """Base weights + tokenizer loaded once from `<folder>/base/`; adapters read from `<folder>/<name>/`."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, precision="fp32"):
         from safetensors.torch import load_file
         from transformers import BertTokenizer
 
+        from mmf_pe.utils.precision import check_precision
+
         self.folder = folder
+        self.precision = check_precision(precision, "cpu")  # the engine scores on CPU; fp16 is refused there
         self.config = layout.read_base_config(folder)
         base = os.path.join(folder, layout.BASE_DIR)
         self.base_tensors = load_file(os.path.join(base, layout.BASE_WEIGHTS))
@@ -219,7 +222,10 @@ class Engine:
         for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
             sample[name] = None
         kind = version.kind
+        from mmf_pe.utils.precision import autocast
+
         with kind.lock, torch.inference_mode():
             switched = kind.put_on(version)
-            scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
+            with autocast(self.precision, "cpu"):  # weights stay fp32; matmuls in bf16 with --precision bf16
+                scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
         return torch.softmax(scores.float(), dim=-1)[:, 1].tolist(), switched

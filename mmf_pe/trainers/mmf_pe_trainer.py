@@ -10,11 +10,14 @@ from mmf.trainers.base_trainer import BaseTrainer
 from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
 from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
+from mmf_pe.trainers.precision import PrecisionMixin
 from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(TrackingTrainerMixin, RunSafetyMixin, BaseTrainer):  # tracking + exact global metrics (mmf_pe/tracking)
+class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTrainer):
+    # TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
+    # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
     def load(self):
         check_config_data(self.config)
