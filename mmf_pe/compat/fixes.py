@@ -262,7 +262,8 @@ def patch_checkpoint_atomic_save(module):
 
     shim = _TorchWithAtomicSave("torch")
     shim.save = lambda obj, f, *args, **kwargs: (
-        atomic_torch_save(obj, f) if isinstance(f, str) and not args and not kwargs else torch.save(obj, f, *args, **kwargs)
+        atomic_torch_save(obj, f) if isinstance(f, str) and not args and not kwargs
+        else torch.save(obj, f, *args, **kwargs)
     )
     module.torch = shim
 
@@ -342,9 +343,9 @@ def patch_run_local_rank(module):
     there, the other GPUs idle).
 
     Cause: when rc10's mmf_cli/run.py does not spawn the workers itself (`distributed.no_spawn`, which
-    `infer_init_method` sets from torchrun's or SLURM's variables) it calls `distributed_main(0, ...)` on every rank, and
-    that sets `config.device_id = 0` — overwriting even the SLURM_LOCALID that `infer_init_method` had read. Fix: for a
-    rank a launcher started, the device comes from its local rank (LOCAL_RANK, else SLURM_LOCALID; mapping in
+    `infer_init_method` sets from torchrun's or SLURM's variables) it calls `distributed_main(0, ...)` on every rank,
+    and that sets `config.device_id = 0` — overwriting even the SLURM_LOCALID that `infer_init_method` had read. Fix:
+    for a rank a launcher started, the device comes from its local rank (LOCAL_RANK, else SLURM_LOCALID; mapping in
     mmf_pe/launch/devices.py). MMF's own spawn path is unchanged. Only `mmf_run` / `mmf_pe run` get it
     (`python -m mmf_cli.run` runs the module as __main__, which no import hook sees). Test: test_f14_*.
     """
@@ -417,7 +418,7 @@ def release_process_group(barrier_timeout_s=60.0, pause_s=0.1):
     gc.collect()
 
 
-# --- F15: `key=false` on the command line is the string "false" ---------------------------------------------------------
+# --- F15: `key=false` on the command line is the string "false" -----------------------------------------------------
 def patch_dotlist_booleans(module):
     """F15. `training.wandb.enabled=false` turns tracking ON, `checkpoint.resume=true` silently does not resume.
 
@@ -567,9 +568,9 @@ def patch_annotation_npy(module):
     `np.load(path, allow_pickle=True)`. Fix: inside that module only, `np.load` is `mmf_pe.utils.safe_pickle.load_npy`
     (plain data only; the file named otherwise). Test: test_f23_*.
     """
-    from mmf_pe.utils.safe_pickle import load_npy
-
     import numpy
+
+    from mmf_pe.utils.safe_pickle import load_npy
 
     class _NumpyWithSafeLoad(types.ModuleType):
         def __getattr__(self, name):
@@ -761,10 +762,11 @@ def patch_pretrained_load_report(module):
     weights.
 
     Cause: rc10's `Checkpoint._load_pretrained` copies only the keys it finds and reports nothing (and compares every
-    file key with every model key). Fix: the same matching, indexed (`mmf_pe.models.pretrained_weights.copy_pretrained`),
-    still writing MMF's "Copying X from Y" lines, then a report (loaded / not loaded / unused); model keys under the
-    mapping that the file did not provide stop the run by name, except those the model declares new
-    (`pretrained_new_keys()`, e.g. PE parameters) or with `model_config.<model>.allow_missing_weights=true`.
+    file key with every model key). Fix: the same matching, indexed
+    (`mmf_pe.models.pretrained_weights.copy_pretrained`), still writing MMF's "Copying X from Y" lines, then a report
+    (loaded / not loaded / unused); model keys under the mapping that the file did not provide stop the run by name,
+    except those the model declares new (`pretrained_new_keys()`, e.g. PE parameters) or with
+    `model_config.<model>.allow_missing_weights=true`.
     Test: test_f18_*.
     """
     original = module.Checkpoint._load_pretrained

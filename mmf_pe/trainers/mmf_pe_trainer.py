@@ -14,7 +14,8 @@ from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(TrackingTrainerMixin, RunSafetyMixin, BaseTrainer):  # tracking + exact global metrics (mmf_pe/tracking)
+# TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
+class MMFPETrainer(TrackingTrainerMixin, RunSafetyMixin, BaseTrainer):
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
     def load(self):
         check_config_data(self.config)

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from tests.clip_pe.conftest import write_clip_run_config
 from mmf_pe_testing import metric_values, read_log
+from tests.clip_pe.conftest import write_clip_run_config
 
 
 @pytest.fixture

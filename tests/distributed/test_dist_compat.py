@@ -1,4 +1,5 @@
-"""Compat fixes F12-F14 and F16: each shown failing on rc10's own code (or without the fix), then fixed; no GPU needed."""
+"""Compat fixes F12-F14 and F16: each shown failing on rc10's own code (or without the fix), then fixed; no GPU
+needed."""
 import importlib.util
 import os
 import pickle
@@ -40,9 +41,9 @@ def test_f12_rank_and_world_size_without_nccl(pristine_distributed, fake_gloo_gr
 
 
 def test_f12_is_what_mmf_uses():
+    import mmf.utils.checkpoint as checkpoint
     import mmf.utils.distributed as distributed
     import mmf.utils.general as general
-    import mmf.utils.checkpoint as checkpoint
 
     assert distributed.get_world_size.__module__ == "mmf_pe.compat.fixes"
     # modules that imported the helpers by name got the fixed ones (batch size per process, rank-0-only saving)

@@ -162,10 +162,11 @@ def test_visual_bert_pe_trains_on_extracted_features(tmp_path, monkeypatch):
     """The real MMF run (rc10 dataset + reader + visual_bert_pe at visual_embedding_dim 2048) on our LMDB."""
     import json
 
-    from mmf_pe_testing import metric_values, read_log, write_run_config
-    from mmf_pe.data.tiny_hmd import make_tiny_hmd
     from extraction_helpers import random_rgb
     from PIL import Image
+
+    from mmf_pe.data.tiny_hmd import make_tiny_hmd
+    from mmf_pe_testing import metric_values, read_log, write_run_config
 
     paths = make_tiny_hmd(str(tmp_path / "data"), splits={"train": 4, "dev_seen": 2, "test_seen": 2})
     image_dir = os.path.join(paths["root"], "img")

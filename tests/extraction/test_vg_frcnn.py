@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from extraction_helpers import one_thread, random_rgb  # noqa: F401 (autouse fixture)
 
 from mmf_pe.extraction.detectors import build_detector

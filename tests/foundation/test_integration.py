@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from mmf_pe_testing import PROJECT, metric_values, mmf_subprocess, write_run_config
 from mmf_pe import REPO_ROOT
+from mmf_pe_testing import PROJECT, metric_values, mmf_subprocess, write_run_config
 
 BASE = ["model=visual_bert_pe", "dataset=hateful_memes"]
 
@@ -123,7 +123,8 @@ def test_malformed_annotation_line_names_file_and_line(tmp_path):
 def test_missing_pretrained_checkpoint_names_the_path(mmf_inprocess, tmp_path):
     from mmf_pe.data.checks import DataCheckError
 
-    config = write_run_config(tmp_path, "hmd_pe.yaml", "checkpoint:\n  resume_file: /nonexistent/visual_bert_coco/model.pth\n")
+    config = write_run_config(tmp_path, "hmd_pe.yaml",
+                              "checkpoint:\n  resume_file: /nonexistent/visual_bert_coco/model.pth\n")
     with pytest.raises(DataCheckError, match="/nonexistent/visual_bert_coco/model.pth"):
         mmf_inprocess([f"config={config}", *BASE], tmp_path / "save")
 

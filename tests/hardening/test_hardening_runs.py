@@ -78,7 +78,8 @@ def whole_run(tiny_hmd, tmp_path_factory):
 def test_f25_resume_after_kill_9_is_exact_and_f27_falls_back(whole_run, mmf_inprocess, mmf_data_env, tmp_path):
     """Item 12 + item 8's resume: killed (SIGKILL) after update 7 of 10, with current.ckpt and models/model_6.ckpt then
     cut short (as by a full disk), `checkpoint.resume=True` falls back to models/model_3.ckpt, the newest loadable
-    one, with a warning, and reaches the uninterrupted run's weights at update 9 (dropout on, an epoch boundary at 8)."""
+    one, with a warning, and reaches the uninterrupted run's weights at update 9 (dropout on, an epoch boundary at
+    8)."""
     opts, whole = whole_run["opts"], whole_run["save"]
 
     killed = tmp_path / "killed"
@@ -230,7 +231,7 @@ def _rank_rows(rank, world_size):
 
 def test_gather_keeps_repeated_ids_and_names_them(monkeypatch):
     """The 2-process gather with its one collective (`all_gather_object`) played in this process: each rank's rows are
-    what a real DistributedSampler gives it (the real 2-process gloo gather: tests/tracking/test_tracking_metrics.py)."""
+    what a real DistributedSampler gives it (the real 2-process gloo gather: tests/tracking/test_metrics.py)."""
     import torch.distributed as dist
 
     from mmf_pe.metrics import gather
@@ -363,10 +364,12 @@ def test_every_pe_key_is_overridable_on_the_command_line(tmp_path):
                                   "model_config.visual_bert_pe.pe.method=pfeiffer",
                                   "model_config.visual_bert_pe.pe.non_linearity=gelu")
     import mmf.utils.env  # noqa: F401  (registers MMF's and this plugin's components, in their import order)
+
     from mmf_pe.models.visual_bert_pe import VisualBERTPE
 
     documented = set(all_pe_keys())
-    assert documented <= set(config.model_config.visual_bert_pe.pe), documented - set(config.model_config.visual_bert_pe.pe)
+    present = set(config.model_config.visual_bert_pe.pe)
+    assert documented <= present, documented - present
     model = VisualBERTPE(config.model_config.visual_bert_pe)
     model.build()
     layers = {name.split(".")[2] for name in model.pe_parameter_names}

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from hm_fixtures import PASSWORD, PHASE_1, PHASE_2, phase2_zip, sha256, write_release, zip_release
+
 from mmf_pe import REPO_ROOT, cli
 from mmf_pe.datasets.hateful_memes import convert
 

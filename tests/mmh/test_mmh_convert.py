@@ -7,7 +7,7 @@ import pytest
 from mmf_pe import cli
 from mmf_pe.datasets.mmh import convert
 from mmf_pe.datasets.mmh.text import OCR_SEPARATOR
-from mmh_fixtures import mini_mmh, read_jsonl  # noqa: F401  (fixture)
+from tests.mmh.mmh_fixtures import read_jsonl
 
 SPLITS = ("train", "val", "test")
 

@@ -4,12 +4,12 @@ import csv
 import glob
 import os
 
-from mmf_pe_testing import metric_values, write_run_config
 from mmf_pe import cli
 from mmf_pe.data.lmdb_features import read_keys, read_record
 from mmf_pe.data.tiny_hmd import write_tokenizer
 from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
-from mmh_fixtures import BASE, RUN_YAML, read_jsonl, run_mmf
+from mmf_pe_testing import metric_values, write_run_config
+from tests.mmh.mmh_fixtures import BASE, RUN_YAML, read_jsonl, run_mmf
 
 REGIONS = 8
 EXTRACT = ["--allow-random-weights", "--num-boxes", str(REGIONS), "--min-size", "64", "--max-size", "96",

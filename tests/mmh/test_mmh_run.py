@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from mmf_pe_testing import metric_values, write_run_config
 from mmf_pe.data.checks import DataCheckError
-from mmh_fixtures import BASE, RUN_YAML, mini_mmh, mmh_features, read_jsonl, run_mmf, write_features  # noqa: F401
+from mmf_pe_testing import metric_values, write_run_config
+from tests.mmh.mmh_fixtures import BASE, RUN_YAML, read_jsonl, run_mmf, write_features
 
 
 def test_mmh_pe_trains_and_predicts_by_tweet_id(mmh_features, tmp_path, monkeypatch):

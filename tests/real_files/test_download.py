@@ -8,12 +8,12 @@ import tarfile
 
 import pytest
 import torch
+from real_files_fixtures import coco_visual_bert_state
+from zoo_server import ZooServer
 
 from mmf_pe import cli
 from mmf_pe.utils import zoo
 from mmf_pe.utils.download import DownloadError
-from real_files_fixtures import coco_visual_bert_state
-from zoo_server import ZooServer
 
 COCO = "/models/visual_bert/visual_bert.pretrained.coco_train_val.tar.gz"
 FEATURES = "/datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz"

@@ -9,12 +9,11 @@ import types
 import pytest
 import torch
 from omegaconf import OmegaConf
+from real_files_fixtures import MODEL_ARCH, coco_visual_bert_state, tf_era_name, write_hub_bert, write_zoo_folder
 
 from mmf_pe import REPO_ROOT
 from mmf_pe.models.pretrained_weights import MissingWeightsError, read_state_dict
 from mmf_pe.tools.table1 import build_model
-from real_files_fixtures import (MODEL_ARCH, coco_visual_bert_state, tf_era_name, write_hub_bert,
-                                 write_zoo_folder)
 
 
 def assert_fails_without(fix_id, code, expected):

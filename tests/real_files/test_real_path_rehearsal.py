@@ -13,13 +13,13 @@ import sys
 import tarfile
 
 import torch
+from real_files_fixtures import as_paper_run, coco_visual_bert_state, write_hub_bert
+from zoo_server import ZooServer
 
 from hateful_memes.hm_fixtures import PASSWORD, sha256, zip_release
 from mmf_pe import REPO_ROOT
 from mmf_pe.tracking import find_metrics_file
 from mmf_pe_testing import read_log
-from real_files_fixtures import as_paper_run, coco_visual_bert_state, write_hub_bert
-from zoo_server import ZooServer
 
 COCO = "/models/visual_bert/visual_bert.pretrained.coco_train_val.tar.gz"
 FEATURES = "/datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz"

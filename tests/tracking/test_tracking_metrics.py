@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
+from tracking_helpers import gather_worker
 
 from mmf_pe.metrics import binary_metrics, gather_predictions, positive_probability
-from tracking_helpers import gather_worker
 
 
 def test_binary_metrics_follow_rc10_definitions():

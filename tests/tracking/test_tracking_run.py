@@ -5,10 +5,10 @@ import os
 
 import pytest
 from PIL import Image
-
-from mmf_pe_testing import write_run_config
-from mmf_pe.tracking import find_metrics_file, read_events
 from tracking_helpers import wandb_history
+
+from mmf_pe.tracking import find_metrics_file, read_events
+from mmf_pe_testing import write_run_config
 
 SECRET = "mmfpe-test-secret-key-0123456789"
 

@@ -83,6 +83,7 @@ def _import_mmf():
 
     install()
     import mmf.trainers.base_trainer  # noqa: F401
+
     import mmf_pe.tracking.hooks  # noqa: F401
 
 

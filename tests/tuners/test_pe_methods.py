@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tests.tuners.pe_helpers import METHODS, build, encode, inputs, pe_model_on_base
 from mmf_pe.tuners import pe_config_from
+from tests.tuners.pe_helpers import METHODS, build, encode, inputs, pe_model_on_base
 
 
 @pytest.mark.parametrize("method, overrides", [
@@ -145,7 +145,8 @@ def test_optimizer_groups_do_not_decay_ia3_scales():
     from omegaconf import OmegaConf
 
     model = build("pe", "pe.method=ia3")
-    config = OmegaConf.create({"model": "visual_bert_pe", "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}},
+    config = OmegaConf.create({"model": "visual_bert_pe",
+                               "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}},
                                "optimizer": {"params": {"lr": 1e-3}}})
     groups = model.get_optimizer_parameters(config)
     assert all(g["lr"] == 1e-3 for g in groups)

@@ -65,8 +65,9 @@ def test_only_ia3_scales_skip_weight_decay():
 
     for method, exempt in (("ia3", True), ("lora", False)):
         model = build("pe", f"pe.method={method}")
-        groups = model.get_optimizer_parameters(OmegaConf.create({"optimizer": {"params": {"lr": 1e-3}}, "model": "visual_bert_pe",
-                                                                    "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}}}))
+        config = OmegaConf.create({"optimizer": {"params": {"lr": 1e-3}}, "model": "visual_bert_pe",
+                                   "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}}})
+        groups = model.get_optimizer_parameters(config)
         undecayed = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
         scales = [p for n, p in model.named_parameters() if ".ia3_l." in n]
         assert bool(scales) == exempt and all(id(p) in undecayed for p in scales)

@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from tests.tuners.pe_helpers import METHODS
 from mmf_pe.tools.table1 import build_model
 from mmf_pe_testing import metric_values, write_run_config
+from tests.tuners.pe_helpers import METHODS
 
 RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "training.max_updates=4",
        "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=2"]
@@ -64,7 +64,8 @@ def _exported_adapter_scores_like_the_run(opts, train_log, tmp_path, mmf_inproce
     evaluate = [o for o in opts if not o.startswith("run_type=")] + [
         "run_type=val", f"model_config.visual_bert_pe.load_adapter={tmp_path / 'adapter'}"]
     for merge in ("False", "True"):
-        log = mmf_inprocess(evaluate + [f"model_config.visual_bert_pe.merge_adapter={merge}"], tmp_path / f"eval{merge}")
+        log = mmf_inprocess(evaluate + [f"model_config.visual_bert_pe.merge_adapter={merge}"],
+                            tmp_path / f"eval{merge}")
         assert "Loaded adapter" in log
         assert metric_values(log, "val/total_loss")[-1] == pytest.approx(expected, abs=1e-4)
     without_base = [o for o in evaluate if not o.startswith("checkpoint.resume")]
