@@ -276,7 +276,7 @@ def patch_distributed_helpers(module):
     Cause: rc10's `get_rank` / `get_world_size` / `synchronize` (mmf/utils/distributed.py) answer 0 / 1 / nothing when
     `dist.is_nccl_available()` is False, whatever backend the process group uses. Fix: they ask only whether a process
     group is initialised (gloo included). Modules that import them by name get these, as the module is patched first.
-    Test: tests/distributed/test_dist_compat.py::test_f12_*.
+    Test: tests/launch/test_compat.py::test_f12_*.
     """
     import torch.distributed as dist
 
@@ -305,7 +305,7 @@ def patch_distributed_init(module):
     Cause: rc10's `distributed_init` (mmf/utils/distributed.py) warms the process group up with an all-reduce of
     `torch.zeros(1).cuda()`, and `distributed.backend` defaults to nccl. Fix: without CUDA an nccl request becomes gloo
     (said once on stdout), and the warm-up tensor lives where the backend wants it (CUDA for nccl, else CPU); the rest
-    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/distributed/test_dist_runs.py.
+    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/launch/test_runs.py.
     """
     import socket
     import warnings
@@ -444,7 +444,7 @@ def patch_lmdb_reader_safe_records(module):
     Cause: rc10's `LMDBFeatureReader` (mmf/datasets/databases/readers/feature_readers.py) reads the `keys` entry and
     each record with `pickle.loads`. Fix: both go through `mmf_pe.utils.safe_pickle` (numpy arrays, dtypes, scalars
     and plain containers only); anything else is refused naming the LMDB and key. The key lookup is rc10's.
-    Test: tests/hardening/test_hardening_data.py::test_f20_*.
+    Test: tests/data/test_hostile_files.py::test_f20_*.
     """
     from mmf_pe.data.lmdb_features import load_keys, load_record
 
@@ -593,7 +593,7 @@ def patch_checkpoint_resume_state(module):
     Fix: `Checkpoint.save` (same keys as rc10's) also stores what the trainer's `resume_state()` returns, when the
     trainer has one (the `mmf_pe` trainer: mmf_pe/trainers/run_safety.py), and `_load_counts` hands it back to the
     trainer's `restore_resume_state()`. Checkpoints stay loadable by plain rc10 (one extra key of tensors and numbers).
-    Test: tests/hardening/test_hardening_runs.py::test_f25_*.
+    Test: tests/trainers/test_run_safety.py::test_f25_*.
     """
     import torch
     from omegaconf import OmegaConf

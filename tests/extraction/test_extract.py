@@ -11,13 +11,12 @@ import time
 import lmdb
 import numpy as np
 import pytest
-from extraction_helpers import TINY, one_thread, real_photos, write_images  # noqa: F401 (autouse fixture)
-from test_images import bad_images, good_images
 
 from mmf_pe.data.lmdb_features import read_keys, read_record
 from mmf_pe.extraction import extract_features, merge_shards
 from mmf_pe.extraction.cli import main as cli_main
 from mmf_pe.extraction.store import read_state
+from tests.extraction.helpers import TINY, bad_images, good_images, real_photos, write_images
 
 
 def lmdb_contents(path):
@@ -162,11 +161,11 @@ def test_visual_bert_pe_trains_on_extracted_features(tmp_path, monkeypatch):
     """The real MMF run (rc10 dataset + reader + visual_bert_pe at visual_embedding_dim 2048) on our LMDB."""
     import json
 
-    from extraction_helpers import random_rgb
     from PIL import Image
 
     from mmf_pe.data.tiny_hmd import make_tiny_hmd
     from mmf_pe_testing import metric_values, read_log, write_run_config
+    from tests.extraction.helpers import random_rgb
 
     paths = make_tiny_hmd(str(tmp_path / "data"), splits={"train": 4, "dev_seen": 2, "test_seen": 2})
     image_dir = os.path.join(paths["root"], "img")
