@@ -10,6 +10,7 @@ demo: setup
 	@$(PY) -m mmf_pe.cli demo
 
 test: setup
+	@$(PY) -m ruff check mmf_pe tests scripts
 	@$(PY) -m pytest -q tests
 
 table1: setup

@@ -36,6 +36,7 @@ class Memes(torch.utils.data.Dataset):
 
     def __init__(self, root, split, image_size, encoder, encoder_dir, limit=None, max_length=64):
         from mmf.datasets.processors.image_processors import TorchvisionTransforms
+
         from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
         from mmf_pe.models.frozen_vl.processors import HFTokenizerProcessor
 

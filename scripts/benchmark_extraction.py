@@ -56,11 +56,11 @@ def run_mode(args):
     """One configuration in this process; prints a JSON line."""
     import torch
 
+    from mmf_pe.data.lmdb_features import read_record
+    from mmf_pe.extraction.detectors import build_detector
     from mmf_pe.extraction.images import load_rgb
     from mmf_pe.extraction.runner import extract_features
-    from mmf_pe.extraction.detectors import build_detector
     from mmf_pe.extraction.selection import SelectionConfig
-    from mmf_pe.data.lmdb_features import read_record
 
     pipeline, options = MODES[args.mode]
     options = dict(options)
@@ -102,7 +102,8 @@ def run_mode(args):
         seconds = time.perf_counter() - start
     np.savez(os.path.join(args.work, args.mode + ".npz"), **features)
     # the larger of this process and its (decoding) worker: maxima of different processes do not add up
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     gpu = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
     print(json.dumps({"mode": args.mode, "images": len(paths), "seconds": seconds, "peak_rss_mb": peak / 1024,
                       "peak_gpu_mb": gpu}))

@@ -1,7 +1,7 @@
-"""Helpers shared by the tests (importable as `mmf_pe_testing`: tests/ is on sys.path via the root conftest).
+"""Helpers shared by the tests (importable as `mmf_pe_testing`: tests/ is on pytest's pythonpath).
 
-A unique module name on purpose: several test folders have their own conftest.py, so `from conftest import ...` would
-pick whichever was imported first.
+The convention: fixtures live only in conftest.py files (tests/conftest.py for shared ones, one per folder for that
+folder's data); plain helpers live here or in a folder's helpers.py, imported by dotted path (tests.tuners.helpers).
 """
 import os
 import re
@@ -11,13 +11,16 @@ import sys
 from mmf_pe import REPO_ROOT
 
 PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
+PROJECTS = os.path.join(REPO_ROOT, "projects")
 BIN = os.path.dirname(sys.executable)
 
 
-def write_run_config(directory, base, *extra_yaml, tiny=True):
-    """A config file that includes a project config (e.g. 'hmd_pe.yaml') [+ tiny.yaml] + extra YAML snippets."""
+def write_run_config(directory, base, *extra_yaml, tiny=True, project="visual_bert_pe"):
+    """A config file that includes a project config (e.g. 'hmd_pe.yaml') [+ the project's tiny.yaml] + extra YAML
+    snippets. Every test run config is written here; each model's project has one tiny.yaml."""
     os.makedirs(directory, exist_ok=True)
-    includes = [os.path.join(PROJECT, base)] + ([os.path.join(PROJECT, "tiny.yaml")] if tiny else [])
+    folder = os.path.join(PROJECTS, project)
+    includes = [os.path.join(folder, base)] + ([os.path.join(folder, "tiny.yaml")] if tiny else [])
     text = "includes:\n" + "".join(f"  - {path}\n" for path in includes)
     for snippet in extra_yaml:
         text += snippet if snippet.endswith("\n") else snippet + "\n"

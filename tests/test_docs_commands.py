@@ -137,4 +137,5 @@ def test_mmf_run_commands_load_their_configs():
 
     result = subprocess.run([sys.executable, "-c", code, json.dumps(opts)], capture_output=True, text=True,
                             cwd="/", timeout=300, env=dict(os.environ, MMF_DATA_DIR="/nonexistent"))
-    assert result.returncode == 0, f"documented mmf_run lines that do not load:\n{result.stdout}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"documented mmf_run lines that do not load:\n{result.stdout}\n{result.stderr[-3000:]}")

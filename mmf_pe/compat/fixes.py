@@ -262,7 +262,8 @@ def patch_checkpoint_atomic_save(module):
 
     shim = _TorchWithAtomicSave("torch")
     shim.save = lambda obj, f, *args, **kwargs: (
-        atomic_torch_save(obj, f) if isinstance(f, str) and not args and not kwargs else torch.save(obj, f, *args, **kwargs)
+        atomic_torch_save(obj, f) if isinstance(f, str) and not args and not kwargs
+        else torch.save(obj, f, *args, **kwargs)
     )
     module.torch = shim
 
@@ -275,7 +276,7 @@ def patch_distributed_helpers(module):
     Cause: rc10's `get_rank` / `get_world_size` / `synchronize` (mmf/utils/distributed.py) answer 0 / 1 / nothing when
     `dist.is_nccl_available()` is False, whatever backend the process group uses. Fix: they ask only whether a process
     group is initialised (gloo included). Modules that import them by name get these, as the module is patched first.
-    Test: tests/distributed/test_dist_compat.py::test_f12_*.
+    Test: tests/launch/test_compat.py::test_f12_*.
     """
     import torch.distributed as dist
 
@@ -304,7 +305,7 @@ def patch_distributed_init(module):
     Cause: rc10's `distributed_init` (mmf/utils/distributed.py) warms the process group up with an all-reduce of
     `torch.zeros(1).cuda()`, and `distributed.backend` defaults to nccl. Fix: without CUDA an nccl request becomes gloo
     (said once on stdout), and the warm-up tensor lives where the backend wants it (CUDA for nccl, else CPU); the rest
-    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/distributed/test_dist_runs.py.
+    is rc10's function. Test: test_f13_*, and the 2-process gloo runs in tests/launch/test_runs.py.
     """
     import socket
     import warnings
@@ -342,9 +343,9 @@ def patch_run_local_rank(module):
     there, the other GPUs idle).
 
     Cause: when rc10's mmf_cli/run.py does not spawn the workers itself (`distributed.no_spawn`, which
-    `infer_init_method` sets from torchrun's or SLURM's variables) it calls `distributed_main(0, ...)` on every rank, and
-    that sets `config.device_id = 0` — overwriting even the SLURM_LOCALID that `infer_init_method` had read. Fix: for a
-    rank a launcher started, the device comes from its local rank (LOCAL_RANK, else SLURM_LOCALID; mapping in
+    `infer_init_method` sets from torchrun's or SLURM's variables) it calls `distributed_main(0, ...)` on every rank,
+    and that sets `config.device_id = 0` — overwriting even the SLURM_LOCALID that `infer_init_method` had read. Fix:
+    for a rank a launcher started, the device comes from its local rank (LOCAL_RANK, else SLURM_LOCALID; mapping in
     mmf_pe/launch/devices.py). MMF's own spawn path is unchanged. Only `mmf_run` / `mmf_pe run` get it
     (`python -m mmf_cli.run` runs the module as __main__, which no import hook sees). Test: test_f14_*.
     """
@@ -417,7 +418,7 @@ def release_process_group(barrier_timeout_s=60.0, pause_s=0.1):
     gc.collect()
 
 
-# --- F15: `key=false` on the command line is the string "false" ---------------------------------------------------------
+# --- F15: `key=false` on the command line is the string "false" -----------------------------------------------------
 def patch_dotlist_booleans(module):
     """F15. `training.wandb.enabled=false` turns tracking ON, `checkpoint.resume=true` silently does not resume.
 
@@ -443,7 +444,7 @@ def patch_lmdb_reader_safe_records(module):
     Cause: rc10's `LMDBFeatureReader` (mmf/datasets/databases/readers/feature_readers.py) reads the `keys` entry and
     each record with `pickle.loads`. Fix: both go through `mmf_pe.utils.safe_pickle` (numpy arrays, dtypes, scalars
     and plain containers only); anything else is refused naming the LMDB and key. The key lookup is rc10's.
-    Test: tests/hardening/test_hardening_data.py::test_f20_*.
+    Test: tests/data/test_hostile_files.py::test_f20_*.
     """
     from mmf_pe.data.lmdb_features import load_keys, load_record
 
@@ -567,9 +568,9 @@ def patch_annotation_npy(module):
     `np.load(path, allow_pickle=True)`. Fix: inside that module only, `np.load` is `mmf_pe.utils.safe_pickle.load_npy`
     (plain data only; the file named otherwise). Test: test_f23_*.
     """
-    from mmf_pe.utils.safe_pickle import load_npy
-
     import numpy
+
+    from mmf_pe.utils.safe_pickle import load_npy
 
     class _NumpyWithSafeLoad(types.ModuleType):
         def __getattr__(self, name):
@@ -592,7 +593,7 @@ def patch_checkpoint_resume_state(module):
     Fix: `Checkpoint.save` (same keys as rc10's) also stores what the trainer's `resume_state()` returns, when the
     trainer has one (the `mmf_pe` trainer: mmf_pe/trainers/run_safety.py), and `_load_counts` hands it back to the
     trainer's `restore_resume_state()`. Checkpoints stay loadable by plain rc10 (one extra key of tensors and numbers).
-    Test: tests/hardening/test_hardening_runs.py::test_f25_*.
+    Test: tests/trainers/test_run_safety.py::test_f25_*.
     """
     import torch
     from omegaconf import OmegaConf
@@ -761,10 +762,11 @@ def patch_pretrained_load_report(module):
     weights.
 
     Cause: rc10's `Checkpoint._load_pretrained` copies only the keys it finds and reports nothing (and compares every
-    file key with every model key). Fix: the same matching, indexed (`mmf_pe.models.pretrained_weights.copy_pretrained`),
-    still writing MMF's "Copying X from Y" lines, then a report (loaded / not loaded / unused); model keys under the
-    mapping that the file did not provide stop the run by name, except those the model declares new
-    (`pretrained_new_keys()`, e.g. PE parameters) or with `model_config.<model>.allow_missing_weights=true`.
+    file key with every model key). Fix: the same matching, indexed
+    (`mmf_pe.models.pretrained_weights.copy_pretrained`), still writing MMF's "Copying X from Y" lines, then a report
+    (loaded / not loaded / unused); model keys under the mapping that the file did not provide stop the run by name,
+    except those the model declares new (`pretrained_new_keys()`, e.g. PE parameters) or with
+    `model_config.<model>.allow_missing_weights=true`.
     Test: test_f18_*.
     """
     original = module.Checkpoint._load_pretrained

@@ -294,7 +294,8 @@ def check_pretrained_checkpoint(config):
     if path and not os.path.isfile(str(path)):
         raise DataCheckError(
             f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe fetch MMF's COCO-pretrained "
-            f"VisualBERT to $MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth: {_fetch_hint('visual_bert.pretrained.coco')}"
+            "VisualBERT to $MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth: "
+            f"{_fetch_hint('visual_bert.pretrained.coco')}"
             ", or start from BERT only with "
             "checkpoint.resume_file=None checkpoint.resume_pretrained=False (MMF's command line spells null as None). "
             "Nothing is downloaded."

@@ -1,1 +1,2 @@
-"""Commands around runs: `mmf_pe evaluate` (best checkpoint on the test splits), `mmf_pe seeds` (N seeds of a config)."""
+"""Commands around runs: `mmf_pe evaluate` (best checkpoint on the test splits), `mmf_pe seeds` (N seeds of a
+config)."""

@@ -97,8 +97,8 @@ def _checkpoint_keys(checkpoint):
 def _paper_checkpoint_options(checkpoint, saved):
     """A checkpoint of the paper's patched setup (`output.AdaptComb1/2`, model visual_bert) is scored as
     visual_bert_pe PE mode, method paper: the options that say so, or [] for any other checkpoint."""
-    from mmf_pe.models.paper_checkpoint import evaluate_options, is_paper_state
     from mmf_pe.experiments.export import read_checkpoint
+    from mmf_pe.models.paper_checkpoint import evaluate_options, is_paper_state
 
     state, _ = read_checkpoint(checkpoint)
     if not is_paper_state(state):
@@ -132,7 +132,8 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
     dataset = datasets[0]
     chosen = test_splits(saved, dataset, splits)
     if not chosen:
-        raise EvaluateError(f"{config_path}: dataset_config.{dataset}.annotations.test is empty; give --splits name:path")
+        raise EvaluateError(
+            f"{config_path}: dataset_config.{dataset}.annotations.test is empty; give --splits name:path")
     data_dir = saved.dataset_config[dataset].get("data_dir", "")
     for name, paths in chosen.items():
         for path in paths:
@@ -186,7 +187,8 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mmf_pe evaluate", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("run_dirs", nargs="+", help="run save dirs (hold config.yaml and best.ckpt)")
-    parser.add_argument("--splits", nargs="+", help="split names (test_seen test_unseen / test) or name:annotations.jsonl")
+    parser.add_argument("--splits", nargs="+",
+                        help="split names (test_seen test_unseen / test) or name:annotations.jsonl")
     parser.add_argument("--checkpoint", default="best", help="best | current | a file name in the run dir")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,

@@ -75,6 +75,7 @@ def build_from_run_config(config):
 
     install()
     import mmf.utils.env  # noqa: F401  (registers MMF's components)
+
     from mmf_pe.models.visual_bert_pe import VisualBERTPE, adopt_architecture
 
     model_name = config.get("model") or "visual_bert_pe"

@@ -38,8 +38,8 @@ def plan(config, seeds, overrides, root=None):
     overrides = list(overrides)
     given_root = [o.split("=", 1)[1] for o in overrides if o.startswith("env.save_dir=")]
     overrides = [o for o in overrides if not o.startswith(("env.save_dir=", "training.seed="))]
-    root = root or (given_root[-1] if given_root else os.path.join("save", os.path.splitext(os.path.basename(config))[0]))
     name = os.path.splitext(os.path.basename(config))[0]
+    root = root or (given_root[-1] if given_root else os.path.join("save", name))
     has_name = any(o.startswith("training.wandb.name=") for o in overrides)
     runs = []
     for seed in seeds:

@@ -23,6 +23,9 @@ from mmf_pe.extraction.detectors import build_detector
 from mmf_pe.extraction.selection import SelectionConfig
 
 VISUALBERT_DIM = 2048
+# Test hook (tests/extraction/test_extract.py, kill -9 + resume): after this many images are committed the loop stops
+# moving and waits to be killed, so the interruption lands mid-run however fast the machine is. Unset in normal use.
+PAUSE_ENV = "MMF_PE_TEST_EXTRACT_PAUSE_AFTER"
 
 
 class _Images(Dataset):
@@ -175,6 +178,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
             if pending >= commit_every or time.time() - last_commit > 30:
                 writer.commit()
                 pending, last_commit = 0, time.time()
+                _pause_if_asked(written, log)
             bar.update(len(batch))
             bar.set_postfix(failed=len(failures), refresh=False)
         bar.close()
@@ -196,6 +200,15 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
     }
     summary["complete"] = True
     return summary
+
+
+def _pause_if_asked(committed, log):
+    """The test hook of PAUSE_ENV: wait forever (for a SIGKILL) once `committed` images are in the LMDB."""
+    limit = os.environ.get(PAUSE_ENV)
+    if limit and committed >= int(limit):
+        log(f"[extract] {PAUSE_ENV}={limit}: paused after {committed} committed images")
+        while True:
+            time.sleep(1)
 
 
 def _detect(model, good, select, failures):

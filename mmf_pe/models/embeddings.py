@@ -18,7 +18,8 @@ class DeviceAwareVisioLinguisticEmbeddings(BertVisioLinguisticEmbeddings):
         image_text_alignment=None,
     ):
         device = input_ids.device
-        position_ids = torch.arange(input_ids.size(1), dtype=torch.long, device=device).unsqueeze(0).expand_as(input_ids)
+        position_ids = torch.arange(input_ids.size(1), dtype=torch.long, device=device)
+        position_ids = position_ids.unsqueeze(0).expand_as(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         embeddings = (

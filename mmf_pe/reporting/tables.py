@@ -48,7 +48,8 @@ def table2_rows(runs):
     rows = []
     for (dataset, mode, split) in sorted(groups, key=lambda k: (k[0], mode_key(k[1]), split_key(k[2]))):
         entries = groups[(dataset, mode, split)]
-        row = {"dataset": dataset, "mode": mode, "split": split, "seeds": sorted(s for s, _ in entries if s is not None)}
+        seeds = sorted(s for s, _ in entries if s is not None)
+        row = {"dataset": dataset, "mode": mode, "split": split, "seeds": seeds}
         for name, _ in TABLE2_METRICS:
             row[name] = mean_std([m.get(name) for _, m in entries])
         rows.append(row)

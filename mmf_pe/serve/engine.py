@@ -159,6 +159,7 @@ class Engine:
 
         install()
         import mmf.utils.env  # noqa: F401  (registers MMF's components)
+
         from mmf_pe.models.visual_bert_pe import VisualBERTPE
         from mmf_pe.tools.table1 import model_config
         from mmf_pe.tuners.peft_methods.model import base_key

@@ -6,7 +6,6 @@ import argparse
 import os
 
 import yaml
-
 from omegaconf import OmegaConf
 
 from mmf_pe import PACKAGE_DIR
@@ -32,6 +31,7 @@ def build_model(mode, overrides=()):
 
     install()
     import mmf.utils.env  # noqa: F401  (registers everything)
+
     from mmf_pe.models.visual_bert_pe import VisualBERTPE
 
     model = VisualBERTPE(model_config(mode, overrides))

@@ -5,7 +5,8 @@ class Tracker:
     """A tracking backend. Steps are num_updates; keys are MMF's (`val/hateful_memes/roc_auc`, `train/total_loss`)."""
 
     def start(self, run_info, config):
-        """Begin a run: `run_info` is the `run` event (params, mode, seed...), `config` a plain dict, secrets scrubbed."""
+        """Begin a run: `run_info` is the `run` event (params, mode, seed...), `config` a plain dict, secrets
+        scrubbed."""
 
     def log_metrics(self, metrics, step):
         """Scalars at one step."""

@@ -1,39 +1,13 @@
 """Image discovery and decoding: every mode PIL opens works; every bad kind becomes a reason, not a crash."""
-import io
 import json
 import os
 
 import numpy as np
 import pytest
-from extraction_helpers import one_thread, random_rgb, real_photos  # noqa: F401 (autouse fixture)
 from PIL import Image
 
 from mmf_pe.extraction.images import ImageError, discover, image_key, load_rgb
-
-
-def good_images(directory):
-    """One file per awkward-but-valid kind: {name: (path, expected (h, w))}."""
-    os.makedirs(directory, exist_ok=True)
-    rgb = random_rgb(24, 40)
-    out = {}
-
-    def save(name, image, **kw):
-        path = os.path.join(directory, name)
-        image.save(path, **kw)
-        out[os.path.splitext(name)[0]] = path
-
-    save("rgba.png", Image.fromarray(np.dstack([rgb, np.full((24, 40), 128, np.uint8)]), "RGBA"))
-    save("palette.png", Image.fromarray(rgb).convert("P"))
-    save("palette_transparent.gif", Image.fromarray(rgb).convert("P"), transparency=0)
-    save("gray.png", Image.fromarray(rgb[..., 0], "L"))
-    save("gray_alpha.png", Image.fromarray(rgb[..., 0], "L").convert("LA"))
-    save("bilevel.png", Image.fromarray(rgb[..., 0] > 100))
-    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"))
-    save("sixteen_bit.png", Image.fromarray((rgb[..., 0].astype(np.uint16) * 257), "I;16"))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
-    save("exif_rotated.jpg", Image.fromarray(rgb), exif=exif.tobytes())
-    return out
+from tests.extraction.helpers import bad_images, good_images, random_rgb, real_photos
 
 
 def test_every_valid_kind_decodes_to_rgb(tmp_path):
@@ -45,34 +19,6 @@ def test_every_valid_kind_decodes_to_rgb(tmp_path):
     assert np.array_equal(sixteen[..., 0], random_rgb(24, 40)[..., 0])  # 16-bit scaled back to 8-bit, not clipped
     for photo in real_photos(str(tmp_path / "photos")):
         assert min(load_rgb(photo).shape[:2]) == 96
-
-
-def bad_images(directory):
-    """{path: expected reason fragment} for every kind of unusable file."""
-    os.makedirs(directory, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(random_rgb(64, 64)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-    buffer = io.BytesIO()
-    Image.fromarray(random_rgb(64, 64)).save(buffer, format="JPEG")
-    jpeg = buffer.getvalue()
-    files = {
-        "empty.jpg": (b"", "empty file"),
-        "html.jpg": (b"<html><body>404 not found</body></html>", "not an image"),
-        "truncated.png": (png[: len(png) // 2], "truncated"),
-        "truncated.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
-        "corrupt.png": (png[:33] + bytes(range(256)) * 8, "corrupt"),
-        "bad_header.png": (png[:20] + bytes(64), "not an image"),
-    }
-    out = {}
-    for name, (data, reason) in files.items():
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(data)
-        out[os.path.join(directory, name)] = reason
-    bomb = os.path.join(directory, "bomb.png")
-    Image.new("1", (9000, 9000)).save(bomb)  # 81 M pixels in a tiny file
-    out[bomb] = "too large"
-    return out
 
 
 def test_every_bad_kind_is_a_reason(tmp_path):

@@ -3,9 +3,8 @@ import os
 
 import pytest
 
-from tests.serve.serve_helpers import ThreadedServer, export_adapter, make_folder
+from tests.serve.helpers import ADMIN_TOKEN, ThreadedServer, export_adapter, make_folder
 
-ADMIN_TOKEN = "test-admin-token"
 DETECTOR = {"detector": "torchvision_frcnn", "allow_random_weights": True, "num_boxes": 6, "min_size": 64,
             "max_size": 96}
 

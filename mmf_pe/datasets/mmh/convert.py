@@ -13,7 +13,8 @@ annotator labels, "majority_class": 0..5 or null, "tweet_text", "ocr_text"}.
 
 Nothing is dropped silently: an id missing from MMHS150K_GT.json, a GT entry without `tweet_text`, bad labels, a
 missing or undecodable image or a malformed OCR file skips that tweet and is listed in skipped.jsonl and the summary.
-A missing OCR file is normal (no text in the image). Re-running gives the same files (all writes atomic; existing image links are reused).
+A missing OCR file is normal (no text in the image). Re-running gives the same files (all writes atomic; existing image
+links are reused).
 """
 import argparse
 import json

@@ -15,7 +15,12 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import clip_boxes_to_image, nms, roi_pool
 
 from mmf_pe.extraction.detectors.base import (
-    Detector, check_state_dict, load_checkpoint, resize_bilinear, seeded_init, shortest_edge_size,
+    Detector,
+    check_state_dict,
+    load_checkpoint,
+    resize_bilinear,
+    seeded_init,
+    shortest_edge_size,
 )
 
 PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)

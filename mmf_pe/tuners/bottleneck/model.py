@@ -12,7 +12,8 @@ def bottleneck_size(bert, pe_config):
     hidden_size = bert.config.hidden_size
     size = int(hidden_size / pe_config.reduction_factor)
     if size < 1:
-        raise ValueError(f"pe.reduction_factor {pe_config.reduction_factor} leaves no bottleneck for hidden {hidden_size}")
+        raise ValueError(
+            f"pe.reduction_factor {pe_config.reduction_factor} leaves no bottleneck for hidden {hidden_size}")
     return size
 
 

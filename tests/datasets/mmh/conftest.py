@@ -1,0 +1,38 @@
+"""Session data for the mmh tests: one miniature MMHS150K tree, converted once, with a feature LMDB written directly."""
+import contextlib
+import io
+import os
+import shutil
+
+import pytest
+
+from mmf_pe.data.tiny_hmd import write_tokenizer
+from mmf_pe.datasets.mmh import convert
+from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
+from tests.datasets.mmh.helpers import read_jsonl, write_features
+
+
+@pytest.fixture(scope="session")
+def mini_mmh(tmp_path_factory):
+    """{"src": miniature MMHS150K facts, "data_dir": converted MMF data dir (+ tokenizer), "root", "stdout"}."""
+    base = tmp_path_factory.mktemp("mmh")
+    facts = make_tiny_mmhs150k(str(base / "MMHS150K"))
+    data_dir = str(base / "data")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert convert.main(["--src", str(base), "--data-dir", data_dir, "--workers", "2"]) == 0
+    write_tokenizer(os.path.join(data_dir, "tokenizer"))
+    root = os.path.join(data_dir, "datasets", "mmh", "defaults")
+    return {"src": facts, "data_dir": data_dir, "root": root, "stdout": out.getvalue(), "base": base}
+
+
+@pytest.fixture(scope="session")
+def mmh_features(mini_mmh, tmp_path_factory):
+    """A copy of the converted data with features/regions.lmdb for every converted tweet."""
+    data_dir = str(tmp_path_factory.mktemp("mmh_features") / "data")
+    shutil.copytree(mini_mmh["data_dir"], data_dir, symlinks=True)
+    root = os.path.join(data_dir, "datasets", "mmh", "defaults")
+    ids = [r["id"] for split in ("train", "val", "test")
+           for r in read_jsonl(os.path.join(root, "annotations", f"{split}.jsonl"))]
+    write_features(root, ids)
+    return {"data_dir": data_dir, "root": root}

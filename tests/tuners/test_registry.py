@@ -1,0 +1,216 @@
+"""The PE method registry: per-method configs and YAML defaults, unknown keys refused, a new method from a folder."""
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mmf_pe.tuners import PE_METHODS, all_pe_keys, pe_config_from
+from mmf_pe_testing import write_run_config
+
+RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "training.max_updates=2",
+       "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=1"]
+
+
+def test_each_method_has_its_config_and_yaml_defaults():
+    assert {"paper", "pfeiffer", "houlsby", "lora", "ia3"} <= set(PE_METHODS)
+    for name, method in PE_METHODS.items():
+        defaults = method.defaults()
+        assert defaults["method"] == name and set(defaults) == set(method.config_cls.keys())
+        config = pe_config_from({"method": name})
+        assert {k: getattr(config, k) for k in defaults} == defaults  # registration checked they agree
+    assert pe_config_from({"method": "lora"}).scaling_alpha == 8  # alpha null = rank
+    assert pe_config_from(None).method == "paper"
+
+
+def test_the_model_yaml_lists_every_shipped_key_as_null():
+    """So any key can be overridden on the command line (MMF refuses overrides of missing keys)."""
+    import yaml
+
+    from mmf_pe import PACKAGE_DIR
+
+    with open(f"{PACKAGE_DIR}/configs/models/visual_bert_pe.yaml") as f:
+        pe = yaml.safe_load(f)["model_config"]["visual_bert_pe"]["pe"]
+    assert set(pe) == set(all_pe_keys()) and all(v is None for v in pe.values())
+
+
+@pytest.mark.parametrize("node, message", [
+    ({"method": "pfeiffer", "reduction_factr": 4}, r"pe.reduction_factr is not a key of pe.method='pfeiffer'; its "
+                                                   r"keys: method, layers, .*reduction_factor"),
+    ({"method": "paper", "non_linearity": "gelu"}, r"pe.non_linearity is not a key of pe.method='paper'"),
+    ({"method": "paper", "init_weights": "zeros", "rank": 4}, r"pe.init_weights .*\(nor are pe.rank\)"),
+    ({"method": "lora", "reduction_factor": 4}, r"pe.reduction_factor is not a key of pe.method='lora'"),
+    ({"method": "lora", "target_modules": []}, r"pe.target_modules must be a non-empty list"),
+    ({"method": "houlsby", "init_weights": "xavier"}, r"pe.init_weights must be one of bert \| houlsby \| zeros"),
+    ({"method": "prefix"}, r"unknown pe.method 'prefix'; known: \["),
+])
+def test_unknown_or_inapplicable_keys_are_refused_by_name(node, message):
+    with pytest.raises(ValueError, match=message):
+        pe_config_from(node)
+
+
+def test_runs_saved_before_per_method_keys_still_build():
+    """The old model YAML put pe.reduction_factor=10 in every run's config; other values stay an error."""
+    from tests.tuners.helpers import build
+
+    assert build("pe", "pe.method=lora", "pe.reduction_factor=10").pe_config.method == "lora"
+    with pytest.raises(ValueError, match="pe.reduction_factor is not a key of pe.method='lora'"):
+        build("pe", "pe.method=lora", "pe.reduction_factor=16")
+
+
+def test_only_ia3_scales_skip_weight_decay():
+    from omegaconf import OmegaConf
+
+    from tests.tuners.helpers import build
+
+    for method, exempt in (("ia3", True), ("lora", False)):
+        model = build("pe", f"pe.method={method}")
+        config = OmegaConf.create({"optimizer": {"params": {"lr": 1e-3}}, "model": "visual_bert_pe",
+                                   "model_config": {"visual_bert_pe": {"finetune_lr_multiplier": 1}}})
+        groups = model.get_optimizer_parameters(config)
+        undecayed = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+        scales = [p for n, p in model.named_parameters() if ".ia3_l." in n]
+        assert bool(scales) == exempt and all(id(p) in undecayed for p in scales)
+
+
+def test_a_command_line_pe_key_reaches_the_method(mmf_inprocess, tmp_path):
+    """`model_config.visual_bert_pe.pe.layers=[99]` on a real mmf_run command line gets to the method's check."""
+    opts = [f"config={write_run_config(tmp_path, 'hmd_pe_lora.yaml')}"] + RUN
+    with pytest.raises(ValueError, match="pe.layers: 99 is out of range for a model with 2 layers"):
+        mmf_inprocess(opts + ["model_config.visual_bert_pe.pe.layers=[99]"], tmp_path / "save")
+
+
+# The worked example of docs/pe-methods.md: a method in its own folder, registered by importing it.
+EXAMPLE = {
+    "__init__.py": '''
+        """pe.method=scale: one learned scale per hidden unit on each selected layer's output (a toy)."""
+        from scale_method.config import ScaleConfig
+        from scale_method.model import inject_scales
+        from mmf_pe.tuners import register_pe_method
+
+        register_pe_method("scale", ScaleConfig, inject_scales)
+    ''',
+    "config.py": '''
+        from dataclasses import dataclass
+
+        from mmf_pe.tuners import BasePEConfig
+
+
+        @dataclass
+        class ScaleConfig(BasePEConfig):
+            method: str = "scale"
+            init_scale: float = 1.0
+
+            def validate(self):
+                if self.init_scale <= 0:
+                    raise ValueError(f"pe.init_scale must be positive, got {self.init_scale}")
+                return super().validate()
+    ''',
+    "model.py": '''
+        import torch
+        from torch import nn
+
+
+        class ScaledOutput(nn.Module):
+            def __init__(self, output, init_scale):
+                super().__init__()
+                self.output = output
+                self.scale = nn.Parameter(torch.full((output.dense.out_features,), float(init_scale)))
+
+            def forward(self, hidden_states, input_tensor):
+                return self.output(hidden_states, input_tensor) * self.scale
+
+
+        def inject_scales(bert, config):
+            added = []
+            for index in config.selected_layers(len(bert.encoder.layer)):
+                layer = bert.encoder.layer[index]
+                layer.output = ScaledOutput(layer.output, config.init_scale)
+                added.append(f"encoder.layer.{index}.output.scale")
+            return added
+    ''',
+    "defaults.yaml": '''
+        method: scale
+        init_scale: 1.0
+        layers: null
+        top_k_layers: null
+        train_layer_norms: false
+        train_visual_projection: false
+    ''',
+}
+
+
+@pytest.fixture
+def scale_method(tmp_path, monkeypatch):
+    folder = tmp_path / "methods" / "scale_method"
+    folder.mkdir(parents=True)
+    for name, text in EXAMPLE.items():
+        (folder / name).write_text(textwrap.dedent(text).lstrip())
+    monkeypatch.syspath_prepend(str(tmp_path / "methods"))
+    __import__("scale_method")
+    yield PE_METHODS["scale"]
+    PE_METHODS.pop("scale")
+    for name in [m for m in sys.modules if m.split(".")[0] == "scale_method"]:
+        del sys.modules[name]
+
+
+def test_a_new_method_is_one_folder_and_trains_through_mmf_run(scale_method, mmf_inprocess, tmp_path):
+    opts = [f"config={write_run_config(tmp_path, 'hmd_pe.yaml')}"] + RUN + [
+        "model_config.visual_bert_pe.pe.method=scale", "model_config.visual_bert_pe.pe.init_scale=0.5",
+        "model_config.visual_bert_pe.pe.reduction_factor=null", "model_config.visual_bert_pe.pe.layers=[1]",
+        "training.lr_scheduler=false"]  # no 2000-step warm-up: 2 updates move the scales visibly
+    save = tmp_path / "save"
+    log = mmf_inprocess(opts, save)
+    assert "mode=pe (scale)" in log and "adapter 32" in log
+    state = torch.load(save / "models" / "model_2.ckpt", weights_only=True)["model"]
+    scale = state["model.bert.encoder.layer.1.output.scale"]
+    assert scale.shape == (32,) and (scale - 0.5).abs().max() > 1e-4  # it trained
+    assert "model.bert.encoder.layer.0.output.scale" not in state
+    from mmf_pe.models.visual_bert_pe import VisualBERTPE  # (imported by the run, through MMF's registry)
+
+    assert "init_scale: null" in open(VisualBERTPE.config_path()).read()  # how its new key could be overridden
+    with pytest.raises(ValueError, match="pe.rank is not a key of pe.method='scale'"):
+        pe_config_from({"method": "scale", "rank": 4})
+
+
+def _two_towers():
+    """A non-BERT encoder: two ModuleLists of layers with CLIP-like names, of different depths."""
+    def layer():
+        attention = torch.nn.Module()
+        attention.q_proj, attention.v_proj = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+        block = torch.nn.Module()
+        block.self_attn = attention
+        return block
+
+    model = torch.nn.Module()
+    model.vision, model.text = torch.nn.ModuleList([layer() for _ in range(2)]), torch.nn.ModuleList([layer()])
+    return model
+
+
+def test_lora_and_ia3_go_into_any_encoders_layer_lists_with_exact_paths():
+    from mmf_pe.tuners import any_encoder_methods, apply_pe_method
+
+    assert any_encoder_methods() == ["ia3", "lora"]
+    model = _two_towers()
+    config = pe_config_from({"method": "lora", "rank": 2, "target_modules": ["self_attn.q_proj"], "layers": [-1]})
+    added = apply_pe_method(model, config, ["vision", "text"])
+    assert sorted({n.rsplit(".lora_", 1)[0] for n in added}) == ["text.0.self_attn.q_proj", "vision.1.self_attn.q_proj"]
+    with pytest.raises(ValueError, match=r"vision.0 has no nn.Linear 'q_proj'; .*did you mean \['self_attn.q_proj'\]"):
+        apply_pe_method(_two_towers(), pe_config_from({"method": "lora", "target_modules": ["q_proj"]}), ["vision"])
+    with pytest.raises(ValueError, match=r"pe.method='pfeiffer' works on BERT-family encoders only; .*'ia3', 'lora'"):
+        apply_pe_method(_two_towers(), pe_config_from({"method": "pfeiffer"}), ["vision"])
+
+
+def test_the_frozen_encoder_yamls_list_the_any_encoder_methods_keys_as_null():
+    import yaml
+
+    from mmf_pe import PACKAGE_DIR
+    from mmf_pe.tuners import any_encoder_methods
+
+    keys = {k for name in any_encoder_methods() for k in PE_METHODS[name].config_cls.keys()}
+    keys -= {"train_layer_norms", "train_visual_projection"}  # the frozen encoders refuse these
+    for model in ("frozen_vl", "clip_pe"):
+        with open(f"{PACKAGE_DIR}/configs/models/{model}.yaml") as f:
+            node = yaml.safe_load(f)["model_config"][model]
+        assert set(node["pe"]) == keys and all(v is None for v in node["pe"].values()), model
+        assert node["pe_towers"] in ("all", "both"), model
