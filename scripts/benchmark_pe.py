@@ -55,12 +55,11 @@ def peak_rss():
 def run_row(spec):
     """One row, in this (fresh) process. Returns a dict of measurements."""
     import torch
-
-    from mmf_pe.utils.precision import autocast
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmf_pe.tools.table1 import build_model
     from mmf_pe.tuners.export import save_adapter
+    from mmf_pe.utils.precision import autocast
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

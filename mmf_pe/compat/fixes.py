@@ -806,8 +806,8 @@ def patch_resume_zoo(module):
     original = module.Checkpoint._load_from_zoo
 
     def _load_from_zoo(self, file):
-        from mmf_pe.models.pretrained_weights import read_state_dict
         from mmf_pe.datasets import zoo
+        from mmf_pe.models.pretrained_weights import read_state_dict
         from mmf_pe.utils.download import DownloadError
 
         entry = zoo.zoo_entries().get(file)
