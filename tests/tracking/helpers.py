@@ -3,6 +3,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 BLOCK = 32768  # the .wandb file is a LevelDB-style log: 7-byte file header, 32 KiB blocks, 7-byte record headers
 
@@ -37,8 +38,14 @@ def wandb_history(wandb_dir):
     """[{key: value}] of every history row of the one offline run under wandb_dir, plus its config and summary."""
     files = glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb"))
     assert len(files) == 1, f"expected one offline run under {wandb_dir}, found {files}"
+    # wandb's service process writes the file after run.finish() returns; it is complete once the exit record is in
+    deadline = time.monotonic() + 60
+    records = list(read_wandb_records(files[0]))
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = list(read_wandb_records(files[0]))
     rows, config, summary = [], {}, {}
-    for record in read_wandb_records(files[0]):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item})
