@@ -39,6 +39,13 @@ CONFIGS = {
     "paper-lr3e-3-noproj": ("lr 3e-3, visual projection frozen (random)",
                             {"optimizer.params.lr": 3.0e-3, f"{PE}.train_visual_projection": False}),
     "paper-lr3e-3-warm0": ("lr 3e-3, no warm-up", {"optimizer.params.lr": 3.0e-3, "scheduler.params.num_warmup_steps": 1}),
+    "lora-r16-all-lr3e-3": ("LoRA r 16 on query/key/value and both FFN linears, lr 3e-3",
+                            {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora", f"{PE}.rank": 16,
+                             f"{PE}.target_modules": ["attention.self.query", "attention.self.key",
+                                                      "attention.self.value", "intermediate.dense",
+                                                      "output.dense"]}),
+    "paper-rf2-lr3e-3": ("lr 3e-3, reduction factor 2 (192 units)",
+                         {"optimizer.params.lr": 3.0e-3, f"{PE}.reduction_factor": 2}),
 }
 
 
