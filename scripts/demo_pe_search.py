@@ -3,9 +3,10 @@
 
     .venv/bin/python scripts/demo_pe_search.py [--out logs/demo] [--only NAME ...] [--cap 600] [--threads 1]
 
-Each configuration is demo_base.yaml + BASELINE + its overrides below, trained by the real `mmf_run` with the demo's seed,
-threads and batch size, one run at a time, under <out>/pe_search/. No test split is read: the choice (written into
-projects/visual_bert_pe/demo_pe.yaml by hand) is made on dev_seen; the demo then reports the test splits once.
+Each configuration is demo_base.yaml + BASELINE + its overrides below, trained by the real `mmf_run` with the
+demo's seed, threads and batch size, one run at a time, under <out>/pe_search/. No test split is read: the choice
+(written into projects/visual_bert_pe/demo_pe.yaml by hand) is made on dev_seen; the demo then reports the test
+splits once.
 Early stopping is off here (cap updates each) so that every configuration gets the same budget; a finished
 configuration is reused on rerun. Prints one markdown row per configuration (docs/demo-pe-search.md holds them).
 """
@@ -33,13 +34,15 @@ CONFIGS = {
     "paper-lr1e-2": ("lr 1e-2", {"optimizer.params.lr": 1.0e-2}),
     "houlsby-lr3e-3": ("Houlsby (attention + FFN adapters, LNs train), lr 3e-3",
                        {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "houlsby"}),
-    "pfeiffer-lr3e-3": ("Pfeiffer (FFN adapter only), lr 3e-3", {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "pfeiffer"}),
+    "pfeiffer-lr3e-3": ("Pfeiffer (FFN adapter only), lr 3e-3",
+                        {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "pfeiffer"}),
     "lora-r8-lr3e-3": ("LoRA r 8 on query/value, lr 3e-3", {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora"}),
     "paper-lr3e-3-top3": ("lr 3e-3, adapters in the top 3 of 6 layers only",
                           {"optimizer.params.lr": 3.0e-3, f"{PE}.top_k_layers": 3}),
     "paper-lr3e-3-noproj": ("lr 3e-3, visual projection frozen (random)",
                             {"optimizer.params.lr": 3.0e-3, f"{PE}.train_visual_projection": False}),
-    "paper-lr3e-3-warm0": ("lr 3e-3, no warm-up", {"optimizer.params.lr": 3.0e-3, "scheduler.params.num_warmup_steps": 1}),
+    "paper-lr3e-3-warm0": ("lr 3e-3, no warm-up",
+                           {"optimizer.params.lr": 3.0e-3, "scheduler.params.num_warmup_steps": 1}),
     "lora-r16-all-lr3e-3": ("LoRA r 16 on query/key/value and both FFN linears, lr 3e-3",
                             {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora", f"{PE}.rank": 16,
                              f"{PE}.target_modules": ["attention.self.query", "attention.self.key",
