@@ -14,14 +14,15 @@ from mmf_pe.data.lmdb_features import LMDBFeatureWriter, iter_records
 from mmf_pe.utils.io import atomic_write_text
 
 
-def extract_random_frcnn(data_paths, out, num_regions, image_size, progress=True):
+def extract_random_frcnn(data_paths, out, num_regions, image_size, progress=True, shard=None):
     """Features of every meme image (resumable: the extractor skips keys already written). 30 proposals per image
-    are plenty for 10 regions on a 128 px meme and keep the box head cheap on a CPU."""
+    are plenty for 10 regions on a 128 px meme and keep the box head cheap on a CPU. `shard=(i, n)`: every n-th
+    image only (the detector's random weights are seeded, so shards agree; mmf_pe.extraction.merge_shards joins)."""
     from mmf_pe.extraction import extract_features
 
     summary = extract_features(
         os.path.join(data_paths["images"], "img"), out, detector="torchvision_frcnn", allow_random_weights=True,
-        num_boxes=num_regions, min_size=image_size, max_size=image_size,
+        num_boxes=num_regions, min_size=image_size, max_size=image_size, num_workers=0, shard=shard,
         detector_options={"rpn_pre_nms_top_n": 100, "rpn_post_nms_top_n": 30}, progress=progress,
     )
     if summary.get("failed"):

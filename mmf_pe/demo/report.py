@@ -8,13 +8,14 @@ from mmf_pe.demo import memes
 
 
 def _label_runs(run_dirs):
-    """Runs read by mmf_pe.reporting, with the demo's labels (the text-only baseline is a `full` run)."""
+    """Runs read by mmf_pe.reporting, with the demo's labels (the text-only baseline is a `full` run).
+    run_dirs: {(name, seed): save dir}."""
     from mmf_pe.demo.runs import RUNS
     from mmf_pe.reporting import load_run
     from mmf_pe.tracking.jsonl import find_metrics_file
 
     runs = []
-    for name, path in run_dirs.items():
+    for (name, _), path in run_dirs.items():
         metrics_file = find_metrics_file(path)
         if metrics_file is None:
             raise FileNotFoundError(f"demo report: {path} has no metrics.jsonl (did the run start?)")
@@ -40,9 +41,12 @@ def _confounder_markdown(confounders):
     return "\n".join(lines)
 
 
-def write_report(out, run_dirs, settings, confounders, seconds, title):
-    """report.md, summary.json and PNGs under `<out>/report`. Returns {markdown, summary, plots, table2}."""
-    from mmf_pe.reporting.plots import make_plots
+def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=None, stages=None):
+    """report.md, summary.json and PNGs under `<out>/report`. Returns {markdown, summary, plots, table2}; table2 is
+    the demo's table (quality and compute per mode, mmf_pe.demo.table)."""
+    from mmf_pe.demo import table as demo_table
+    from mmf_pe.demo.runs import read_stamp
+    from mmf_pe.reporting.plots import make_plots, plot_auroc_twin
     from mmf_pe.reporting.report import write_report_files
     from mmf_pe.reporting.tables import table1_markdown, table2_markdown
 
@@ -50,15 +54,20 @@ def write_report(out, run_dirs, settings, confounders, seconds, title):
     os.makedirs(report_dir, exist_ok=True)
     runs = _label_runs(run_dirs)
     plots = make_plots(runs, report_dir)
+    twin = plot_auroc_twin(runs, "hateful_memes", os.path.join(report_dir, "auroc_vs_updates_and_seconds.png"))
+    if twin:
+        plots.insert(1, ("validation AUROC vs updates and vs wall-clock seconds (cost)", twin))
+    rows = [demo_table.run_row(run, read_stamp(path)) for run, path in zip(runs, run_dirs.values())]
+    demo_markdown = demo_table.markdown(rows)
     hidden = 32 if settings.tiny_model else _encoder_hidden(out)
     fc = [r for r in runs if r.info.get("mode") == "fc"]
     projection = ("yes" if _projection_trained(fc[0], hidden) else "NO (classifier only: the model has no FC knob "
                   "for it yet)") if fc else "n/a"
-    table2 = table2_markdown(runs)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     sections = [
         f"# {title}",
-        "Measured by `mmf_pe demo`; every number below is as measured, one seed, no tuning on test splits.",
+        f"Measured by `mmf_pe demo`; every number below is as measured (training seed(s) "
+        f"{', '.join(map(str, settings.seeds))}), no tuning on test splits.",
         "## What was run",
         "\n".join([
             f"- **Data**: synthetic memes in Hateful Memes layout, drawn by `mmf_pe/demo/memes.py` "
@@ -81,22 +90,49 @@ def write_report(out, run_dirs, settings, confounders, seconds, title):
             f"- **Visual projection** (2048 -> hidden): no pretrained one exists for these features, so the PE "
             f"recipe trains it (as VL-Adapter does); trained in FC: {projection}. Full trains everything.",
             "- **Text-only baseline**: Full's recipe with every meme's regions replaced by one all-zero region.",
-            f"- **Training**: real `mmf_run`, {settings.updates} updates of {settings.batch_size}, validation "
-            f"(dev_seen) every {settings.eval_every} updates, best checkpoint by val AUROC, then `mmf_pe evaluate` "
-            "on test_seen / test_unseen (held out). Configs: `projects/visual_bert_pe/demo_*.yaml` and "
-            "`configs/*.yaml` beside this report's folder.",
+            f"- **Training**: real `mmf_run`, batches of {settings.batch_size}, validation (dev_seen) every "
+            f"{settings.eval_every} updates; each mode stops at its plateau (rc10's early stopping on dev_seen "
+            "AUROC: no improvement for `training.early_stop.patience` updates) or at its cap "
+            f"(`training.max_updates`{f', here {settings.updates} for all' if settings.updates else ''}); "
+            "the best checkpoint by dev_seen AUROC goes to `mmf_pe evaluate` on test_seen / test_unseen (held "
+            "out). Configs: `projects/visual_bert_pe/demo_*.yaml` and `configs/*.yaml` beside this report's "
+            "folder. Fixed seeds and a fixed thread count per run: a rerun gives the same metrics.",
             f"- **Wall time** of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s)"
             + (f", load average at the end {load[0]:.1f}" if load else "") + " (a rerun reuses finished stages).",
         ]),
-        "## Table II: metrics per mode and split", table2, _chance_band(settings.splits),
+        "## Table II: quality and cost per mode", demo_markdown, _chance_band(settings.splits),
+        "### Metrics per split (the project's Table II layout)", table2_markdown(runs),
+        "## Stage times", _stages_markdown(stages),
+        "## Exported adapters", _adapters_markdown(adapters),
         "## Table I: parameters per mode", table1_markdown(runs),
         "## Confounder check of the generated data",
         "Lookup accuracy = the best any caption-only (or scene-only) rule can do on that split; 0.5 = no signal.",
         _confounder_markdown(confounders),
     ]
     markdown, summary = write_report_files(report_dir, sections, plots, runs, confounders=confounders,
-                                           seconds=round(seconds, 1), fc_trains_visual_projection=projection)
-    return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": table2}
+                                           seconds=round(seconds, 1), fc_trains_visual_projection=projection,
+                                           demo_table=rows, stages=stages, adapters=adapters)
+    return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": demo_markdown,
+            "rows": rows}
+
+
+def _stages_markdown(stages):
+    if not stages:
+        return "—"
+    return "\n".join(["| Stage | Seconds |", "|---|---:|"] + [f"| {k} | {v:.0f} |" for k, v in stages.items()])
+
+
+def _adapters_markdown(index):
+    if not index:
+        return "None (neither FC nor PE ran)."
+    lines = [f"`adapters/` beside this report's folder: one shared base ({index['base']['num_tensors']} tensors, "
+             f"{index['base']['num_parameters']:,} parameters, saved once) and one `mmf_pe export-adapter` folder "
+             "per adapter; each was rebuilt from base + adapter (fingerprint checked) and equals its run's best "
+             "checkpoint.", "", "| Adapter | Mode | Method | Parameters | Base fingerprint |", "|---|---|---|---:|---|"]
+    for name, entry in index["adapters"].items():
+        lines.append(f"| `{name}/` | {entry['training_mode']} | {entry['pe_method'] or '—'} | "
+                     f"{entry['num_parameters']:,} | `{entry['base_fingerprint'][:16]}` |")
+    return "\n".join(lines)
 
 
 def _chance_band(splits):

@@ -73,6 +73,41 @@ def plot_auroc_curves(runs, dataset, path):
     return path
 
 
+def plot_auroc_twin(runs, dataset, path):
+    """Validation AUROC against updates (left) and against wall-clock seconds since each run started (right): how
+    good, and at what cost. One line per run (mode and seed)."""
+    plt = _pyplot()
+    chosen = sorted((r for r in runs if r.dataset == dataset and r.curve), key=lambda r: (mode_key(r.mode),
+                                                                                          str(r.seed)))
+    if not chosen:
+        return None
+    figure, (by_updates, by_seconds) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, sharey=True)
+    colors = {}
+    for run in chosen:
+        points = [(step, m["roc_auc"]) for step, m in run.curve if m.get("roc_auc") is not None]
+        if not points:
+            continue
+        color = colors.setdefault(run.mode, f"C{len(colors) % 10}")
+        label = f"{run.mode} seed {run.seed}"
+        by_updates.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, color=color,
+                        label=label)
+        timed = [(run.seconds[s], v) for s, v in points if s in run.seconds]
+        if timed:
+            by_seconds.plot([t for t, _ in timed], [v for _, v in timed], marker="o", markersize=3, color=color,
+                            label=label)
+    by_updates.set_xlabel("updates")
+    by_seconds.set_xlabel("wall-clock seconds since the run started")
+    by_updates.set_ylabel("validation AUROC")
+    for axes in (by_updates, by_seconds):
+        axes.grid(alpha=0.3)
+    by_updates.legend(loc="best", fontsize=7)
+    figure.suptitle(f"{dataset}: validation AUROC vs updates and vs wall-clock seconds")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def plot_roc_curves(runs, dataset, split, path):
     """ROC curves of each run's best checkpoint on one split (from its predictions file)."""
     from sklearn.metrics import roc_auc_score, roc_curve

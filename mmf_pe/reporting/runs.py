@@ -20,6 +20,7 @@ class Run:
     predictions: Dict[str, str] = field(default_factory=dict)  # split -> predictions CSV (absolute)
     status: Optional[str] = None
     best_step: Optional[int] = None
+    seconds: Dict[int, float] = field(default_factory=dict)  # validation step -> wall seconds since the run started
 
     @property
     def mode(self):
@@ -68,6 +69,9 @@ def load_run(metrics_file, path=None):
         elif kind == "end":
             run.status = event.get("status")
     run.curve = [(step, evals[step].get("metrics") or {}) for step in sorted(evals)]
+    started = infos[0].get("time")  # the first `run` line: a resumed run's clock keeps counting from the start
+    if started is not None:
+        run.seconds = {step: float(evals[step]["time"]) - float(started) for step in evals if "time" in evals[step]}
     if "val" not in run.results:
         best = _best_eval(list(evals.values()))
         if best is not None:

@@ -86,8 +86,11 @@ class TrackingTrainerMixin:
         if isinstance(should_print, str):  # rc10's closing inference passes its message as `should_print`
             session.on_final(meter, self.last_predictions, self.num_updates)
         elif extra and "val_time" in extra:  # a validation during training, after early stopping's bookkeeping
-            is_best = int(extra.get("best_update", -1)) == self.num_updates
-            session.on_validation(meter, self.last_predictions, self.num_updates, is_best)
+            # The update it was run at: when early stopping ends the run, rc10 has already restored the best
+            # checkpoint (counters included), so self.num_updates would name the best update, not this one.
+            step = int(extra.get("num_updates", self.num_updates))
+            is_best = int(extra.get("best_update", -1)) == step
+            session.on_validation(meter, self.last_predictions, step, is_best)
         elif should_print:
             session.on_train_log(meter, self.num_updates, self.optimizer.param_groups[0]["lr"])
 

@@ -1,5 +1,6 @@
 """The demo pipeline at test scale (smoke preset: 80 memes of 64 px, 4 random-detector regions, a tiny random BERT,
-4 updates): real extraction, real `mmf_run` for FC / Full / PE / text-only, `mmf_pe evaluate`, the report."""
+at most 16 updates, validation every 2, patience 2): real extraction, real `mmf_run` for FC / Full / PE / text-only
+with rc10's early stopping, `mmf_pe evaluate`, adapter export over one base, the report; then seeds."""
 import json
 import os
 
@@ -9,6 +10,10 @@ from PIL import Image
 
 from mmf_pe.data.lmdb_features import read_keys, read_record
 from mmf_pe.demo import pipeline
+from mmf_pe.demo.adapters import build_model
+from mmf_pe.reporting import load_run
+from mmf_pe.tracking.jsonl import find_metrics_file
+from mmf_pe.tuners.export import AdapterMismatchError
 
 MODES = {"fc", "full", "pe/paper", "text-only (full, no image)"}
 
@@ -20,13 +25,30 @@ def demo(tmp_path_factory):
     return out, settings, pipeline.run_demo(out, settings)
 
 
+def _curve(save_dir):
+    run = load_run(find_metrics_file(save_dir), save_dir)
+    return [(step, m["roc_auc"]) for step, m in run.curve]
+
+
+def _expected_stop(curve, patience, cap):
+    """Where rc10's early stopping ends a run with this validation curve: the first validation that is not better
+    than the best and comes more than `patience` updates after it; else the cap."""
+    best, best_step = -np.inf, 0
+    for step, value in curve:
+        if value > best:
+            best, best_step = value, step
+        elif best_step + patience < step:
+            return step
+    return cap
+
+
 def test_report_files_and_table2_values(demo):
     out, settings, result = demo
     assert result["markdown"] == os.path.join(out, "report", "report.md")
     with open(result["markdown"]) as f:
         markdown = f.read()
     assert "random weights" in markdown and "tone(caption) XOR warmth(figure)" in markdown
-    assert "Chance band" in markdown
+    assert "Chance band" in markdown and "## Stage times" in markdown
     assert markdown.count("| hateful_memes |") == 4 * 3  # 4 runs x val, test_seen, test_unseen
     with open(result["summary"]) as f:
         summary = json.load(f)
@@ -36,21 +58,63 @@ def test_report_files_and_table2_values(demo):
     for row in rows.values():
         for metric in ("roc_auc", "accuracy", "binary_f1"):
             assert 0.0 <= row[metric]["mean"] <= 1.0 and row[metric]["n"] == 1
-    assert len(result["plots"]) >= 2
+    names = {os.path.basename(p) for p in result["plots"]}
+    assert "auroc_vs_updates_and_seconds.png" in names and len(names) >= 3
     for path in result["plots"]:
         with Image.open(path) as image:
             image.verify()
             assert image.format == "PNG"
 
 
-def test_table1_counts_follow_the_modes(demo):
-    _, _, result = demo
-    with open(result["summary"]) as f:
-        table1 = {row["mode"]: row for row in json.load(f)["table1"]}
-    full, fc, pe = table1["full"], table1["fc"], table1["pe/paper"]
-    assert full["trained"] == full["total"]
-    assert 0 < fc["trained"] < pe["trained"] < full["trained"]
-    assert pe["adapter"] > 0 and pe["total"] == full["total"] + pe["adapter"]
+def test_each_mode_stops_at_its_plateau(demo):
+    out, settings, _ = demo
+    stops = {}
+    for name in settings.runs:
+        curve = _curve(pipeline.run_dir(out, name, 1))
+        assert [s for s, _ in curve] == list(range(2, curve[-1][0] + 1, 2))
+        stops[name] = curve[-1][0]
+        assert stops[name] == _expected_stop(curve, settings.patience, settings.updates), name
+    assert min(stops.values()) < settings.updates  # early stopping did end a run (fixed seeds: always the same)
+
+
+def test_compute_columns(demo):
+    _, settings, result = demo
+    rows = {row["mode"]: row for row in result["rows"]}
+    assert set(rows) == MODES
+    for row in rows.values():
+        assert 0 < row["best_update"] <= row["updates"] <= settings.updates
+        assert row["wall_seconds"] > 0 and 0 < row["seconds_per_update"] < row["wall_seconds"]
+        assert row["peak_rss_mb"] > 50 and row["trained"] > 0
+    assert rows["fc"]["trained"] < rows["pe/paper"]["trained"] < rows["full"]["trained"]
+    header = result["table2"].splitlines()[0]
+    for column in ("Trained params", "Best update", "Updates run", "Wall s", "s / update", "Peak RSS MB",
+                   "dev_seen AUROC", "test_seen AUROC", "test_unseen AUROC"):
+        assert column in header
+    assert "Training seed(s): 1 " in result["table2"]
+
+
+def test_adapters_over_one_base(demo):
+    out, _, _ = demo
+    adapters = os.path.join(out, "adapters")
+    with open(os.path.join(adapters, "index.json")) as f:
+        index = json.load(f)
+    assert set(index["adapters"]) == {"fc", "pe"}
+    assert index["adapters"]["pe"]["pe_method"] == "paper"
+    for name in ("fc", "pe"):
+        assert sorted(os.listdir(os.path.join(adapters, name))) == ["adapter_config.json",
+                                                                    "adapter_model.safetensors"]
+    assert sorted(os.listdir(os.path.join(adapters, "base"))) == ["config.yaml", "model.safetensors"]
+    model = build_model(adapters, "pe")  # base + adapter, fingerprint checked
+    assert any("adapter" in name for name, _ in model.named_parameters())
+
+    from safetensors.torch import load_file, save_file
+
+    base = load_file(os.path.join(adapters, "base", "model.safetensors"))
+    key = next(k for k in sorted(base) if k.endswith("attention.self.query.weight"))
+    base[key] = base[key] + 1.0
+    save_file(base, os.path.join(adapters, "base", "model.safetensors"))
+    with pytest.raises(AdapterMismatchError, match="base weights differ"):
+        build_model(adapters, "fc")
 
 
 def test_confounders_in_summary_and_features(demo):
@@ -72,9 +136,27 @@ def test_confounders_in_summary_and_features(demo):
 
 def test_rerun_reuses_everything(demo, capsys):
     out, settings, _ = demo
-    logs = {name: os.path.getsize(os.path.join(out, "runs", name, "train.log")) for name in settings.runs}
+    logs = {name: os.path.getsize(os.path.join(pipeline.run_dir(out, name, 1), "train.log")) for name in settings.runs}
     pipeline.run_demo(out, settings)
     printed = capsys.readouterr().out
     assert printed.count("finished earlier, reused") == len(settings.runs)
     assert "mmf_pe evaluate" not in printed
-    assert logs == {name: os.path.getsize(os.path.join(out, "runs", name, "train.log")) for name in settings.runs}
+    assert logs == {name: os.path.getsize(os.path.join(pipeline.run_dir(out, name, 1), "train.log"))
+                    for name in settings.runs}
+
+
+def test_seeds_mean_std_and_same_numbers_from_scratch(demo, tmp_path):
+    """--seeds 1 2 in a fresh folder: seed 1 recomputes exactly the first run's numbers (fixed seed and threads),
+    and Table II gives mean ± std over the two seeds."""
+    _, _, first = demo
+    settings = pipeline.settings_for("smoke", runs=("fc",), seeds=(1, 2))
+    result = pipeline.run_demo(str(tmp_path), settings)
+    rows = [r for r in result["rows"] if r["mode"] == "fc"]
+    assert sorted(r["seed"] for r in rows) == [1, 2]
+    again = next(r for r in rows if r["seed"] == 1)
+    before = next(r for r in first["rows"] if r["mode"] == "fc")
+    for key in ("best_update", "updates", "val/roc_auc", "val/accuracy", "val/binary_f1", "test_seen/roc_auc",
+                "test_unseen/binary_f1"):
+        assert again[key] == before[key], key
+    fc_line = next(line for line in result["table2"].splitlines() if line.startswith("| fc |"))
+    assert "±" in fc_line and "Training seed(s): 1, 2 " in result["table2"]
