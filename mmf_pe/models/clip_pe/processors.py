@@ -5,9 +5,9 @@ rc10's `bert_tokenizer` inserts [CLS]/[SEP], which CLIP's vocabulary does not ha
 """
 import os
 
-import torch
 from mmf.common.registry import registry
-from mmf.datasets.processors.processors import BaseProcessor
+
+from mmf_pe.models.frozen_vl.processors import HFTokenizerProcessor
 
 CLIP_MAX_LENGTH = 77  # CLIP's text position embeddings
 
@@ -25,27 +25,11 @@ def check_clip_dir(path, what):
 
 
 @registry.register_processor("clip_tokenizer")
-class CLIPTokenizerProcessor(BaseProcessor):
+class CLIPTokenizerProcessor(HFTokenizerProcessor):
     """params: tokenizer_config.type (the CLIP directory, as for bert_tokenizer), max_seq_length (<= 77)."""
 
-    def __init__(self, config, *args, **kwargs):
-        from transformers import AutoTokenizer
+    name = "clip_tokenizer"
+    default_max_length = CLIP_MAX_LENGTH
 
-        path = check_clip_dir(config.tokenizer_config.type, "clip_tokenizer: tokenizer_config.type")
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._max_seq_length = int(config.get("max_seq_length", CLIP_MAX_LENGTH))
-        if not 2 <= self._max_seq_length <= CLIP_MAX_LENGTH:
-            raise ValueError(f"clip_tokenizer: max_seq_length must be in [2, {CLIP_MAX_LENGTH}], "
-                             f"got {self._max_seq_length}")
-
-    def get_vocab_size(self):
-        return len(self._tokenizer)
-
-    def __call__(self, item):
-        text = item["text"] if "text" in item else " ".join(item["tokens"])
-        encoded = self._tokenizer(text, padding="max_length", truncation=True, max_length=self._max_seq_length)
-        return {
-            "input_ids": torch.tensor(encoded["input_ids"], dtype=torch.long),
-            "input_mask": torch.tensor(encoded["attention_mask"], dtype=torch.long),
-            "text": text,
-        }
+    def check_dir(self, path):
+        return check_clip_dir(path, f"{self.name}: tokenizer_config.type")

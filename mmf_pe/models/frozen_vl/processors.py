@@ -17,19 +17,24 @@ UNBOUNDED = 10 ** 6  # tokenizers without a known limit report a huge model_max_
 class HFTokenizerProcessor(BaseProcessor):
     """params: tokenizer_config.type (the encoder directory), max_seq_length (padded / truncated to it)."""
 
+    name = "hf_tokenizer"
+    default_max_length = 64
+
+    def check_dir(self, path):
+        return check_encoder_dir(path, f"{self.name}: tokenizer_config.type", "Hugging Face", "the encoder's directory")
+
     def __init__(self, config, *args, **kwargs):
         from transformers import AutoTokenizer
 
-        path = check_encoder_dir(config.tokenizer_config.type, "hf_tokenizer: tokenizer_config.type",
-                                 "Hugging Face", "the encoder's directory")
+        path = self.check_dir(config.tokenizer_config.type)
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         if self._tokenizer.pad_token is None:
-            raise ValueError(f"hf_tokenizer: the tokenizer in {path} has no pad token; set one in its "
+            raise ValueError(f"{self.name}: the tokenizer in {path} has no pad token; set one in its "
                              "tokenizer_config.json (pad_token)")
-        self._max_seq_length = int(config.get("max_seq_length", 64))
+        self._max_seq_length = int(config.get("max_seq_length", self.default_max_length))
         limit = self._tokenizer.model_max_length
         if not 2 <= self._max_seq_length <= (limit if limit < UNBOUNDED else UNBOUNDED):
-            raise ValueError(f"hf_tokenizer: max_seq_length must be in [2, {limit}] for {path}, "
+            raise ValueError(f"{self.name}: max_seq_length must be in [2, {limit}] for {path}, "
                              f"got {self._max_seq_length}")
 
     def get_vocab_size(self):
