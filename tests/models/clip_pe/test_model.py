@@ -3,9 +3,9 @@ import os
 
 import pytest
 import torch
-from mmf.common.sample import SampleList
 
 from tests.models.clip_pe.helpers import build_model
+from tests.models.frozen_vl.helpers import grads_after_step, samples_from
 
 
 def batch(clip_dir, n=4, image_size=32, seed=0):
@@ -13,24 +13,9 @@ def batch(clip_dir, n=4, image_size=32, seed=0):
 
     from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
 
-    generator = torch.Generator().manual_seed(seed)
     tokenizer = CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_dir},
                                                          "max_seq_length": 16}))
-    texts = [tokenizer({"text": t}) for t in ["nice cat", "gross dog day", "they look like this", "love"][:n]]
-    samples = SampleList()
-    samples.image = torch.randn(n, 3, image_size, image_size, generator=generator)
-    samples.input_ids = torch.stack([t["input_ids"] for t in texts])
-    samples.input_mask = torch.stack([t["input_mask"] for t in texts])
-    samples.targets = torch.tensor([0, 1, 1, 0][:n])
-    samples.dataset_name, samples.dataset_type = "hateful_memes", "train"
-    return samples
-
-
-def grads_after_step(model, samples):
-    model.train()
-    output = model.forward(samples)
-    torch.nn.functional.cross_entropy(output["scores"], samples.targets).backward()
-    return output, {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    return samples_from(tokenizer, n=n, image_size=image_size, seed=seed)
 
 
 @pytest.mark.parametrize("fusion,pre_output,fused", [("concat", 1, 16), ("cross", 0, 64), ("cross", 1, 64)])

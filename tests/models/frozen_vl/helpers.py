@@ -40,12 +40,16 @@ def tokenizer_for(vl_hmd, key):
 
 
 def batch(vl_hmd, key, n=4, seed=0):
+    return samples_from(tokenizer_for(vl_hmd, key), n=n, seed=seed)
+
+
+def samples_from(tokenizer, n=4, image_size=32, seed=0):
+    """A SampleList of n memes: random images, TEXTS through `tokenizer`, labels 0 1 1 0."""
     from mmf.common.sample import SampleList
 
-    tokenizer = tokenizer_for(vl_hmd, key)
     texts = [tokenizer({"text": t}) for t in TEXTS[:n]]
     samples = SampleList()
-    samples.image = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    samples.image = torch.randn(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
     samples.input_ids = torch.stack([t["input_ids"] for t in texts])
     samples.input_mask = torch.stack([t["input_mask"] for t in texts])
     samples.targets = torch.tensor([0, 1, 1, 0][:n])
