@@ -32,10 +32,7 @@ def build(mode, *overrides, seed=0):
     from mmf_pe.tools.table1 import build_model
 
     torch.manual_seed(seed)
-    settings = TINY + list(overrides)
-    if any(o in ("pe.method=lora", "pe.method=ia3") for o in overrides):  # no bottleneck: the key would be refused
-        settings.remove("pe.reduction_factor=4")
-    return build_model(mode, settings).eval()
+    return build_model(mode, TINY + list(overrides)).eval()
 
 
 def on_base(base, mode, *overrides):
