@@ -212,7 +212,11 @@ def checked_annotations(source, name):
     """The bytes of one jsonl, each line checked (JSON with id, img, text); errors name the file and line."""
     data = source.read(name)
     images = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ConversionError(f"{name}:{number}: not UTF-8 (byte {error.start + 1} of the line)") from None
         if not line.strip():
             continue
         try:

@@ -155,6 +155,11 @@ def test_bad_line_and_missing_image_are_named_and_nothing_is_written(tmp_path):
     with pytest.raises(convert.ConversionError, match=r"dev_seen.jsonl:3: not JSON"):
         convert.convert(source, str(tmp_path / "data"))
     write_release(source)  # repaired
+    with open(os.path.join(source, "data", "train.jsonl"), "ab") as f:
+        f.write(b'{"id": 1, "img": "img/1.png", "text": "caf\xe9"}\n')  # latin-1, not UTF-8
+    with pytest.raises(convert.ConversionError, match=r"train.jsonl:\d+: not UTF-8"):
+        convert.convert(source, str(tmp_path / "data"))
+    write_release(source)  # repaired
     os.unlink(os.path.join(source, "data", "img", "10007.png"))
     with pytest.raises(convert.ConversionError, match=r"1 image\(s\).*dev_seen.jsonl:2 img/10007.png"):
         convert.convert(source, str(tmp_path / "data"))
