@@ -7,8 +7,10 @@ Each configuration is demo_base.yaml + BASELINE + its overrides below, trained b
 demo's seed, threads and batch size, one run at a time, under <out>/pe_search/. No test split is read: the choice
 (written into projects/visual_bert_pe/demo_pe.yaml by hand) is made on dev_seen; the demo then reports the test
 splits once.
-Early stopping is off here (cap updates each) so that every configuration gets the same budget; a finished
-configuration is reused on rerun. Prints one markdown row per configuration (docs/demo-pe-search.md holds them).
+Early stopping is off by default (cap updates each, the same budget for every configuration); `--patience N` judges
+them under the demo's own rules instead (early stopping on dev_seen AUROC). A finished configuration is reused on
+rerun; two processes (one per core) may share one results.json. Prints one markdown row per configuration
+(docs/demo-pe-search.md holds them).
 """
 import argparse
 import copy
@@ -52,6 +54,15 @@ CONFIGS = {
                          {"optimizer.params.lr": 3.0e-3, f"{PE}.reduction_factor": 2}),
     "paper-lr1e-3-ln": ("lr 1e-3 + LayerNorms train", {f"{PE}.train_layer_norms": True}),
     "paper-lr3e-4": ("lr 3e-4", {"optimizer.params.lr": 3.0e-4}),
+    # Second round, under the demo's own rules (cap 1500, early stopping with patience 500: --cap 1500 --patience 500)
+    "paper-lr3e-4-ln": ("lr 3e-4 + LayerNorms train", {"optimizer.params.lr": 3.0e-4, f"{PE}.train_layer_norms": True}),
+    "houlsby-lr3e-4": ("Houlsby (attention + FFN adapters, LNs train), lr 3e-4",
+                       {"optimizer.params.lr": 3.0e-4, f"{PE}.method": "houlsby"}),
+    "houlsby-lr1e-3": ("Houlsby (attention + FFN adapters, LNs train), lr 1e-3", {f"{PE}.method": "houlsby"}),
+    "lora-r8-lr1e-3": ("LoRA r 8 on query/value, lr 1e-3", {f"{PE}.method": "lora"}),
+    "paper-rf2-lr3e-4": ("lr 3e-4, reduction factor 2 (192 units)",
+                         {"optimizer.params.lr": 3.0e-4, f"{PE}.reduction_factor": 2}),
+    "paper-lr1e-4": ("lr 1e-4 (Full's rate)", {"optimizer.params.lr": 1.0e-4}),
 }
 
 
@@ -79,7 +90,7 @@ def merged(base, extra):
 
 def summarise(save_dir):
     """Best dev_seen AUROC, its update, the first update at >= 0.8, updates run, trained parameters, s/update."""
-    from mmf_pe.demo.pipeline import _stamp
+    from mmf_pe.demo.runs import read_stamp
     from mmf_pe.reporting import load_run
     from mmf_pe.tracking.jsonl import find_metrics_file
 
@@ -89,7 +100,7 @@ def summarise(save_dir):
     first = next((step for step, value in points if value >= 0.8), None)
     return {"best_auroc": round(best, 4), "best_update": best_step, "first_update_at_0.8": first,
             "updates": points[-1][0], "trained": (run.info.get("params") or {}).get("trained"),
-            "seconds_per_update": _stamp(save_dir).get("seconds_per_update")}
+            "seconds_per_update": read_stamp(save_dir).get("seconds_per_update")}
 
 
 def main(argv=None):
@@ -98,6 +109,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), help="these configurations only")
     parser.add_argument("--cap", type=int, default=600, help="updates per configuration")
     parser.add_argument("--threads", default="1", help="threads per run (fixed)")
+    parser.add_argument("--patience", type=int, help="early stopping on dev_seen AUROC as the demo does (default: off)")
     args = parser.parse_args(argv)
 
     from mmf_pe.demo.pipeline import PROJECT, log, prepare_data, run_overrides, settings_for, train
@@ -109,17 +121,24 @@ def main(argv=None):
     results_path = os.path.join(search_dir, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     base = run_overrides("pe", settings, settings.seeds[0])
-    base["training"]["early_stop"]["enabled"] = False
+    base["training"]["early_stop"]["enabled"] = args.patience is not None
+    if args.patience is not None:
+        base["training"]["early_stop"]["patience"] = args.patience
     base["scheduler"]["params"].pop("num_warmup_steps")  # the YAML's warm-up unless a configuration sets one
     for name in args.only or list(CONFIGS):
         what, dotted = CONFIGS[name]
         label = name if args.cap == 600 else f"{name}@{args.cap}"  # another budget is another entry, not a rerun
+        label += f"-p{args.patience}" if args.patience is not None else ""
         save_dir = train(search_dir, label.replace("@", "-cap"), settings, data_dir, settings.seeds[0],
                          int(args.threads),
                          project_config=os.path.join(PROJECT, "demo_base.yaml"),
                          overrides=merged(base, nested({**BASELINE, **dotted})))
-        results[label] = {"what": what, "overrides": dotted, "cap": args.cap, **summarise(save_dir)}
+        entry = {"what": what, "overrides": dotted, "cap": args.cap, "patience": args.patience,
+                 **summarise(save_dir)}
         os.makedirs(search_dir, exist_ok=True)
+        # re-read: another search process (another core) may have added its rows meanwhile
+        results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+        results[label] = entry
         with open(results_path, "w") as f:
             json.dump(results, f, indent=2)
         log(f"pe search {label}: {results[label]}")

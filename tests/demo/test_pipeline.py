@@ -6,14 +6,15 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mmf_pe.data.lmdb_features import read_keys, read_record
 from mmf_pe.demo import pipeline
-from mmf_pe.demo.adapters import build_model
+from mmf_pe.demo.adapters import served_model
 from mmf_pe.reporting import load_run
+from mmf_pe.serve.engine import AdapterError
 from mmf_pe.tracking.jsonl import find_metrics_file
-from mmf_pe.tuners.export import AdapterMismatchError
 
 MODES = {"fc", "full", "pe/paper", "text-only (full, no image)"}
 
@@ -93,28 +94,70 @@ def test_compute_columns(demo):
     assert "Training seed(s): 1 " in result["table2"]
 
 
-def test_adapters_over_one_base(demo):
+def test_adapters_over_one_base(demo, tmp_path):
+    """The demo's adapters are a folder `mmf_pe serve` serves: base/ once, FC and PE over it (fingerprints checked)."""
     out, _, _ = demo
     adapters = os.path.join(out, "adapters")
     with open(os.path.join(adapters, "index.json")) as f:
         index = json.load(f)
     assert set(index["adapters"]) == {"fc", "pe"}
     assert index["adapters"]["pe"]["pe_method"] == "paper"
+    assert index["default_adapter"] == "pe"
     for name in ("fc", "pe"):
         assert sorted(os.listdir(os.path.join(adapters, name))) == ["adapter_config.json",
                                                                     "adapter_model.safetensors"]
-    assert sorted(os.listdir(os.path.join(adapters, "base"))) == ["config.yaml", "model.safetensors"]
-    model = build_model(adapters, "pe")  # base + adapter, fingerprint checked
+        assert index["adapters"][name]["accepts_images"]
+    assert sorted(os.listdir(os.path.join(adapters, "base"))) == ["base_config.json", "base_model.safetensors",
+                                                                  "tokenizer"]
+    model = served_model(adapters, "pe")  # what the server builds: base + adapter, fingerprint checked
     assert any("adapter" in name for name, _ in model.named_parameters())
+
+    import shutil
 
     from safetensors.torch import load_file, save_file
 
-    base = load_file(os.path.join(adapters, "base", "model.safetensors"))
+    adapters = str(tmp_path / "adapters")
+    shutil.copytree(os.path.join(out, "adapters"), adapters)  # tamper with a copy: other tests serve the demo's
+    weights = os.path.join(adapters, "base", "base_model.safetensors")
+    base = load_file(weights)
     key = next(k for k in sorted(base) if k.endswith("attention.self.query.weight"))
     base[key] = base[key] + 1.0
-    save_file(base, os.path.join(adapters, "base", "model.safetensors"))
-    with pytest.raises(AdapterMismatchError, match="base weights differ"):
-        build_model(adapters, "fc")
+    save_file(base, weights)
+    with pytest.raises(AdapterError, match="trained on other base weights"):
+        served_model(adapters, "fc")
+
+
+def test_served_demo_meme_scores_as_offline(demo):
+    """`mmf_pe serve --demo`'s image path (its detector settings from the adapter's provenance, the demo's
+    standardisation applied) gives a meme the score the offline model gives its training-time LMDB features."""
+    import argparse
+
+    from mmf_pe.serve.cli import detector_options, parser
+    from mmf_pe.serve.engine import Engine
+    from mmf_pe.serve.features import Featurizer
+
+    out, _, _ = demo
+    engine = Engine(os.path.join(out, "adapters"))
+    version = engine.read_folder_version("pe")
+    args = parser().parse_args(["--demo"])
+    args.allow_random_weights = True  # what main() sets for --demo
+    featurizer = Featurizer(**detector_options(argparse.Namespace(**vars(args)), version.provenance))
+    assert featurizer.differences(version.provenance) == {}
+    data = os.path.join(out, "data", "datasets", "hateful_memes", "defaults")
+    lmdb = os.path.join(data, "features", "detectron.lmdb")
+    with open(os.path.join(data, "annotations", "dev_seen.jsonl")) as f:
+        memes = [json.loads(line) for line in f][:3]
+    keys = [os.path.splitext(os.path.basename(m["img"]))[0] for m in memes]
+    stored = [torch.from_numpy(read_record(lmdb, key)["features"]) for key in keys]
+    served = [featurizer(np.asarray(Image.open(os.path.join(data, "images", m["img"])).convert("RGB")),
+                         version.provenance["normalisation"])[0] for m in memes]
+    for key, a, b in zip(keys, stored, served):
+        # z-scored (unit scale); float sums differ with the thread count: measured max difference 2e-4
+        assert torch.allclose(a, b, atol=1e-3), (key, (a - b).abs().max().item())
+    texts = [m["text"] for m in memes]
+    offline, _ = engine.score(version, texts, stored)
+    online, _ = engine.score(version, texts, served)
+    assert np.allclose(offline, online, atol=1e-4)
 
 
 def test_confounders_in_summary_and_features(demo):
