@@ -3,6 +3,7 @@ import asyncio
 import os
 import threading
 
+import numpy as np
 import pytest
 
 from mmf_pe.serve.batcher import Batcher, QueueFull
@@ -111,3 +112,28 @@ def test_export_finds_the_training_features_in_the_run_config(tmp_path, monkeypa
     (lmdb / "extraction.json").write_text('{"state": "running", "settings": {}}')
     with pytest.raises(ValueError, match="'running', not 'complete'"):
         read_feature_provenance(lmdb)
+
+
+def test_bf16_scores_within_0_02_of_fp32(tmp_path):
+    """`mmf_pe serve --precision bf16`: the engine's scores stay within 0.02 of fp32 for every adapter kind, and
+    its weights stay fp32 (autocast casts per op)."""
+    import torch
+
+    from mmf_pe.serve.engine import Engine
+    from tests.serve.helpers import make_folder
+
+    paths = make_folder(str(tmp_path))
+    generator = torch.Generator().manual_seed(0)
+    texts = ["look at this lovely family", "what a vile crowd", "my gorgeous kid today", "such a filthy boss lol"]
+    features = [torch.randn(5, 2048, generator=generator) for _ in texts]
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        engine = Engine(paths["served"], precision=precision)
+        for name in ("fc", "pe", "lora"):
+            version = engine.read_folder_version(name)
+            scores[precision, name], _ = engine.score(version, texts, features)
+            assert all(p.dtype == torch.float32 for p in version.kind.model.parameters())
+    for name in ("fc", "pe", "lora"):
+        fp32, bf16 = np.array(scores["fp32", name]), np.array(scores["bf16", name])
+        assert np.abs(fp32 - bf16).max() < 0.02, name
+        assert not np.array_equal(fp32, bf16), name  # bf16 really ran: the scores move a little
