@@ -61,12 +61,12 @@ FIXES = {
     "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
     "F23": _patch("mmf.datasets.databases.annotation_database", after=fixes.patch_annotation_npy),
     "F24": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_env_per_process),
-    "F28": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_feature_dtype),
-    "F29": _each(_patch("mmf.common.batch_collator", after=fixes.patch_batch_collator),
-                 _patch("mmf.utils.build", after=fixes.patch_dataloader_pin_memory)),
     "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
     "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
     "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
+    "F28": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_feature_dtype),
+    "F29": _each(_patch("mmf.common.batch_collator", after=fixes.patch_batch_collator),
+                 _patch("mmf.utils.build", after=fixes.patch_dataloader_pin_memory)),
 }
 FIX_IDS = list(FIXES)
 

@@ -657,7 +657,7 @@ def patch_batch_collator(module):
     original_call = module.BatchCollator.__call__
 
     def __call__(self, batch):
-        sample_list = collate_samples(batch)
+        sample_list = collate_samples(batch, module.SampleList)
         sample_list.dataset_name = self._dataset_name
         sample_list.dataset_type = self._dataset_type
         return sample_list
@@ -682,9 +682,7 @@ def patch_dataloader_pin_memory(module):
     original = module.build_dataloader_and_sampler
 
     def build_dataloader_and_sampler(dataset_instance, training_config):
-        from mmf.common.registry import registry
-
-        device = registry.get("current_device", None, no_warning=True)
+        device = module.registry.get("current_device", None, no_warning=True)  # mmf.utils.build's own registry
         if device is None:
             device = training_config.get("device", None)
         pin_memory = resolve_pin_memory(training_config.get("pin_memory", None), device)

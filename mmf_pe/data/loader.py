@@ -52,8 +52,9 @@ def pad_features(features, max_loc):
     return torch.from_numpy(padded), count
 
 
-def collate_samples(samples):
-    """rc10's `SampleList(samples)` for a list of `Sample`s, each tensor field stacked in one copy.
+def collate_samples(samples, sample_list):
+    """rc10's `SampleList(samples)` for a list of `Sample`s, each tensor field stacked in one copy (`sample_list`:
+    rc10's SampleList class, handed in by the compatibility layer; this module never imports MMF).
 
     The same SampleList as rc10's: fields in the first sample's order, tensors stacked along a new first dimension
     (the first tensor field is the batch's tensor field), other values in lists, nested mappings collated the same
@@ -61,11 +62,9 @@ def collate_samples(samples):
     shared memory (as torch's default_collate does), so the trip to the training process copies nothing more.
     Anything else (rc10's dict / (key, value) forms) is rc10's own code.
     """
-    from mmf.common.sample import SampleList
-
     if not samples or not all(isinstance(s, collections.abc.Mapping) for s in samples):
-        return SampleList(samples)
-    batch = SampleList()
+        return sample_list(samples)
+    batch = sample_list()
     first = samples[0]
     for field in first.keys():
         values = [sample[field] for sample in samples]
@@ -75,7 +74,7 @@ def collate_samples(samples):
             if batch._get_tensor_field() is None:
                 batch._set_tensor_field(field)
         elif isinstance(values[0], collections.abc.Mapping):
-            batch[field] = collate_samples(values)
+            batch[field] = collate_samples(values, sample_list)
         else:
             batch[field] = values
     return batch
