@@ -105,6 +105,10 @@ def _children_cpu_s():
 
 def run_setting(spec):
     """One setting in this fresh process: samples/s and CPU per sample over the batches after the first."""
+    if spec.get("sharing_strategy"):
+        import torch.multiprocessing
+
+        torch.multiprocessing.set_sharing_strategy(spec["sharing_strategy"])
     trainer = build_trainer(spec)
     children_before = _children_cpu_s()
     loader = iter(trainer.train_loader)
@@ -121,6 +125,7 @@ def run_setting(spec):
     worker_cpu = _children_cpu_s() - children_before - workers_at_first if workers else 0.0
     return {**spec, "samples": count, "seconds": seconds, "samples_per_s": count / seconds,
             "cpu_ms_per_sample": 1000 * (main_cpu + worker_cpu) / count,
+            "main_cpu_ms_per_sample": 1000 * main_cpu / count, "worker_cpu_ms_per_sample": 1000 * worker_cpu / count,
             "batch_dtype": str(first["image_feature_0"].dtype).replace("torch.", "")}
 
 
@@ -207,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"], choices=["float32", "float16"])
     parser.add_argument("--gpu-step-ms", type=float, default=50.0, help="a GPU step time to compare the rates with")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage cost table")
+    parser.add_argument("--sharing-strategy", choices=["file_descriptor", "file_system"],
+                        help="torch.multiprocessing's sharing strategy for worker batches (default: torch's)")
     parser.add_argument("--json", help="also write the raw measurements here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--stages", help=argparse.SUPPRESS)
@@ -225,7 +232,7 @@ def main(argv=None):
                 print(f"[loader] generating {dataset} data, {dtype} features ...", file=sys.stderr, flush=True)
                 data_dir = MAKERS[dataset](root, args.samples, args.regions, args.dim, dtype)
                 spec = {"dataset": dataset, "dtype": dtype, "batch": args.batch, "regions": args.regions,
-                        "dim": args.dim, "data_dir": data_dir}
+                        "dim": args.dim, "data_dir": data_dir, "sharing_strategy": args.sharing_strategy}
                 for workers in args.workers:
                     print(f"[loader] {dataset}, {dtype} features, {workers} workers ...", file=sys.stderr, flush=True)
                     results.append(_run_child(["--worker", json.dumps({**spec, "workers": workers})]))
@@ -237,11 +244,12 @@ def main(argv=None):
     print(f"{args.samples} training samples per dataset (MMH: fewer, the generated tree's bad tweets are skipped), "
           f"{args.regions} x {args.dim} region features, {TEXT_TOKENS}-token texts, batch {args.batch}; "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after the run.\n")
-    print(f"| dataset | stored features | workers | samples/s | CPU ms / sample | batch features | "
+    print(f"| dataset | stored features | workers | samples/s | CPU ms / sample (trainer + workers) | batch features | "
           f"x GPU need ({needed:,.0f}/s) |\n|---|---|---:|---:|---:|---|---:|")
     for r in results:
+        split = f" ({r['main_cpu_ms_per_sample']:.2f} + {r['worker_cpu_ms_per_sample']:.2f})" if r["workers"] else ""
         print(f"| {r['dataset'].upper()} | {r['dtype']} | {r['workers']} | {r['samples_per_s']:,.0f} | "
-              f"{r['cpu_ms_per_sample']:.2f} | {r['batch_dtype']} | {r['samples_per_s'] / needed:.1f} |")
+              f"{r['cpu_ms_per_sample']:.2f}{split} | {r['batch_dtype']} | {r['samples_per_s'] / needed:.1f} |")
     print(f"\nA GPU at {args.gpu_step_ms:.0f} ms per batch-{args.batch} step needs {needed:,.0f} samples/s. "
           "The model step on this CPU (scripts/benchmark_pe.py, docs/benchmarks.md, bert-base batch 8): "
           + ", ".join(f"{name} {rate:.1f} samples/s" for name, rate in MODEL_STEPS.items()) + ".")

@@ -586,9 +586,11 @@ def patch_lmdb_reader_env_per_process(module):
     read-only lock-free environments; it is undefined behaviour that a future lmdb may refuse.
 
     Cause: rc10's `LMDBFeatureReader` opens its environment once per reader object (`self.env`), and the reader is
-    copied into each worker with the dataset. Fix: the environment belongs to the process that opened it
-    (`self.env_pid`); a reader in another process opens its own (read-only, lock-free, no read-ahead, through F20's
-    safe record reader and F21's file check) on its first read there. Test: tests/data/test_loader.py::test_f24_*.
+    copied into each worker with the dataset (with the spawn / forkserver start methods, Python 3.14's default, a
+    reader whose environment is open cannot be pickled at all). Fix: the environment belongs to the process that
+    opened it (`self.env_pid`); a reader in another process opens its own (read-only, lock-free, no read-ahead,
+    through F20's safe record reader and F21's file check) on its first read there; a pickled reader leaves its
+    environment behind. Test: tests/data/test_loader.py::test_f24_*.
     """
     reader = module.LMDBFeatureReader
     original_init_db, original_load = reader._init_db, reader._load
@@ -602,8 +604,13 @@ def patch_lmdb_reader_env_per_process(module):
             self.env = None  # the parent's environment: never used here (only dropped; it has no lock to release)
         return original_load(self, image_file_path)
 
+    def __getstate__(self):  # a reader sent to a spawn / forkserver worker: the environment stays here
+        state = dict(self.__dict__, env=None)
+        state.pop("env_pid", None)
+        return state
+
     _init_db.__wrapped__, _load.__wrapped__ = original_init_db, original_load
-    reader._init_db, reader._load = _init_db, _load
+    reader._init_db, reader._load, reader.__getstate__ = _init_db, _load, __getstate__
 
 
 def patch_lmdb_reader_feature_dtype(module):

@@ -87,29 +87,25 @@ def _check_lengths(field, values):
             raise AssertionError("Fields for all samples must be equally sized. {} is of different sizes".format(field))
 
 
-def _numpy_stackable(values):
-    first = values[0]
-    return all(
-        isinstance(v, torch.Tensor) and v.device.type == "cpu" and not v.requires_grad and v.dtype == first.dtype
-        and v.shape == first.shape and not v.is_conj() and not v.is_neg() for v in values
-    ) and first.dtype not in (torch.bfloat16, torch.complex32) and not first.dtype.is_complex
-
-
 def _stack(values):
-    """One (N, ...) tensor of `values`: shared memory in a DataLoader worker; one thread (numpy) on CPU."""
+    """One (N, ...) tensor of `values`: in a DataLoader worker in shared memory; copied by numpy (one thread)."""
     first = values[0]
-    if not _numpy_stackable(values):
+    if not all(isinstance(v, torch.Tensor) and v.device == first.device and v.dtype == first.dtype
+               and v.shape == first.shape for v in values):
         out = first.new_empty((len(values), *first.size()))  # rc10's way, with its casting and broadcasting
         for index, value in enumerate(values):
             out[index] = value
         return out
     shape = (len(values), *first.shape)
-    if torch.utils.data.get_worker_info() is not None:
+    if torch.utils.data.get_worker_info() is not None and first.device.type == "cpu":
         storage = first._typed_storage()._new_shared(len(values) * first.numel(), device=first.device)
         out = first.new(storage).resize_(shape)
     else:
-        out = torch.empty(shape, dtype=first.dtype)
-    np.stack([value.numpy() for value in values], out=out.numpy())
+        out = first.new_empty(shape)
+    try:
+        np.stack([value.numpy() for value in values], out=out.numpy())
+    except (TypeError, RuntimeError):  # not on CPU, requires grad, or a dtype numpy lacks (bfloat16, float8, ...)
+        torch.stack(values, 0, out=out)
     return out
 
 

@@ -2,6 +2,7 @@
 none; fp16-stored features stay fp16 (F28) and score as fp32; the collate (F29) is rc10's SampleList, built in
 shared memory in workers; pinned memory follows the run's device (F29)."""
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -80,6 +81,9 @@ def test_f24_each_worker_opens_its_own_readonly_lock_free_environment(tiny_hmd, 
     for sample in seen:
         assert sample["env_pid"] == sample["pid"] and not sample["parent_env"], sample
         assert sample["flags"]["readonly"] and not sample["flags"]["lock"] and not sample["flags"]["readahead"]
+    sent = pickle.loads(pickle.dumps(probe.reader))  # as to a spawn / forkserver worker: the environment stays
+    assert sent.env is None and probe.reader.env is probe.parent_env
+    assert sent.read(os.path.join(sent.db_path, "10000.npy"))[0].shape == (8, 32) and sent.env is not None
 
 
 def test_f24_a_hostile_record_is_refused_inside_a_worker_naming_the_lmdb_and_key(hmd, tmp_path, monkeypatch):
