@@ -25,8 +25,9 @@ KEPT_FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def open_readonly_env(path):
-    """The read-only, lock-free LMDB environment a reader uses in this process (no read-ahead: records are read
-    in a random order, one each, so read-ahead only pulls in pages nobody asked for)."""
+    """The read-only, lock-free LMDB environment a reader uses in this process. No read-ahead (rc10's choice, LMDB's
+    advice for random reads of a database larger than memory): with a warm page cache it measured the same as with
+    read-ahead (HMD, fp32, 0 and 1 workers, two runs each)."""
     import lmdb
 
     return lmdb.open(path, subdir=os.path.isdir(path), readonly=True, lock=False, readahead=False, meminit=False)
