@@ -9,10 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mmf_pe import REPO_ROOT
+from mmf_pe_testing import write_run_config
 from tests.data.helpers import hostile_record, put_raw
-
-PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
 
 
 def build_trainer(data_dir, tmp_path, monkeypatch, workers=0, *extra):
@@ -20,9 +18,7 @@ def build_trainer(data_dir, tmp_path, monkeypatch, workers=0, *extra):
     from mmf_pe.experiments.evaluate import _build_trainer
 
     monkeypatch.setenv("MMF_DATA_DIR", data_dir)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    config = tmp_path / "loader.yaml"
-    config.write_text(f"includes:\n  - {PROJECT}/hmd_fc.yaml\n  - {PROJECT}/tiny.yaml\n")
+    config = write_run_config(tmp_path, "hmd_fc.yaml")
     return _build_trainer([f"config={config}", "model=visual_bert_pe", "dataset=hateful_memes", "run_type=train",
                            f"env.save_dir={tmp_path / 'save'}", f"training.num_workers={workers}", "training.seed=1",
                            *extra])
@@ -93,8 +89,12 @@ def test_f24_a_hostile_record_is_refused_inside_a_worker_naming_the_lmdb_and_key
     marker = str(tmp_path / "created_by_a_feature_record")
     key = str(train_dataset(trainer).annotation_db[5]["id"])
     put_raw(hmd["features"], {key: hostile_record(marker)})
-    with pytest.raises(UnsafeRecordError) as error:
-        epoch(trainer)
+    batches = iter(trainer.train_loader.loaders[0])  # the trainer's DataLoader (its 2 workers, our sampler)
+    try:
+        with pytest.raises(UnsafeRecordError) as error:
+            list(batches)
+    finally:
+        batches._shutdown_workers()  # now, not whenever the kept traceback is collected (that waited ~5 s a worker)
     message = str(error.value)
     assert "DataLoader worker process" in message and "refused to unpickle io.open" in message, message
     assert f"{hmd['features']} key '{key}'" in message
