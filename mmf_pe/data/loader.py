@@ -1,12 +1,12 @@
 """The input pipeline's hot path (rc10's feature reader and collate, as the compatibility layer's F24, F28, F29 use it).
 
-Measured on the real HMD path at 100 x 2048 features (docs/benchmarks.md, "Input pipeline"): the time went into
-copies, not into LMDB or unpickling. A record was copied five times on its way to the batch (LMDB -> bytes ->
-unpickled array -> rc10's float32 padding -> rc10's collate -> shared memory for the trip from a worker); here it is
-copied twice (LMDB -> the unpickled array, array -> the batch, which a worker builds straight in shared memory). In
-the training process (`num_workers: 0`) rc10's collate copied each sample into the batch with torch's intra-op thread
-pool, which on a busy CPU waits for descheduled threads (~125 ms per batch of 16 here against ~2 ms for one thread):
-the batch is stacked by numpy, one thread, as DataLoader workers (which torch runs with one thread) always did.
+Measured on the real HMD path at 100 x 2048 features (docs/benchmarks.md, "Input pipeline"): in the training process
+(`num_workers: 0`) rc10's collate copied each sample into the batch with torch's intra-op thread pool, which on a busy
+CPU waits for descheduled threads (~125 ms per batch of 16 here against 2-4 ms with one thread); the batch is now
+stacked by numpy, one thread, as DataLoader workers (which torch runs with one thread) always did. And a record was
+copied five times on its way to the batch (LMDB -> bytes -> unpickled array -> rc10's float32 padding -> rc10's
+collate -> shared memory for the trip from a worker); now twice (LMDB -> the unpickled array -> the batch, which a
+worker builds straight in shared memory), and fp16 stays fp16.
 
 - `open_readonly_env`: the LMDB environment of this process (F24): readonly, lock-free, no read-ahead.
 - `pad_features`: rc10's padding to `max_features` rows, in the stored dtype (fp16 stays fp16, F28) and without a
