@@ -190,7 +190,45 @@ def stage_costs(spec, reps=None):
          cost(lambda b: BatchCollator.__call__.__wrapped__(collator, samples[b * batch:(b + 1) * batch]),
               count=n // batch, per=batch)),
     ]
+    rows += in_a_worker(dataset, collator, batch)
     return {"dtype": spec["dtype"], "rows": rows}
+
+
+class _TimedDataset:
+    """The dataset, each sample carrying the CPU seconds its `dataset[i]` took (the reading thread's)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        start = time.thread_time()
+        sample = self.dataset[index]
+        sample["getitem_cpu_s"] = time.thread_time() - start
+        return sample
+
+
+def in_a_worker(dataset, collator, batch):
+    """dataset[i] and the collate as one DataLoader worker runs them (its first pass over the data, the batch built in
+    shared memory): CPU µs per sample of the worker's main thread (its queue feeder and fd-sharing threads run beside
+    it). rc10's collate has no such row: its batch is copied into shared memory only when sent, outside the collate."""
+    from torch.utils.data import DataLoader
+
+    def timed_collate(samples):
+        start = time.thread_time()
+        out = collator(samples)
+        out["collate_cpu_s"] = time.thread_time() - start
+        return out
+
+    getitem = collate = count = 0.0
+    for out in DataLoader(_TimedDataset(dataset), batch_size=batch, num_workers=1, collate_fn=timed_collate):
+        getitem += sum(out["getitem_cpu_s"])
+        collate += out["collate_cpu_s"]
+        count += len(out["getitem_cpu_s"])
+    return [("dataset[i] in a worker (its first pass)", 1e6 * getitem / count, None),
+            (f"collate in a worker (batch {batch} in shared memory, per sample)", 1e6 * collate / count, None)]
 
 
 def _run_child(args):
