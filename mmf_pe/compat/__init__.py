@@ -31,6 +31,10 @@ def _patch(module, before=None, after=None):
     return lambda finder: finder.patch(module, before=before, after=after)
 
 
+def _each(*registers):
+    return lambda finder: [register(finder) for register in registers]
+
+
 # fix id -> how it hooks in (see patches/README.md). Order matters where two fixes patch one module.
 FIXES = {
     "F1": _aliases(list(fixes.TRANSFORMERS_MOVED), fixes.transformers_module_alias),
@@ -56,9 +60,13 @@ FIXES = {
     "F21": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_damaged_file),
     "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
     "F23": _patch("mmf.datasets.databases.annotation_database", after=fixes.patch_annotation_npy),
+    "F24": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_env_per_process),
     "F25": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_state),
     "F26": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_refuses_nonfinite),  # wraps F25's save
     "F27": _patch("mmf.utils.checkpoint", after=fixes.patch_checkpoint_resume_fallback),
+    "F28": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_feature_dtype),
+    "F29": _each(_patch("mmf.common.batch_collator", after=fixes.patch_batch_collator),
+                 _patch("mmf.utils.build", after=fixes.patch_dataloader_pin_memory)),
 }
 FIX_IDS = list(FIXES)
 

@@ -450,11 +450,10 @@ def patch_lmdb_reader_safe_records(module):
 
     reader = module.LMDBFeatureReader
 
-    def _init_db(self):
-        import lmdb
+    from mmf_pe.data.loader import open_readonly_env
 
-        self.env = lmdb.open(self.db_path, subdir=os.path.isdir(self.db_path), readonly=True, lock=False,
-                             readahead=False, meminit=False)
+    def _init_db(self):
+        self.env = open_readonly_env(self.db_path)
         with self.env.begin(write=False, buffers=True) as txn:
             raw = txn.get(b"keys")
             if raw is None:
@@ -579,6 +578,129 @@ def patch_annotation_npy(module):
     shim = _NumpyWithSafeLoad("numpy")
     shim.load = lambda path, *args, **kwargs: load_npy(path)  # the module's one np.load: allow_pickle=True
     module.np = shim
+# --- F24, F28, F29: the input pipeline (LMDB in DataLoader workers, fp16 features, collate, pinned memory) ----------
+def patch_lmdb_reader_env_per_process(module):
+    """F24. With `num_workers > 0`, a DataLoader worker forked after its parent had read a feature (a 0-worker
+    pass before, a test, a notebook) goes on using the parent's LMDB environment, which LMDB does not support
+    (lmdb.h: "Use an MDB_env* in the process which opened it, not after fork()"). Nothing visibly failed here with
+    read-only lock-free environments; it is undefined behaviour that a future lmdb may refuse.
+
+    Cause: rc10's `LMDBFeatureReader` opens its environment once per reader object (`self.env`), and the reader is
+    copied into each worker with the dataset (with the spawn / forkserver start methods, Python 3.14's default, a
+    reader whose environment is open cannot be pickled at all). Fix: the environment belongs to the process that
+    opened it (`self.env_pid`); a reader in another process opens its own (read-only, lock-free, no read-ahead,
+    through F20's safe record reader and F21's file check) on its first read there; a pickled reader leaves its
+    environment behind. Test: tests/data/test_loader.py::test_f24_*.
+    """
+    reader = module.LMDBFeatureReader
+    original_init_db, original_load = reader._init_db, reader._load
+
+    def _init_db(self):
+        original_init_db(self)
+        self.env_pid = os.getpid()
+
+    def _load(self, image_file_path):
+        if self.env is not None and getattr(self, "env_pid", None) != os.getpid():
+            self.env = None  # the parent's environment: never used here (only dropped; it has no lock to release)
+        return original_load(self, image_file_path)
+
+    def __getstate__(self):  # a reader sent to a spawn / forkserver worker: the environment stays here
+        state = dict(self.__dict__, env=None)
+        state.pop("env_pid", None)
+        return state
+
+    _init_db.__wrapped__, _load.__wrapped__ = original_init_db, original_load
+    reader._init_db, reader._load, reader.__getstate__ = _init_db, _load, __getstate__
+
+
+def patch_lmdb_reader_feature_dtype(module):
+    """F28. Region features stored float16 (`mmf_pe extract --feature-dtype float16`) reach the model as float32:
+    twice the bytes through the loader, collate, worker-to-trainer transfer and host-to-GPU copy, plus an extra copy
+    of every record (~0.8 MB at 100 x 2048) even when it needs no padding.
+
+    Cause: rc10's `PaddedFasterRCNNFeatureReader.read` (the `LMDBFeatureReader`'s) pads each record into a new
+    `np.zeros((max_features, D), dtype=np.float32)`. Fix: for LMDB records, `mmf_pe.data.loader.pad_features`:
+    float16 and float32 keep their dtype, other dtypes become float32 as before, and a record that already has
+    `max_features` rows is not copied; `max_features` (the region count) and the other info fields are rc10's. The
+    model casts features to its own dtype where they enter (`DeviceAwareVisioLinguisticEmbeddings`). rc10's legacy
+    single-item records go to rc10's code. Test: tests/data/test_loader.py::test_f28_*.
+    """
+    import numpy as np
+    import torch
+
+    from mmf_pe.data.loader import pad_features
+
+    reader = module.LMDBFeatureReader
+    original_read = reader.read
+
+    def read(self, image_feat_path):
+        image_info = self._load(image_feat_path)
+        features = image_info.get("features")
+        if self.take_item or not isinstance(features, np.ndarray) or features.dtype == object or features.ndim < 2:
+            return original_read(self, image_feat_path)  # rc10's other record layouts (reads the record again)
+        self.first = False
+        image_feature, count = pad_features(features, self.max_loc)
+        del image_info["features"]
+        image_info["max_features"] = torch.tensor(count, dtype=torch.long)
+        return image_feature, image_info
+
+    read.__wrapped__ = original_read
+    reader.read = read
+
+
+def patch_batch_collator(module):
+    """F29 (collate). With `num_workers: 0` the training process collated a batch of 16 x 100 x 2048 features in ~125
+    ms on a busy 2-core CPU (~2 ms with one thread): ~40 samples/s against ~300 with one worker. In workers each batch
+    was built in private memory and then copied again into shared memory for the trip to the trainer.
+
+    Cause: rc10's `BatchCollator` builds `SampleList(samples)`, which copies sample by sample into the batch with
+    torch's intra-op thread pool; on a loaded CPU every such small parallel copy waits for a descheduled thread
+    (DataLoader workers run one thread, hence the gap). Fix: `mmf_pe.data.loader.collate_samples`: the same
+    SampleList, each tensor field stacked in one single-threaded copy (numpy), in a worker straight into shared
+    memory (as torch's default_collate). Test: tests/data/test_loader.py::test_f29_collate_*.
+    """
+    from mmf_pe.data.loader import collate_samples
+
+    original_call = module.BatchCollator.__call__
+
+    def __call__(self, batch):
+        sample_list = collate_samples(batch, module.SampleList)
+        sample_list.dataset_name = self._dataset_name
+        sample_list.dataset_type = self._dataset_type
+        return sample_list
+
+    __call__.__wrapped__ = original_call
+    module.BatchCollator.__call__ = __call__
+
+
+def patch_dataloader_pin_memory(module):
+    """F29 (pinned memory). Batches for a CUDA run are not in pinned memory, so the trainer's
+    `.to(device, non_blocking=True)` is a synchronous copy through a staging buffer.
+
+    Cause: rc10's `build_dataloader_and_sampler` passes `training.pin_memory` as it is (our base config had false).
+    Fix: `training.pin_memory: null` (the base config's default) means on when the run's device (the trainer's
+    registered `current_device`, else `training.device`) is CUDA, off on CPU; true / false still force it
+    (`mmf_pe.data.loader.resolve_pin_memory`). Test: tests/data/test_loader.py::test_f29_pin_memory_*.
+    """
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.loader import resolve_pin_memory
+
+    original = module.build_dataloader_and_sampler
+
+    def build_dataloader_and_sampler(dataset_instance, training_config):
+        device = module.registry.get("current_device", None, no_warning=True)  # mmf.utils.build's own registry
+        if device is None:
+            device = training_config.get("device", None)
+        pin_memory = resolve_pin_memory(training_config.get("pin_memory", None), device)
+        if training_config.get("pin_memory", None) is not pin_memory:
+            training_config = OmegaConf.merge(training_config, {"pin_memory": pin_memory})
+        return original(dataset_instance, training_config)
+
+    build_dataloader_and_sampler.__wrapped__ = original
+    module.build_dataloader_and_sampler = build_dataloader_and_sampler
+
+
 # --- F25: a resumed run does not continue where it stopped -----------------------------------------------------------
 RESUME_STATE_KEY = "mmf_pe_resume"
 

@@ -1,7 +1,8 @@
 """VisualBERT's embeddings with device-correct visual position ids.
 
 rc10's `BertVisioLinguisticEmbeddings.forward` builds the visual position ids with `.cuda()` (embeddings.py:389, :408),
-so it fails on CPU and puts tensors on the wrong GPU under DDP. This subclass creates them on the input's device.
+so it fails on CPU and puts tensors on the wrong GPU under DDP. This subclass creates them on the input's device,
+and casts region features to the projection's dtype where they enter (the loader keeps fp16-stored features fp16).
 """
 import torch
 from mmf.modules.embeddings import BertVisioLinguisticEmbeddings
@@ -28,7 +29,8 @@ class DeviceAwareVisioLinguisticEmbeddings(BertVisioLinguisticEmbeddings):
             + self.token_type_embeddings(token_type_ids)
         )
         if visual_embeddings is not None:
-            visual_embeddings = self.projection(visual_embeddings)
+            # features may arrive fp16 (stored so, F28): cast where they enter; fp16 -> fp32 is exact
+            visual_embeddings = self.projection(visual_embeddings.to(self.projection.weight.dtype))
             if visual_embeddings_type is None:
                 visual_embeddings_type = torch.zeros(visual_embeddings.shape[:-1], dtype=torch.long, device=device)
             visual_type = self.token_type_embeddings_visual(visual_embeddings_type)

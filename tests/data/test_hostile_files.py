@@ -2,7 +2,6 @@
 is named. Items: 1 (feature records never run code: F20, F22, F23, extract-merge), 4 (damaged LMDB: F21),
 5 (pre-flight checks), 9 (extraction stays inside the image root), 10 (convert-mmh and a GT entry without text),
 14 (VG detector without a valid proposal)."""
-import builtins
 import json
 import os
 import pickle
@@ -18,42 +17,10 @@ from omegaconf import OmegaConf
 
 from mmf_pe import REPO_ROOT
 from mmf_pe_testing import BIN, mmf_subprocess, write_run_config
+from tests.data.helpers import Hostile, hostile_record, put_raw
 
 BASE = ["model=visual_bert_pe", "dataset=hateful_memes"]
 HMD_DEFAULTS = os.path.join(REPO_ROOT, "mmf_pe", "configs", "mmf", "datasets", "hateful_memes", "defaults.yaml")
-
-
-class Hostile:
-    """Unpickling this creates `marker` (what a malicious feature file could do with any callable)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return builtins.open, (self.marker, "w")
-
-
-def hostile_record(marker):
-    return pickle.dumps({"features": Hostile(marker), "num_boxes": 8})
-
-
-def put_raw(path, values):
-    env = lmdb.open(path, subdir=True, map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        for key, value in values.items():
-            txn.put(key.encode() if isinstance(key, str) else key, value)
-    env.sync()
-    env.close()
-
-
-@pytest.fixture
-def hmd(tiny_hmd, tmp_path):
-    """A private copy of the tiny HMD data: {"data_dir", "root", "features", "annotations", "tokenizer"}."""
-    data_dir = str(tmp_path / "data")
-    shutil.copytree(tiny_hmd["data_dir"], data_dir)
-    root = os.path.join(data_dir, "datasets", "hateful_memes", "defaults")
-    return {"data_dir": data_dir, "root": root, "features": os.path.join(root, "features", "detectron.lmdb"),
-            "annotations": os.path.join(root, "annotations"), "tokenizer": os.path.join(data_dir, "tokenizer")}
 
 
 def hmd_config(hmd, **extra):

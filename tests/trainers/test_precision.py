@@ -209,8 +209,9 @@ def test_benchmark_loader_reads_through_the_real_pipeline(tmp_path, monkeypatch)
                                                   os.path.join(REPO_ROOT, "scripts", "benchmark_loader.py"))
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    data = benchmark.make_data(str(tmp_path), 48, 6, 16, "float16")
-    monkeypatch.setenv("MMF_DATA_DIR", data["data_dir"])
-    result = benchmark.run_setting({"dtype": "float16", "workers": 0, "batch": 16, "regions": 6, "dim": 16,
-                                    "data_dir": data["data_dir"]})
+    data_dir = benchmark.make_hmd(str(tmp_path), 48, 6, 16, "float16")
+    monkeypatch.setenv("MMF_DATA_DIR", data_dir)
+    result = benchmark.run_setting({"dataset": "hmd", "dtype": "float16", "workers": 0, "batch": 16, "regions": 6,
+                                    "dim": 16, "data_dir": data_dir})
     assert result["samples"] == 32 and result["samples_per_s"] > 0  # 3 batches, the first one not timed
+    assert result["batch_dtype"] == "float16" and result["cpu_ms_per_sample"] > 0  # fp16 kept (F28)
