@@ -132,7 +132,6 @@ def run_setting(spec):
 def stage_costs(spec, reps=None):
     """Per-sample CPU microseconds of each stage on the dataset, this checkout's code against rc10's originals."""
     import io
-    import pickle
 
     import numpy as np
     import torch
@@ -177,7 +176,6 @@ def stage_costs(spec, reps=None):
         ("safe unpickle of the record (from the buffer)",
          cost(lambda i: raw(i, lambda b, i: load_record(b, reader.db_path, keys[i]))),
          cost(lambda i: raw(i, lambda b, i: safe_pickle._RecordUnpickler(io.BytesIO(bytes(b)), "").load()))),
-        ("(plain pickle.loads, unsafe: for scale)", cost(lambda i: raw(i, lambda b, i: pickle.loads(b))), None),
         ("padding to max_features", cost(lambda i: pad_features(records[i]["features"], spec["regions"])),
          cost(rc10_pad)),
         ("feature read total (get + unpickle + pad)", cost(lambda i: reader.read(paths[i])),

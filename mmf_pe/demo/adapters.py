@@ -26,11 +26,12 @@ EXPORTED = ("fc", "pe")  # the demo's modes that export an adapter (Full has no 
 DEFAULT_ADAPTER = "pe"
 
 
-def served_model(adapters_dir, name):
-    """The model the online service scores with for adapter `name` (base tensors + the adapter put on)."""
+def served_model(adapters_dir, name, engine=None):
+    """The model the online service scores with for adapter `name` (base tensors + the adapter put on); `engine`:
+    one already loaded from `adapters_dir` (base read once for several adapters)."""
     from mmf_pe.serve.engine import Engine
 
-    engine = Engine(adapters_dir)
+    engine = engine or Engine(adapters_dir)
     version = engine.read_folder_version(name)  # checks names, shapes and the base fingerprint
     version.kind.put_on(version)
     return version.kind.model
@@ -41,7 +42,7 @@ def export_demo_adapters(out, run_dirs, seed, tokenizer_dir):
     `mmf_pe export-base`. Returns the index (also written to adapters/index.json), or None when neither mode ran."""
     from mmf_pe.experiments.export import export
     from mmf_pe.serve.base_export import export_base
-    from mmf_pe.serve.layout import read_base_config
+    from mmf_pe.serve.engine import Engine
 
     names = [n for n in EXPORTED if (n, seed) in run_dirs]
     if not names:
@@ -63,17 +64,15 @@ def export_demo_adapters(out, run_dirs, seed, tokenizer_dir):
                           "source": os.path.relpath(checkpoint, out), "seed": seed}
     default = DEFAULT_ADAPTER if DEFAULT_ADAPTER in names else names[0]
     export_base(run_dirs[(names[0], seed)], adapters_dir, tokenizer_dir=tokenizer_dir, default_adapter=default)
+    engine = Engine(adapters_dir)
     for name in names:  # what the service will do, checked against each run's own best checkpoint
-        _check_equal(served_model(adapters_dir, name), checkpoints[name], name)
-    from safetensors import safe_open
-
-    with safe_open(os.path.join(adapters_dir, "base", "base_model.safetensors"), "pt") as f:
-        shapes = [f.get_slice(k).get_shape() for k in f.keys()]
+        _check_equal(served_model(adapters_dir, name, engine), checkpoints[name], name)
+    base = engine.base_tensors
     index = {"format": FORMAT, "default_adapter": default,
              "base": {"config": "base/base_config.json", "weights": "base/base_model.safetensors",
-                      "tokenizer": "base/tokenizer", "num_tensors": len(shapes),
-                      "num_parameters": int(sum(torch.Size(s).numel() for s in shapes)),
-                      "max_seq_length": read_base_config(adapters_dir)["max_seq_length"]},
+                      "tokenizer": "base/tokenizer", "num_tensors": len(base),
+                      "num_parameters": sum(t.numel() for t in base.values()),
+                      "max_seq_length": engine.max_seq_length},
              "adapters": exported}
     atomic_write_text(os.path.join(adapters_dir, "index.json"), json.dumps(index, indent=2) + "\n")
     return index

@@ -58,7 +58,8 @@ def standardise(raw, out, annotations_dir):
     mean = rows.mean(axis=0, dtype=np.float64)
     # A floor of a tenth of the median std: random-weight detectors have dead (ReLU-zero) dimensions, whose train std
     # is 0; dividing by ~0 sent a dev/test region's 0.9 to 9e5 (measured) and made features noise-sensitive.
-    std = np.maximum(rows.std(axis=0, dtype=np.float64), STD_FLOOR * np.median(rows.std(axis=0, dtype=np.float64)))
+    std = rows.std(axis=0, dtype=np.float64)
+    std = np.maximum(std, STD_FLOOR * np.median(std))
     if not os.path.exists(done):
         with LMDBFeatureWriter(out, map_size=1 << 32) as writer:
             for key, record in iter_records(raw):

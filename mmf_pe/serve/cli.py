@@ -49,6 +49,14 @@ def parser():
     return p
 
 
+def with_demo_defaults(args):
+    """`--demo` implies `--allow-random-weights`: the demo's features come from a detector with seeded random weights
+    (no detector weights exist offline)."""
+    if args.demo:
+        args.allow_random_weights = True
+    return args
+
+
 def detector_options(args, provenance):
     """Featurizer keyword arguments: the command line where given, else the adapter's recorded provenance."""
     provenance = provenance or {}
@@ -112,8 +120,7 @@ def app_from_env():
 def main(argv=None):
     args = parser().parse_args(argv)
     folder = DEMO_FOLDER if args.demo else args.folder
-    if args.demo:  # the demo's features come from a detector with seeded random weights (no weights exist offline)
-        args.allow_random_weights = True
+    args = with_demo_defaults(args)
     if folder is None:
         parser().error("give the served folder, or --demo")
     if not os.path.isfile(os.path.join(folder, "base", "base_config.json")):

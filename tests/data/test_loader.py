@@ -177,12 +177,16 @@ def test_f29_pin_memory_follows_the_runs_device(tiny_hmd, tmp_path, monkeypatch)
 
     trainer = build_trainer(tiny_hmd["data_dir"], tmp_path, monkeypatch)
     assert trainer.device.type == "cpu" and trainer.train_loader.loaders[0].pin_memory is False  # the base config
-    for setting, device, pinned in ((None, "cuda", True), (None, "cpu", False), (False, "cuda", False),
-                                    (True, "cpu", True)):
-        registry.register("current_device", torch.device(device))  # what the trainer registers for its run
-        training = OmegaConf.merge(trainer.config.training, {"pin_memory": setting})
-        loader, _ = build_dataloader_and_sampler(train_dataset(trainer), training)
-        assert loader.pin_memory is pinned, (setting, device)
+    registered = registry.get("current_device", None, no_warning=True)
+    try:
+        for setting, device, pinned in ((None, "cuda", True), (None, "cpu", False), (False, "cuda", False),
+                                        (True, "cpu", True)):
+            registry.register("current_device", torch.device(device))  # what the trainer registers for its run
+            training = OmegaConf.merge(trainer.config.training, {"pin_memory": setting})
+            loader, _ = build_dataloader_and_sampler(train_dataset(trainer), training)
+            assert loader.pin_memory is pinned, (setting, device)
+    finally:
+        registry.register("current_device", registered)  # later tests must not see a CUDA device
 
 
 def test_f29_pin_memory_without_a_trainer_follows_training_device():

@@ -130,18 +130,15 @@ def test_adapters_over_one_base(demo, tmp_path):
 def test_served_demo_meme_scores_as_offline(demo):
     """`mmf_pe serve --demo`'s image path (its detector settings from the adapter's provenance, the demo's
     standardisation applied) gives a meme the score the offline model gives its training-time LMDB features."""
-    import argparse
-
-    from mmf_pe.serve.cli import detector_options, parser
+    from mmf_pe.serve.cli import detector_options, parser, with_demo_defaults
     from mmf_pe.serve.engine import Engine
     from mmf_pe.serve.features import Featurizer
 
     out, _, _ = demo
     engine = Engine(os.path.join(out, "adapters"))
     version = engine.read_folder_version("pe")
-    args = parser().parse_args(["--demo"])
-    args.allow_random_weights = True  # what main() sets for --demo
-    featurizer = Featurizer(**detector_options(argparse.Namespace(**vars(args)), version.provenance))
+    args = with_demo_defaults(parser().parse_args(["--demo"]))  # what `mmf_pe serve --demo` runs with
+    featurizer = Featurizer(**detector_options(args, version.provenance))
     assert featurizer.differences(version.provenance) == {}
     data = os.path.join(out, "data", "datasets", "hateful_memes", "defaults")
     lmdb = os.path.join(data, "features", "detectron.lmdb")
