@@ -1,21 +1,45 @@
 """Helpers for the PE-method tests: tiny visual_bert_pe models (hidden 32, 2 layers, random weights)."""
 import torch
 
+from mmf_pe.tuners import PE_METHODS
+
 TINY = [
     "hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64", "vocab_size=100",
     "max_position_embeddings=32", "visual_embedding_dim=16", "hidden_dropout_prob=0.0",
     "attention_probs_dropout_prob=0.0",
 ]
 BOTTLENECK = ["pe.reduction_factor=4"]  # a wider tiny bottleneck, for the methods that have one
-METHODS = ["paper", "pfeiffer", "houlsby", "lora", "ia3"]
+# Every registered method, the test-only one of tests/tuners/scale_method included (tests/tuners/conftest.py
+# registers it before collection): a new method folder gets every contract test parametrised over METHODS.
+METHODS = sorted(PE_METHODS)
+
+
+def method_of(overrides):
+    """The pe.method an override list selects (the paper's adapter when none does)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("pe.method=")]
+    return chosen[-1] if chosen else "paper"
 
 
 def build(mode, *overrides, seed=0):
     from mmf_pe.tools.table1 import build_model
 
     torch.manual_seed(seed)
-    peft_method = any(o in ("pe.method=lora", "pe.method=ia3") for o in overrides)
-    return build_model(mode, TINY + ([] if peft_method else BOTTLENECK) + list(overrides))
+    method = PE_METHODS.get(method_of(overrides))  # (an unknown name is the model's to refuse)
+    has_bottleneck = method is not None and "reduction_factor" in method.config_cls.keys()
+    return build_model(mode, TINY + (BOTTLENECK if has_bottleneck else []) + list(overrides))
+
+
+def trained_by_method(model):
+    """The parameters a PE model of this method should train: its own, the classifier, and the LayerNorms or the
+    visual projection where its config asks for them (names as in the model's state dict)."""
+    expected = {f"model.bert.{n}" for n in model.pe_parameter_names}
+    expected |= {n for n, _ in model.model.classifier.named_parameters(prefix="model.classifier")}
+    bert = dict(model.model.bert.named_parameters(prefix="model.bert"))
+    if model.pe_config.train_layer_norms:  # every LayerNorm (the embeddings' included)
+        expected |= {n for n in bert if "LayerNorm" in n}
+    if model.pe_config.train_visual_projection:
+        expected |= {n for n in bert if ".embeddings.projection." in n}
+    return expected
 
 
 def pe_model_on_base(method, *overrides):

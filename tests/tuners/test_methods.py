@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmf_pe.tuners import pe_config_from
-from tests.tuners.helpers import METHODS, build, encode, inputs, pe_model_on_base
+from tests.tuners.helpers import METHODS, build, encode, inputs, pe_model_on_base, trained_by_method
 
 
 @pytest.mark.parametrize("method, overrides", [
@@ -52,11 +52,11 @@ def test_only_method_parameters_get_gradients(method):
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     # all nonzero, except LoRA's A at init (B = 0 blocks its gradient)
     assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n in with_grad and "lora_A" not in n)
-    expected = {f"model.bert.{n}" for n in model.pe_parameter_names}
-    expected |= {n for n, _ in model.model.classifier.named_parameters(prefix="model.classifier")}
-    if method == "houlsby":  # Houlsby trains the LayerNorms (embeddings' included)
-        expected |= {n for n, _ in model.model.bert.named_parameters(prefix="model.bert") if "LayerNorm" in n}
+    assert model.pe_parameter_names, f"pe.method={method} added no parameter"
+    expected = trained_by_method(model)
     assert with_grad == expected, with_grad ^ expected
+    if method == "houlsby":  # Houlsby trains the LayerNorms (embeddings' included) by default
+        assert "model.bert.embeddings.LayerNorm.weight" in expected
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
 
 

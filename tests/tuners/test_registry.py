@@ -1,7 +1,4 @@
 """The PE method registry: per-method configs and YAML defaults, unknown keys refused, a new method from a folder."""
-import sys
-import textwrap
-
 import pytest
 import torch
 
@@ -12,8 +9,11 @@ RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "train
        "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=1"]
 
 
+SHIPPED = {"paper", "pfeiffer", "houlsby", "lora", "ia3"}
+
+
 def test_each_method_has_its_config_and_yaml_defaults():
-    assert {"paper", "pfeiffer", "houlsby", "lora", "ia3"} <= set(PE_METHODS)
+    assert SHIPPED <= set(PE_METHODS)
     for name, method in PE_METHODS.items():
         defaults = method.defaults()
         assert defaults["method"] == name and set(defaults) == set(method.config_cls.keys())
@@ -31,7 +31,9 @@ def test_the_model_yaml_lists_every_shipped_key_as_null():
 
     with open(f"{PACKAGE_DIR}/configs/models/visual_bert_pe.yaml") as f:
         pe = yaml.safe_load(f)["model_config"]["visual_bert_pe"]["pe"]
-    assert set(pe) == set(all_pe_keys()) and all(v is None for v in pe.values())
+    shipped = {k for name in SHIPPED for k in PE_METHODS[name].config_cls.keys()}
+    assert set(pe) == shipped and all(v is None for v in pe.values())
+    assert "init_scale" in all_pe_keys()  # the test-only method's key: added to the YAML MMF reads (config_path)
 
 
 @pytest.mark.parametrize("node, message", [
@@ -80,81 +82,9 @@ def test_a_command_line_pe_key_reaches_the_method(mmf_inprocess, tmp_path):
         mmf_inprocess(opts + ["model_config.visual_bert_pe.pe.layers=[99]"], tmp_path / "save")
 
 
-# The worked example of docs/pe-methods.md: a method in its own folder, registered by importing it.
-EXAMPLE = {
-    "__init__.py": '''
-        """pe.method=scale: one learned scale per hidden unit on each selected layer's output (a toy)."""
-        from scale_method.config import ScaleConfig
-        from scale_method.model import inject_scales
-        from mmf_pe.tuners import register_pe_method
-
-        register_pe_method("scale", ScaleConfig, inject_scales)
-    ''',
-    "config.py": '''
-        from dataclasses import dataclass
-
-        from mmf_pe.tuners import BasePEConfig
-
-
-        @dataclass
-        class ScaleConfig(BasePEConfig):
-            method: str = "scale"
-            init_scale: float = 1.0
-
-            def validate(self):
-                if self.init_scale <= 0:
-                    raise ValueError(f"pe.init_scale must be positive, got {self.init_scale}")
-                return super().validate()
-    ''',
-    "model.py": '''
-        import torch
-        from torch import nn
-
-
-        class ScaledOutput(nn.Module):
-            def __init__(self, output, init_scale):
-                super().__init__()
-                self.output = output
-                self.scale = nn.Parameter(torch.full((output.dense.out_features,), float(init_scale)))
-
-            def forward(self, hidden_states, input_tensor):
-                return self.output(hidden_states, input_tensor) * self.scale
-
-
-        def inject_scales(bert, config):
-            added = []
-            for index in config.selected_layers(len(bert.encoder.layer)):
-                layer = bert.encoder.layer[index]
-                layer.output = ScaledOutput(layer.output, config.init_scale)
-                added.append(f"encoder.layer.{index}.output.scale")
-            return added
-    ''',
-    "defaults.yaml": '''
-        method: scale
-        init_scale: 1.0
-        layers: null
-        top_k_layers: null
-        train_layer_norms: false
-        train_visual_projection: false
-    ''',
-}
-
-
-@pytest.fixture
-def scale_method(tmp_path, monkeypatch):
-    folder = tmp_path / "methods" / "scale_method"
-    folder.mkdir(parents=True)
-    for name, text in EXAMPLE.items():
-        (folder / name).write_text(textwrap.dedent(text).lstrip())
-    monkeypatch.syspath_prepend(str(tmp_path / "methods"))
-    __import__("scale_method")
-    yield PE_METHODS["scale"]
-    PE_METHODS.pop("scale")
-    for name in [m for m in sys.modules if m.split(".")[0] == "scale_method"]:
-        del sys.modules[name]
-
-
-def test_a_new_method_is_one_folder_and_trains_through_mmf_run(scale_method, mmf_inprocess, tmp_path):
+def test_a_new_method_is_one_folder_and_trains_through_mmf_run(mmf_inprocess, tmp_path):
+    """The worked example of docs/pe-methods.md: tests/tuners/scale_method, registered by importing its folder."""
+    assert PE_METHODS["scale"].config_cls.__module__ == "tests.tuners.scale_method.config"
     opts = [f"config={write_run_config(tmp_path, 'hmd_pe.yaml')}"] + RUN + [
         "model_config.visual_bert_pe.pe.method=scale", "model_config.visual_bert_pe.pe.init_scale=0.5",
         "model_config.visual_bert_pe.pe.reduction_factor=null", "model_config.visual_bert_pe.pe.layers=[1]",

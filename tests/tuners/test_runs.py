@@ -6,7 +6,7 @@ import torch
 
 from mmf_pe.tools.table1 import build_model
 from mmf_pe_testing import metric_values, write_run_config
-from tests.tuners.helpers import METHODS
+from tests.tuners.helpers import METHODS, build, trained_by_method
 
 RUN = ["model=visual_bert_pe", "dataset=hateful_memes", "run_type=train", "training.max_updates=4",
        "training.checkpoint_interval=2", "training.evaluation_interval=100", "training.log_interval=2"]
@@ -15,15 +15,23 @@ TINY_YAML_ARCH = ["hidden_size=32", "num_hidden_layers=2", "num_attention_heads=
                   "max_position_embeddings=64", "visual_embedding_dim=32"]
 
 
-def method_owned(name, method):
-    marks = {"paper": ".adapter.", "pfeiffer": ".adapter.", "houlsby": ".adapter.", "lora": ".lora_", "ia3": ".ia3_l."}
-    return marks[method] in name
+def run_config(tmp_path, method):
+    """The users' YAML for `method` (+ tiny.yaml); a method without one (e.g. a new folder) goes through hmd_pe.yaml
+    with its pe.method set and the paper's keys it does not have set to null."""
+    from mmf_pe import REPO_ROOT
+    from mmf_pe.tuners import PE_METHODS
+
+    own = "hmd_pe.yaml" if method == "paper" else f"hmd_pe_{method}.yaml"
+    if os.path.isfile(os.path.join(REPO_ROOT, "projects", "visual_bert_pe", own)):
+        return [f"config={write_run_config(tmp_path, own)}"]
+    not_its_keys = set(PE_METHODS["paper"].config_cls.keys()) - set(PE_METHODS[method].config_cls.keys())
+    return [f"config={write_run_config(tmp_path, 'hmd_pe.yaml')}", f"model_config.visual_bert_pe.pe.method={method}"] \
+        + [f"model_config.visual_bert_pe.pe.{key}=null" for key in sorted(not_its_keys)]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_short_mmf_run_trains_only_the_method(method, mmf_inprocess, tmp_path):
-    project_yaml = "hmd_pe.yaml" if method == "paper" else f"hmd_pe_{method}.yaml"  # the users' YAMLs + tiny.yaml
-    opts = [f"config={write_run_config(tmp_path, project_yaml)}"] + RUN
+    opts = run_config(tmp_path, method) + RUN
     base = None
     if method == "lora":  # initialise from a base VisualBERT checkpoint through MMF's pretrained mapping
         torch.manual_seed(123)
@@ -37,11 +45,11 @@ def test_short_mmf_run_trains_only_the_method(method, mmf_inprocess, tmp_path):
     assert "progress: 4/4" in log
     first, last = (torch.load(save / "models" / f"model_{u}.ckpt", weights_only=True)["model"] for u in (2, 4))
     changed = {k for k in first if not torch.equal(first[k], last[k])}
-    owned = {k for k in first if method_owned(k, method)}
+    reference = build("pe", f"pe.method={method}")  # same layer count as tiny.yaml: the same parameter names
+    owned = {f"model.bert.{n}" for n in reference.pe_parameter_names}
+    assert owned <= set(first), owned - set(first)
     assert changed & owned, "no parameter of the method changed"
-    allowed = owned | {k for k in first if k.startswith("model.classifier.")}
-    if method == "houlsby":
-        allowed |= {k for k in first if "LayerNorm" in k}
+    allowed = trained_by_method(reference)
     assert changed <= allowed, changed - allowed
     if base is not None:
         assert "Copying model.bert.encoder.layer.0.attention.self.query.base_layer.weight" in log
