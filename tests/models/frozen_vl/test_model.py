@@ -222,3 +222,12 @@ def test_hf_tokenizer_processor(vl_hmd):
     with pytest.raises(FileNotFoundError, match="absent-tok"):
         HFTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": os.path.join(vl_hmd["data_dir"],
                                                                                           "absent-tok")}}))
+
+
+def test_every_registered_encoder_class_is_under_the_contract_tests():
+    """The tests parametrised over helpers.ENCODERS cover each encoder class the model can build: a class added to
+    mmf_pe.models.frozen_vl.encoders without a tiny model here fails this test by name."""
+    from mmf_pe.models.frozen_vl.encoders import ENCODERS as REGISTERED
+
+    covered = {encoder for encoder, _ in ENCODERS.values()}
+    assert covered == set(REGISTERED), f"encoders without contract tests: {sorted(set(REGISTERED) - covered)}"
