@@ -228,11 +228,9 @@ def create_app(settings, engine=None, featurizer=None):
             raise BadInput(422, "no input: send an image (multipart field 'image') or features (.npy file or JSON "
                                 "array in field 'features')")
         started = time.perf_counter()  # features time = waiting for a decode slot + decoding + detector
-        work = asyncio.ensure_future(run_in_threadpool(gate.run, deadline, image_features, image, version, deadline))
-        work.add_done_callback(lambda done: done.cancelled() or done.exception())  # read when nobody waits any more
         try:
-            features, regions = await asyncio.wait_for(asyncio.shield(work), max(0.0, deadline - time.monotonic()))
-        except (asyncio.TimeoutError, Expired, TimeoutError):
+            features, regions = await gate.run(deadline, image_features, image, version, deadline)
+        except (Expired, TimeoutError):  # TimeoutError: the detector's own deadline check
             raise timed_out() from None
         return features, regions, 1000 * (time.perf_counter() - started)
 

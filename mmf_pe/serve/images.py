@@ -10,13 +10,14 @@ twice the working size (every Hateful Memes image at 800 pixels) are not reduced
 `mmf_pe extract` decodes them; larger ones are smoothed by the box filter before the detector's bilinear resize, so
 their features differ slightly from those of `mmf_pe extract` on the full-size file.
 """
+import asyncio
 import io
-import threading
 import time
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+from starlette.concurrency import run_in_threadpool
 
 from mmf_pe.extraction.images import _to_rgb
 from mmf_pe.serve.inputs import BadInput
@@ -111,26 +112,39 @@ def _reduced(image, factor, working_size):
 
 class ImageGate:
     """At most `limit` images decoded or in the detector at once (each holds up to ~3 bytes per pixel of the upload
-    plus its working-size copies); a request waits for its turn only until its deadline."""
+    plus its working-size copies). A request waits for its turn on the event loop (no worker thread held) and only
+    until its deadline; a slot is freed when its work has finished, even if the caller stopped waiting."""
 
     def __init__(self, limit):
         self.limit = max(1, int(limit))
-        self.semaphore = threading.BoundedSemaphore(self.limit)
         self.in_flight = 0
-        self._count = threading.Lock()
+        self._semaphore = None  # made on the serving loop at first use
 
-    def run(self, deadline, work, *args):
-        """`work(*args)` in this (worker) thread once a slot is free; Expired if `deadline` (time.monotonic) passes
-        first. The slot is held until `work` returns, even if the caller has stopped waiting."""
-        if not self.semaphore.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise Expired()
+    async def run(self, deadline, work, *args):
+        """`work(*args)` in a worker thread once a slot is free; Expired if `deadline` (time.monotonic) passes
+        first, while waiting for a slot or for the work."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
         try:
-            with self._count:
-                self.in_flight += 1
-            if time.monotonic() > deadline:
-                raise Expired()
-            return work(*args)
-        finally:
-            with self._count:
-                self.in_flight -= 1
-            self.semaphore.release()
+            await asyncio.wait_for(self._semaphore.acquire(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise Expired() from None
+        self.in_flight += 1
+        task = asyncio.ensure_future(run_in_threadpool(_before_deadline, deadline, work, *args))
+        task.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise Expired() from None
+
+    def _finished(self, task):
+        self.in_flight -= 1
+        self._semaphore.release()
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that gave up leaves no "never retrieved" warning
+
+
+def _before_deadline(deadline, work, *args):
+    if time.monotonic() > deadline:  # waited its turn past the deadline: skip the work
+        raise Expired()
+    return work(*args)
