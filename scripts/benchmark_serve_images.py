@@ -105,7 +105,7 @@ def main(argv=None):
         for label, image, megapixels, concurrency, options, pythonpath in plan:
             print(f"[bench] {label} x {concurrency} ...", file=sys.stderr)
             os.environ["PYTHONPATH"] = benchmark_serve.ROOT = pythonpath  # the server runs that checkout's code
-            server = Server(folder, *options)
+            server = Server(folder, "--timeout-s", "1800", *options)  # memory, not latency: no 504 on a busy CPU
             try:
                 base, peak, statuses, seconds = measure(server, image, concurrency, warm_up)
             finally:

@@ -16,6 +16,7 @@ from mmf_pe.serve.engine import AdapterError
 from mmf_pe.tuners.export import CONFIG_NAME, FORMAT, WEIGHTS_NAME
 
 SCALARS = (str, int, float, bool, type(None))
+MAX_CONFIG_BYTES = 4 * 2**20  # an export's config is a few KB (~100 KB with a 2048-d feature standardisation)
 
 
 def refuse(message, field):
@@ -27,6 +28,9 @@ def refuse(message, field):
 def checked_config(config_bytes, where, base_model):
     """The parsed adapter config, or AdapterError naming the file and key. `base_model`: the base's model_config."""
     name = f"{where}/{CONFIG_NAME}"
+    if len(config_bytes) > MAX_CONFIG_BYTES:
+        raise refuse(f"{name}: {len(config_bytes):,} bytes; an adapter config is at most {MAX_CONFIG_BYTES:,}",
+                     "config")
     try:
         config = jsonsafe.loads(config_bytes, finite=True)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -110,6 +110,7 @@ def upload_cases(good):
         ("5,000-digit integer", huge, weights, "config.pe.reduction_factor"),
         ("threshold true", _with(config, threshold=True), weights, "config.threshold"),
         ("base_fingerprint a string", _with(config, base_fingerprint="abc"), weights, "config.base_fingerprint"),
+        ("config of 5 MB", _with(config, source="x" * 5 * 2**20), weights, "config"),
     ]
 
 
