@@ -12,11 +12,16 @@ import re
 import typing
 
 from mmf_pe.serve import jsonsafe
-from mmf_pe.serve.engine import AdapterError
 from mmf_pe.tuners.export import CONFIG_NAME, FORMAT, WEIGHTS_NAME
 
 SCALARS = (str, int, float, bool, type(None))
 MAX_CONFIG_BYTES = 4 * 2**20  # an export's config is a few KB (~100 KB with a 2048-d feature standardisation)
+
+
+class AdapterError(ValueError):
+    """An adapter that cannot be served on this base (says which file and why; `field`: the key, where known)."""
+
+    field = None
 
 
 def refuse(message, field):

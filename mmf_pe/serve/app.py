@@ -137,7 +137,7 @@ def create_app(settings, engine=None, featurizer=None):
                 version = await run_in_threadpool(engine.read_version, name, parts["config"], parts["weights"],
                                                   f"upload {name}")
             except AdapterError as error:
-                raise BadInput(422, str(error), getattr(error, "field", None) or "config") from None
+                raise BadInput(422, str(error), error.field or "config") from None
             replaced = adapters.get(name) is not None
             fingerprint = await run_in_threadpool(layout.publish, settings.folder, name, parts["config"],
                                                   parts["weights"])

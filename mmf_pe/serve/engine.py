@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 import torch
 
 from mmf_pe.serve import layout
+from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
 
 _versions = itertools.count(1)
-
-
-class AdapterError(ValueError):
-    """An adapter that cannot be served on this base (says which file and why)."""
 
 
 @dataclass(eq=False)
@@ -95,8 +92,6 @@ class Engine:
     def read_version(self, name, config_bytes, weights_bytes, where):
         """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion."""
         from safetensors.torch import load as load_safetensors
-
-        from mmf_pe.serve.adapter_checks import check_weights, checked_config
 
         config = checked_config(config_bytes, where, self.config["model_config"])  # data only: types, sizes bounded
         try:
