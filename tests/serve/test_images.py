@@ -78,7 +78,7 @@ def app_with(server):
 def test_decoding_is_bounded_and_the_default_pixel_cap_refuses_what_the_model_cannot_use(app_with):
     from tests.serve.helpers import ThreadedServer
 
-    featurizer = SlowFeaturizer(0.3)
+    featurizer = SlowFeaturizer(0.5)
     meme = encoded(Image.new("RGB", (120, 80), (30, 30, 200)))
     with ThreadedServer(app_with(featurizer, decode_concurrency=2)) as running:
         def one(_):
