@@ -62,6 +62,7 @@ def create_app(settings, engine=None, featurizer=None):
         batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.depth)
         metrics.adapters_loaded.set_function(lambda: len(adapters.versions))
+        metrics.images_in_flight.set_function(lambda: gate.in_flight)
         yield
         adapters.stop()
         await batcher.stop()

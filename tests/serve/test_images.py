@@ -89,6 +89,7 @@ def test_decoding_is_bounded_and_the_default_pixel_cap_refuses_what_the_model_ca
             answers = list(pool.map(one, range(6)))
         assert [a.status_code for a in answers] == [200] * 6, answers[0].text
         assert featurizer.most == 2  # six at once, two decoded / in the detector at a time
+        assert "mmf_pe_images_in_flight 0.0" in requests.get(f"{running.url}/metrics", timeout=30).text
         bomb = encoded(Image.new("1", (6000, 6000)))  # 36 megapixels in a few KB: under the old 40 MP cap
         answer = requests.post(f"{running.url}/v1/score", data={"adapter": "pe_img"},
                                files={"image": ("big.png", bomb)}, timeout=60)
