@@ -8,6 +8,7 @@ Every load of an adapter makes a new immutable `AdapterVersion`; a request holds
 import itertools
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -131,7 +132,7 @@ class Engine:
         projection = any(n.startswith("model.bert.embeddings.projection.") for n in tensors)
         key = json.dumps([mode, pe, projection], sort_keys=True)
         with self._kinds_lock:
-            kind = self.kinds.get(key) or self._build_kind(mode, pe, projection, where)
+            kind = self.kinds.get(key) or self._built_kind(mode, pe, projection, where)
         kind.key = key
         missing = sorted(set(kind.slots) - set(tensors))
         extra = sorted(set(tensors) - set(kind.slots))
@@ -141,6 +142,17 @@ class Engine:
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: does not fit the {mode} model: missing {missing[:5]}, "
                                f"unexpected {extra[:5]}, shapes {wrong[:5]}")
         return kind
+
+    def _built_kind(self, mode, pe, projection, where):
+        """`_build_kind`, with what the PE method refuses while building (e.g. target modules matching nothing, a
+        pattern that is no regex) an AdapterError naming the adapter, never a 500."""
+        try:
+            return self._build_kind(mode, pe, projection, where)
+        except AdapterError:
+            raise
+        except (ValueError, TypeError, KeyError, re.error) as error:
+            raise AdapterError(f"{where}: the {mode} model cannot be built with this adapter's settings: "
+                               f"{str(error)[:300]}") from None
 
     def _build_kind(self, mode, pe, projection, where):
         from omegaconf import OmegaConf
