@@ -2,8 +2,8 @@
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
+import math
 import os
 import time
 
@@ -17,22 +17,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mmf_pe.serve import layout
 from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
-from mmf_pe.serve.inputs import BadInput, check_text, decode_image, features_from_json, features_from_npy
+from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
+from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
+from mmf_pe.serve.public import without_paths
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
-MAX_PIXELS = 40_000_000
+# 4096 x 4096: four times the detectors' working size (short side 800, long side <= 1333) in each dimension; an
+# image beyond it carries nothing the detector can use and costs ~3 bytes per pixel to decode (docs/serving.md)
+MAX_PIXELS = 4096 * 4096
+DECODE_CONCURRENCY = 2  # images decoded / in the detector at once (the detector itself runs one at a time)
 MAX_REGIONS_SHOWN = 36
 
 
 class Settings:
     def __init__(self, folder, default_adapter=None, max_batch=16, max_wait_ms=5.0, max_queue=256, timeout_s=30.0,
                  max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, poll_s=1.0, admin_token=None,
-                 score_token=None):
+                 score_token=None, decode_concurrency=DECODE_CONCURRENCY):
         self.folder, self.default_adapter = folder, default_adapter
         self.max_batch, self.max_wait_ms, self.max_queue, self.timeout_s = max_batch, max_wait_ms, max_queue, timeout_s
         self.max_upload_bytes, self.max_pixels, self.poll_s = max_upload_bytes, max_pixels, poll_s
+        self.decode_concurrency = decode_concurrency
         self.admin_token = os.environ.get("MMF_PE_ADMIN_TOKEN") if admin_token is None else admin_token
         self.score_token = os.environ.get("MMF_PE_SCORE_TOKEN") if score_token is None else score_token
 
@@ -47,6 +53,7 @@ def create_app(settings, engine=None, featurizer=None):
     default = settings.default_adapter or engine.config.get("default_adapter")
     batcher = Batcher(engine.score, settings.max_batch, settings.max_wait_ms, settings.max_queue,
                       on_batch=metrics.observe_batch)
+    gate = ImageGate(settings.decode_concurrency)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -55,13 +62,14 @@ def create_app(settings, engine=None, featurizer=None):
         batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.depth)
         metrics.adapters_loaded.set_function(lambda: len(adapters.versions))
+        metrics.images_in_flight.set_function(lambda: gate.in_flight)
         yield
         adapters.stop()
         await batcher.stop()
 
     app = FastAPI(title="mmf_pe serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine, app.state.adapters, app.state.batcher, app.state.metrics = engine, adapters, batcher, metrics
-    app.state.featurizer = featurizer
+    app.state.featurizer, app.state.image_gate = featurizer, gate
 
     def default_name():
         if default and adapters.get(default):
@@ -90,7 +98,8 @@ def create_app(settings, engine=None, featurizer=None):
     @app.get("/readyz")
     async def readyz():
         ready = bool(adapters.versions)
-        body = {"ready": ready, "base_loaded": True, "adapters": adapters.names(), "errors": adapters.errors}
+        body = {"ready": ready, "base_loaded": True, "adapters": adapters.names(),
+                "errors": without_paths(adapters.errors, settings.folder)}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
@@ -100,8 +109,9 @@ def create_app(settings, engine=None, featurizer=None):
 
     @app.get("/v1/adapters")
     async def list_adapters():
-        return {"default": default_name(), "adapters": [v.describe() for _, v in sorted(adapters.versions.items())],
+        body = {"default": default_name(), "adapters": [v.describe() for _, v in sorted(adapters.versions.items())],
                 "errors": adapters.errors, "detector": featurizer.provenance() if featurizer else None}
+        return without_paths(body, settings.folder)  # unauthenticated: file names, never the server's directories
 
     def check_admin(request):
         if not settings.admin_token:
@@ -128,7 +138,7 @@ def create_app(settings, engine=None, featurizer=None):
                 version = await run_in_threadpool(engine.read_version, name, parts["config"], parts["weights"],
                                                   f"upload {name}")
             except AdapterError as error:
-                raise BadInput(422, str(error)) from None
+                raise BadInput(422, str(error), error.field or "config") from None
             replaced = adapters.get(name) is not None
             fingerprint = await run_in_threadpool(layout.publish, settings.folder, name, parts["config"],
                                                   parts["weights"])
@@ -155,6 +165,7 @@ def create_app(settings, engine=None, featurizer=None):
     @app.post("/v1/score")
     async def score(request: Request):
         started = time.perf_counter()
+        deadline = time.monotonic() + settings.timeout_s  # features (decode + detector) and model, together
         adapter_label = "-"
         try:
             if settings.score_token and not _bearer_matches(request, settings.score_token):
@@ -170,17 +181,21 @@ def create_app(settings, engine=None, featurizer=None):
                 raise BadInput(404, f"unknown adapter {name[:80]!r}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
             text = check_text(fields.get("text"))
-            features, regions, features_ms = await features_for(fields, version)
+            features, regions, features_ms = await features_for(fields, version, deadline)
             try:
                 future = batcher.submit(version, text, features)
             except QueueFull as error:
                 metrics.rejected.inc()
                 raise BadInput(429, f"server busy: {error}; retry later") from None
             try:
-                probability, timings = await asyncio.wait_for(asyncio.shield(future), settings.timeout_s)
+                probability, timings = await asyncio.wait_for(asyncio.shield(future),
+                                                              max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 future.cancel()
-                raise BadInput(504, f"not scored within {settings.timeout_s} s (request timeout)") from None
+                raise timed_out() from None
+            if not math.isfinite(probability):  # finite inputs so large the model overflows (e.g. 1e30 in float32)
+                raise BadInput(422, "features: the model's output is not finite for these features (values too "
+                                    f"large: max |x| = {float(features.abs().max()):.3g})", "features")
             total_ms = 1000 * (time.perf_counter() - started)
             body = {"probability": probability, "label": int(probability >= version.threshold),
                     "threshold": version.threshold,
@@ -198,7 +213,11 @@ def create_app(settings, engine=None, featurizer=None):
             headers = {"Retry-After": "1"} if error.status == 429 else None
             return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
-    async def features_for(fields, version):
+    def timed_out():
+        return BadInput(504, f"not scored within {settings.timeout_s} s (request timeout; image decoding and the "
+                             "detector count)")
+
+    async def features_for(fields, version, deadline):
         image, given = fields.get("image"), fields.get("features")
         if image is not None and given is not None:
             raise BadInput(422, "send either an image or precomputed features, not both")
@@ -209,8 +228,17 @@ def create_app(settings, engine=None, featurizer=None):
         if image is None:
             raise BadInput(422, "no input: send an image (multipart field 'image') or features (.npy file or JSON "
                                 "array in field 'features')")
-        started = time.perf_counter()  # features time = decoding + detector
-        rgb = await run_in_threadpool(decode_image, image[1], image[0], settings.max_pixels)  # bad files first
+        started = time.perf_counter()  # features time = waiting for a decode slot + decoding + detector
+        try:
+            features, regions = await gate.run(deadline, image_features, image, version, deadline)
+        except (Expired, TimeoutError):  # TimeoutError: the detector's own deadline check
+            raise timed_out() from None
+        return features, regions, 1000 * (time.perf_counter() - started)
+
+    def image_features(image, version, deadline):
+        """In a worker thread, holding one of the gate's slots: decode (bad files first), check, run the detector."""
+        working_size = featurizer.working_size() if featurizer is not None else DEFAULT_WORKING_SIZE
+        rgb, original = decode_for_detector(image[1], image[0], settings.max_pixels, working_size)
         if featurizer is None:
             raise BadInput(422, "this server runs no detector (started with --no-detector): send precomputed features")
         if version.provenance is None:
@@ -223,9 +251,8 @@ def create_app(settings, engine=None, featurizer=None):
             raise BadInput(422, f"adapter {version.name!r} was trained on features made with other detector settings "
                                 f"than this server's ({text}); send precomputed features or start the server with "
                                 "the adapter's settings", "image")
-        features, boxes = await run_in_threadpool(featurizer, rgb, version.provenance.get("normalisation"))
-        return features, {"boxes": boxes, "image_width": int(rgb.shape[1]), "image_height": int(rgb.shape[0])}, \
-            1000 * (time.perf_counter() - started)
+        features, boxes = featurizer(rgb, version.provenance.get("normalisation"), original, deadline)
+        return features, {"boxes": boxes, "image_width": int(original[1]), "image_height": int(original[0])}
 
     @app.get("/", response_class=HTMLResponse)
     async def moderator_page():
@@ -291,11 +318,7 @@ async def read_score_fields(request, limit):
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await read_body(request, limit)
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadInput(400, f"malformed JSON body ({getattr(error, 'msg', error)} at position "
-                                f"{getattr(error, 'pos', '?')})") from None
+        data = parse_json(body, "JSON body")
         if not isinstance(data, dict):
             raise BadInput(400, "the JSON body must be an object {\"text\": ..., \"features\": [[...]], ...}")
         if "image" in data:
@@ -314,7 +337,7 @@ async def read_score_fields(request, limit):
         if isinstance(value, UploadFile):
             if value.filename == "" and not value.size:
                 continue  # an empty file input of an HTML form
-            fields[key] = (value.filename or key, await value.read())
+            fields[key] = (check_filename(value.filename, key) or key, await value.read())
         elif value not in (None, ""):
             if key == "image":
                 raise BadInput(422, "field 'image' must be a file upload", "image")

@@ -29,7 +29,10 @@ def parser():
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 429 (busy)")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request timeout (504 after it)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
-    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images are refused (413); the "
+                   "detector works at ~800 x 1333, and decoding costs ~3 bytes per pixel (default: 4096 x 4096)")
+    p.add_argument("--decode-concurrency", type=int, default=2, help="images decoded / in the detector at once "
+                   "(bounds the memory images take: docs/serving.md)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
@@ -109,7 +112,8 @@ def build_app(options):
                   "images are refused, precomputed features accepted", file=sys.stderr)
     settings = Settings(options["folder"], options["default_adapter"], options["max_batch"], options["max_wait_ms"],
                         options["max_queue"], options["timeout_s"], int(options["max_upload_mb"] * 2**20),
-                        options["max_pixels"], options["poll_s"])
+                        options["max_pixels"], options["poll_s"],
+                        decode_concurrency=options.get("decode_concurrency", 2))
     return create_app(settings, engine=engine, featurizer=featurizer)
 
 
@@ -135,6 +139,7 @@ def main(argv=None):
                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
                "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
                "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
+               "decode_concurrency": args.decode_concurrency,
                "detector_args": detector_args}
     os.environ[ENV_SETTINGS] = json.dumps(options)
     import uvicorn

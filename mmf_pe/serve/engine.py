@@ -8,19 +8,17 @@ Every load of an adapter makes a new immutable `AdapterVersion`; a request holds
 import itertools
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
 import torch
 
 from mmf_pe.serve import layout
+from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
 
 _versions = itertools.count(1)
-
-
-class AdapterError(ValueError):
-    """An adapter that cannot be served on this base (says which file and why)."""
 
 
 @dataclass(eq=False)
@@ -53,6 +51,7 @@ class Kind:
 
     def __init__(self, model, slots, digest):
         self.model, self.slots, self.digest = model, slots, digest
+        self.key = None  # the engine's cache key (mode, PE settings, projection)
         self.lock = threading.Lock()
         self.current = None
         self.switches = 0
@@ -95,27 +94,20 @@ class Engine:
         """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion."""
         from safetensors.torch import load as load_safetensors
 
-        try:
-            config = json.loads(config_bytes)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            line = getattr(error, "lineno", "?")
-            raise AdapterError(f"{where}/{CONFIG_NAME}: line {line}: not valid JSON") from None
-        if not isinstance(config, dict) or config.get("format") != "mmf_pe.adapter/1":
-            raise AdapterError(f"{where}/{CONFIG_NAME}: not an `mmf_pe export-adapter` config "
-                               "(format mmf_pe.adapter/1)")
+        config = checked_config(config_bytes, where, self.config["model_config"])  # data only: types, sizes bounded
         try:
             tensors = load_safetensors(weights_bytes)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: not a readable safetensors file ({error})") from None
         tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        check_weights(tensors, where)
         kind = self.kind_for(config, tensors, where)
         expected = (config.get("base_fingerprint") or {}).get("digest")
         if expected != kind.digest:
             raise AdapterError(f"{where}: trained on other base weights (fingerprint {str(expected)[:12]}.., this "
                                f"server's base {kind.digest[:12]}..)")
-        threshold = config.get("threshold")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-            raise AdapterError(f"{where}/{CONFIG_NAME}: threshold {threshold!r} is not a number in [0, 1]")
+        with self._kinds_lock:  # a skeleton is kept only once an adapter of its kind is accepted
+            kind = self.kinds.setdefault(kind.key, kind)
         return AdapterVersion(name, layout.fingerprint(config_bytes, weights_bytes), config, tensors, kind)
 
     def read_folder_version(self, name):
@@ -140,9 +132,8 @@ class Engine:
         projection = any(n.startswith("model.bert.embeddings.projection.") for n in tensors)
         key = json.dumps([mode, pe, projection], sort_keys=True)
         with self._kinds_lock:
-            if key not in self.kinds:
-                self.kinds[key] = self._build_kind(mode, pe, projection, where)
-            kind = self.kinds[key]
+            kind = self.kinds.get(key) or self._built_kind(mode, pe, projection, where)
+        kind.key = key
         missing = sorted(set(kind.slots) - set(tensors))
         extra = sorted(set(tensors) - set(kind.slots))
         wrong = [f"{n}: {tuple(t.shape)} vs {tuple(kind.slots[n].shape)}" for n, t in tensors.items()
@@ -151,6 +142,17 @@ class Engine:
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: does not fit the {mode} model: missing {missing[:5]}, "
                                f"unexpected {extra[:5]}, shapes {wrong[:5]}")
         return kind
+
+    def _built_kind(self, mode, pe, projection, where):
+        """`_build_kind`, with what the PE method refuses while building (e.g. target modules matching nothing, a
+        pattern that is no regex) an AdapterError naming the adapter, never a 500."""
+        try:
+            return self._build_kind(mode, pe, projection, where)
+        except AdapterError:
+            raise
+        except (ValueError, TypeError, KeyError, re.error) as error:
+            raise AdapterError(f"{where}: the {mode} model cannot be built with this adapter's settings: "
+                               f"{str(error)[:300]}") from None
 
     def _build_kind(self, mode, pe, projection, where):
         from omegaconf import OmegaConf

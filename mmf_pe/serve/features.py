@@ -5,6 +5,7 @@ provenance and the server's compare key by key.
 """
 import json
 import threading
+import time
 
 import torch
 
@@ -41,10 +42,22 @@ class Featurizer:
         adapter = {k: v for k, v in adapter_provenance.items() if k not in IGNORED}
         return provenance_differences(adapter, self._provenance)
 
-    def __call__(self, rgb, normalisation=None):
-        """(features (N, D) float32 tensor, boxes [[x1, y1, x2, y2]] in image pixels) of one RGB array."""
+    def working_size(self):
+        """(min_size, max_size): the detector resizes every image to short side min_size, long side <= max_size;
+        uploads are shrunk towards it before decoding to arrays (mmf_pe.serve.images)."""
+        preprocess = self.model.preprocess
+        return preprocess.min_size, preprocess.max_size
+
+    def __call__(self, rgb, normalisation=None, original_size=None, deadline=None):
+        """(features (N, D) float32 tensor, boxes [[x1, y1, x2, y2]] in image pixels) of one RGB array.
+
+        `original_size` (height, width): the upload's size when `rgb` is a reduced copy (boxes come back in the
+        upload's pixels); `deadline` (time.monotonic): TimeoutError instead of running once it has passed."""
         with self.lock, torch.inference_mode():
-            record = self.model.extract([self.model.preprocess(rgb)], [rgb.shape[:2]], self.select)[0]
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the request's deadline passed while waiting for the detector")
+            size = tuple(original_size) if original_size else rgb.shape[:2]
+            record = self.model.extract([self.model.preprocess(rgb)], [size], self.select)[0]
         features = torch.from_numpy(record["features"])
         if self.feature_dtype == "float16":  # stored as fp16 in training, read back as fp32 by MMF
             features = features.half().float()

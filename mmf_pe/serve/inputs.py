@@ -1,11 +1,11 @@
 """Request parsing with limits: every bad input becomes a `BadInput` (HTTP 4xx + a message naming the problem)."""
 import io
 import json
-import os
-import tempfile
 
 import numpy as np
 import torch
+
+from mmf_pe.serve import jsonsafe
 
 MAX_TEXT_CHARS = 10_000
 MAX_REGIONS = 1_000
@@ -50,15 +50,29 @@ def features_from_npy(data, feature_dim, filename="features.npy"):
 
 def features_from_json(value, feature_dim, where="features"):
     if isinstance(value, (str, bytes)):
-        try:
-            value = json.loads(value)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadInput(400, f"{where}: malformed JSON ({getattr(error, 'msg', error)})", "features") from None
+        value = parse_json(value, where, "features")
     try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise BadInput(422, f"{where}: must be a list of rows of numbers", "features") from None
+        with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused below, by name
+            array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        raise BadInput(422, f"{where}: must be a list of rows of numbers (each within float32's range)",
+                       "features") from None
     return check_features(array, feature_dim, where)
+
+
+def parse_json(data, where, field=None):
+    """A client's JSON (a body or a field holding JSON) with nesting and integer size bounded (see jsonsafe)."""
+    try:
+        return jsonsafe.loads(data, walk=False)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(400, f"{where}: malformed JSON ({getattr(error, 'msg', error)} at position "
+                            f"{getattr(error, 'pos', '?')})", field) from None
+    except jsonsafe.JSONLimitError as error:
+        inner = jsonsafe.top_key(error.path) if field is None and error.path else None
+        at = f" at {error.path}" if error.path else ""
+        raise BadInput(400, f"{where}: {error.message}{at}", field or inner) from None
+    except ValueError as error:  # e.g. an integer over Python's digit limit inside a JSON string's own parser
+        raise BadInput(400, f"{where}: malformed JSON ({error})", field) from None
 
 
 def check_features(array, feature_dim, where):
@@ -68,24 +82,17 @@ def check_features(array, feature_dim, where):
         raise BadInput(422, f"{where}: shape {tuple(array.shape)}; expected (regions, {feature_dim})", "features")
     if not 1 <= array.shape[0] <= MAX_REGIONS:
         raise BadInput(422, f"{where}: {array.shape[0]} regions; expected 1..{MAX_REGIONS}", "features")
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=np.float32)  # the model's dtype: 1e300 (float64) is inf here
     if not np.isfinite(array).all():
-        raise BadInput(422, f"{where}: contains NaN or infinity", "features")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        raise BadInput(422, f"{where}: contains NaN or infinity (or values beyond float32's range, ~3.4e38)",
+                       "features")
+    return torch.from_numpy(array)
 
 
-def decode_image(data, filename, max_pixels):
-    """RGB uint8 array of an upload, through the extractor's own decoder (same checks as `mmf_pe extract`)."""
-    from mmf_pe.extraction.images import ImageError, load_rgb
-
-    if not data:
-        raise BadInput(400, f"{filename}: empty upload (0 bytes)", "image")
-    suffix = os.path.splitext(filename or "")[1][:10]
-    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-        f.write(data)
-        f.flush()
-        try:
-            return load_rgb(f.name, max_pixels)
-        except ImageError as error:
-            reason = str(error)
-            status = 413 if reason.startswith("too large") else (415 if "not an image" in reason else 422)
-            raise BadInput(status, f"{filename}: {reason}", "image") from None
+def check_filename(filename, field):
+    """An upload's file name (used in messages only) with no control characters: a NUL is no file name."""
+    if filename and any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        raise BadInput(400, f"{field}: the upload's file name {filename[:80]!r} contains control characters (e.g. "
+                            "a NUL byte)", field)
+    return filename

@@ -25,7 +25,10 @@ BASE_FORMAT = "mmf_pe.base/1"
 BASE_CONFIG = "base_config.json"
 BASE_WEIGHTS = "base_model.safetensors"
 VERSIONS_DIR = ".versions"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no trailing newline
+# names the folder's own files take (the demo writes index.json beside the adapters): never adapter names
+RESERVED_NAMES = (BASE_DIR, "index.json")
+RESERVED_SUFFIXES = (".json", ".tmp", ".link")
 MODEL_KEYS = (
     "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
     "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "initializer_range", "visual_embedding_dim",
@@ -35,10 +38,16 @@ MODEL_KEYS = (
 )
 
 
+def is_name(name):
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None and name not in RESERVED_NAMES \
+        and not name.lower().endswith(RESERVED_SUFFIXES)
+
+
 def check_name(name):
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name == BASE_DIR:
+    if not is_name(name):
         raise ValueError(f"adapter name {name!r}: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' "
-                         f"or '_', and not {BASE_DIR!r})")
+                         f"or '_', not {' or '.join(map(repr, RESERVED_NAMES))}, not ending in "
+                         f"{', '.join(RESERVED_SUFFIXES)})")
     return name
 
 
@@ -89,7 +98,7 @@ def adapter_names(folder):
     names = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if NAME_PATTERN.match(name) and name != BASE_DIR and os.path.isfile(os.path.join(path, CONFIG_NAME)) \
+        if is_name(name) and os.path.isfile(os.path.join(path, CONFIG_NAME)) \
                 and os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
             names.append(name)
     return names
@@ -125,13 +134,19 @@ def publish(folder, name, config_bytes, weights_bytes):
         os.makedirs(staging)
         atomic_write_bytes(os.path.join(staging, WEIGHTS_NAME), weights_bytes)
         atomic_write_bytes(os.path.join(staging, CONFIG_NAME), config_bytes)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:  # the same version written meanwhile by a concurrent upload (ENOTEMPTY / EEXIST): use it
+            shutil.rmtree(staging, ignore_errors=True)
+            if not os.path.isdir(target):
+                raise
+    os.utime(target)  # (re)published now: its grace period, once replaced, starts from here at the earliest
     link = os.path.join(folder, name)
-    if os.path.isdir(link) and not os.path.islink(link):  # a plain export folder: keep it beside, out of the way
-        os.replace(link, os.path.join(versions, f"{name}.replaced.{uuid.uuid4().hex[:8]}"))
+    previous = _retire(folder, name)
     tmp_link = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.link")
     os.symlink(os.path.relpath(target, folder), tmp_link)
     os.replace(tmp_link, link)
+    _start_grace(previous, keep=target)
     collect_garbage(folder)
     return version
 
@@ -140,14 +155,43 @@ def unpublish(folder, name):
     """Remove adapter `name` from the folder (its files stay a while for replicas still reading them)."""
     check_name(name)
     link = os.path.join(folder, name)
+    previous = _retire(folder, name, "removed")
     if os.path.islink(link):
-        os.unlink(link)
-    elif os.path.isdir(link):
-        os.makedirs(os.path.join(folder, VERSIONS_DIR), exist_ok=True)
-        os.replace(link, os.path.join(folder, VERSIONS_DIR, f"{name}.removed.{uuid.uuid4().hex[:8]}"))
-    else:
+        try:
+            os.unlink(link)
+        except FileNotFoundError:  # removed meanwhile by another request or replica
+            pass
+    elif previous is None:
         raise FileNotFoundError(f"no adapter {name!r} in {folder}")
+    _start_grace(previous)
     collect_garbage(folder)
+
+
+def _retire(folder, name, why="replaced"):
+    """The folder that `<folder>/<name>` serves now (a version it links to, or a plain export folder moved into
+    `.versions/`, out of the way), so its grace period can start once it is no longer served; None if none."""
+    link = os.path.join(folder, name)
+    if os.path.islink(link):
+        return os.path.realpath(link)
+    if os.path.isdir(link):
+        moved = os.path.join(folder, VERSIONS_DIR, f"{name}.{why}.{uuid.uuid4().hex[:8]}")
+        os.makedirs(os.path.dirname(moved), exist_ok=True)
+        try:
+            os.replace(link, moved)
+        except FileNotFoundError:  # moved meanwhile by a concurrent request
+            return None
+        return moved
+    return None
+
+
+def _start_grace(path, keep=None):
+    """Mark `path` as unserved from now: garbage collection keeps it `grace_s` more seconds for readers (a plain
+    folder's or an old version's own mtime may be days old, which would delete it at once)."""
+    if path and path != (os.path.realpath(keep) if keep else None):
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            pass
 
 
 def collect_garbage(folder, grace_s=300):

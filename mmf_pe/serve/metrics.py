@@ -22,6 +22,8 @@ class Metrics:
                                 registry=r)
         self.queue_depth = Gauge("mmf_pe_queue_depth", "Requests waiting for a batch", registry=r)
         self.adapters_loaded = Gauge("mmf_pe_adapters_loaded", "Adapters being served", registry=r)
+        self.images_in_flight = Gauge("mmf_pe_images_in_flight", "Images being decoded or in the detector "
+                                      "(at most --decode-concurrency)", registry=r)
 
     def observe_request(self, status, adapter, seconds, features_s=None, model_s=None):
         self.requests.labels(status=str(status), adapter=adapter).inc()
