@@ -136,25 +136,38 @@ def adapt(parent, data, features, out, budget_minutes, replay=0, old_data=None, 
     return out, config
 
 
-def publish(adapter_dir, target, name, token=None):
-    """Hand an exported adapter to a running server; returns its fingerprint there."""
+def check_publish_target(target, name, token=None):
+    """Refuse a publish that cannot work before any training: bad name, no token for a URL, not a served folder.
+    Returns the admin token for a URL (None for a folder)."""
     from mmf_pe.serve import layout
-    from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
 
-    with open(os.path.join(adapter_dir, CONFIG_NAME), "rb") as f:
-        config_bytes = f.read()
-    with open(os.path.join(adapter_dir, WEIGHTS_NAME), "rb") as f:
-        weights_bytes = f.read()
     try:
         layout.check_name(name)
     except ValueError as error:
         raise AdaptError(f"--name: {error}") from None
     if target.startswith(("http://", "https://")):
-        import requests
-
         token = token or os.environ.get("MMF_PE_ADMIN_TOKEN")
         if not token:
             raise AdaptError("publishing to a server needs its admin token in $MMF_PE_ADMIN_TOKEN")
+        return token
+    if not os.path.isdir(os.path.join(target, layout.BASE_DIR)):
+        raise AdaptError(f"{target}: not a served folder (no {layout.BASE_DIR}/) and not an http(s) URL")
+    return None
+
+
+def publish(adapter_dir, target, name, token=None):
+    """Hand an exported adapter to a running server; returns its fingerprint there."""
+    from mmf_pe.serve import layout
+    from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
+
+    token = check_publish_target(target, name, token)
+    with open(os.path.join(adapter_dir, CONFIG_NAME), "rb") as f:
+        config_bytes = f.read()
+    with open(os.path.join(adapter_dir, WEIGHTS_NAME), "rb") as f:
+        weights_bytes = f.read()
+    if target.startswith(("http://", "https://")):
+        import requests
+
         url = f"{target.rstrip('/')}/v1/adapters/{name}"
         try:
             answer = requests.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=300,
@@ -169,8 +182,6 @@ def publish(adapter_dir, target, name, token=None):
                 detail = answer.text[:300]
             raise AdaptError(f"{url}: HTTP {answer.status_code}: {detail}")
         return answer.json()["fingerprint"]
-    if not os.path.isdir(os.path.join(target, layout.BASE_DIR)):
-        raise AdaptError(f"{target}: not a served folder (no {layout.BASE_DIR}/) and not an http(s) URL")
     return layout.publish(target, name, config_bytes, weights_bytes)
 
 
@@ -195,6 +206,8 @@ def main(argv=None):
     if args.publish and not args.name:
         parser.error("--publish needs --name")
     try:
+        if args.publish:
+            check_publish_target(args.publish, args.name)
         out, config = adapt(args.parent, args.data, args.features, args.out, args.budget_minutes, args.replay,
                             args.old_data, args.old_features, args.base, args.epochs, args.lr, args.batch_size,
                             args.seed)

@@ -59,3 +59,16 @@ def timed_mmh(tmp_path_factory):
            for r in read_jsonl(os.path.join(root, "annotations", f"{split}.jsonl"))]
     write_features(root, ids)
     return {"facts": facts, "data_dir": data_dir, "root": root, "stdout": out.getvalue()}
+
+
+@pytest.fixture(scope="session")
+def time_split_run(timed_mmh, tmp_path_factory):
+    """One short real PE run of projects/visual_bert_pe/mmh_time_pe.yaml on `timed_mmh`: {"save_dir", "log"}."""
+    from mmf_pe_testing import write_run_config
+    from tests.datasets.mmh.helpers import BASE, RUN_YAML, run_mmf
+
+    root = tmp_path_factory.mktemp("mmh_time_run")
+    config = write_run_config(root, "mmh_time_pe.yaml", RUN_YAML)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        log = run_mmf([f"config={config}", *BASE], root / "train", timed_mmh["data_dir"], monkeypatch)
+    return {"save_dir": root / "train", "log": log, "data_dir": timed_mmh["data_dir"]}

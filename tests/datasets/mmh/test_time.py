@@ -1,4 +1,5 @@
 """Posting times from snowflake ids, and the time split (mmh_time_*.yaml) in a real MMF run."""
+import csv
 import json
 import os
 import shutil
@@ -53,10 +54,8 @@ def test_non_snowflake_ids_are_refused_by_line(timed_mmh, tmp_path):
     assert convert.main(["--src", str(src), "--out", out, "--no-verify-images", "--strict"]) == 1
 
 
-def test_time_split_run_never_trains_on_later_tweets_than_it_tests(timed_mmh, tmp_path, monkeypatch):
-    config = write_run_config(tmp_path, "mmh_time_pe.yaml", RUN_YAML)
-    save_dir = tmp_path / "train"
-    log = run_mmf([f"config={config}", *BASE], save_dir, timed_mmh["data_dir"], monkeypatch)
+def test_time_split_run_never_trains_on_later_tweets_than_it_tests(timed_mmh, time_split_run):
+    save_dir, log = time_split_run["save_dir"], time_split_run["log"]
     assert metric_values(log, "val/mmh/roc_auc")
     summary = json.loads((save_dir / "time_split.json").read_text())
     pool = [r for split in SPLITS for r in read_jsonl(os.path.join(timed_mmh["root"], "annotations",
@@ -87,3 +86,27 @@ def test_time_split_names_a_line_without_timestamp(timed_mmh, tmp_path, monkeypa
     config = write_run_config(tmp_path, "mmh_time_fc.yaml", RUN_YAML)
     with pytest.raises(ValueError, match=r"val\.jsonl:2: no 'timestamp_ms' field.*convert-mmh"):
         run_mmf([f"config={config}", *BASE, "run_type=val"], tmp_path / "v", data_dir, monkeypatch)
+
+
+def test_drift_of_a_time_split_run(timed_mmh, time_split_run, monkeypatch, capsys):
+    """`mmf_pe drift <run dir>`: the run's best checkpoint on its (time-split) test split, by time window."""
+    from sklearn.metrics import roc_auc_score
+
+    from mmf_pe.experiments import drift
+    from mmf_pe.reporting.plots import read_predictions
+
+    monkeypatch.setenv("MMF_DATA_DIR", time_split_run["data_dir"])
+    save_dir = time_split_run["save_dir"]
+    assert drift.main([str(save_dir), "--windows", "2"]) == 0
+    assert "| window | first | last | samples |" in capsys.readouterr().out
+    summary = json.loads((save_dir / "time_split.json").read_text())["splits"]["test"]
+    with open(save_dir / "drift" / "test" / "drift.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["samples"]) for r in rows] == [summary["count"] // 2, summary["count"] - summary["count"] // 2,
+                                                 summary["count"]]
+    assert rows[0]["first"] == summary["first"] and rows[1]["last"] == summary["last"]
+    probabilities, targets = read_predictions(str(save_dir / "logs" / "predictions" / "test.csv"))
+    overall = float(rows[2]["auroc"]) if rows[2]["auroc"] else None
+    expected = roc_auc_score(targets, probabilities) if len(set(targets)) > 1 else None
+    assert overall == pytest.approx(expected) if expected is not None else overall is None
+    assert float(rows[2]["positive_rate"]) == pytest.approx(targets.mean())
