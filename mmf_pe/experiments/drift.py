@@ -84,7 +84,8 @@ def drift_of_run(run_dir, windows, split=None, checkpoint="best", overrides=()):
     name, files = _run_split(run_dir, split)
     times = _timestamps_by_id(files)  # refused before any scoring when a line has no timestamp
     evaluate_run(run_dir, [split] if split else None, checkpoint, overrides)
-    predictions = os.path.join(os.path.dirname(find_metrics_file(run_dir)), "predictions", f"{name}.csv")
+    metrics_file = find_metrics_file(run_dir) or os.path.join(run_dir, "logs", "metrics.jsonl")  # as evaluate's
+    predictions = os.path.join(os.path.dirname(metrics_file), "predictions", f"{name}.csv")
     stamps, probabilities, targets = [], [], []
     with open(predictions, newline="") as f:
         for number, row in enumerate(csv.DictReader(f), start=2):
