@@ -63,20 +63,28 @@ def split_by_time(rows, fractions):
     """Split rows (timestamp first) in time order: the earliest fractions["train"], the next ["val"], the rest test.
 
     Returns (OrderedDict split -> rows, summary dict with counts, first/last times and the two boundaries). Ties are
-    broken by id, so the split is the same on every run and no train row is later than any test row."""
+    broken by id, so the split is the same on every run and no train row is later than any test row. A record whose
+    id came earlier in the pool (an id in two of the pooled files) is dropped, so it cannot land in two splits."""
     unknown = set(fractions) - set(SPLIT_ORDER)
     if unknown:
         raise TimelineError(f"time_split fractions name unknown splits {sorted(unknown)}; use train, val, test")
     values = [float(fractions.get(name, 0.0)) for name in SPLIT_ORDER]
     if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
         raise TimelineError(f"time_split fractions {dict(zip(SPLIT_ORDER, values))} must be >= 0 and sum to 1")
-    ordered = sorted(rows, key=_order_key)
+    seen, unique = set(), []
+    for row in rows:
+        key = str(row[1].get("id", "")) if isinstance(row[1], dict) else None
+        if key is None or key not in seen:
+            seen.add(key)
+            unique.append(row)
+    ordered = sorted(unique, key=_order_key)
     total = len(ordered)
     n_train = int(round(values[0] * total))
     n_val = int(round((values[0] + values[1]) * total)) - n_train
     parts = OrderedDict([("train", ordered[:n_train]), ("val", ordered[n_train:n_train + n_val]),
                          ("test", ordered[n_train + n_val:])])
-    summary = OrderedDict(total=total, fractions=dict(zip(SPLIT_ORDER, values)), splits=OrderedDict())
+    summary = OrderedDict(total=total, duplicates_dropped=len(rows) - total, fractions=dict(zip(SPLIT_ORDER, values)),
+                          splits=OrderedDict())
     for name, part in parts.items():
         entry = OrderedDict(count=len(part))
         if part:
@@ -94,6 +102,8 @@ def describe_split(summary):
     for name, entry in summary["splits"].items():
         span = f"{entry['first']} .. {entry['last']}" if entry["count"] else "empty"
         lines.append(f"  {name:<5} {entry['count']:>7}  {span}")
+    if summary.get("duplicates_dropped"):
+        lines.append(f"  ({summary['duplicates_dropped']} records left out: their id came earlier in the pool)")
     return "\n".join(lines)
 
 

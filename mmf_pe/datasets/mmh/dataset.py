@@ -24,6 +24,14 @@ from mmf_pe.utils.io import atomic_write_text
 TIME_SPLIT_FILE = "time_split.json"
 
 
+class TimeSliceAnnotations(AnnotationDatabase):
+    """MMF's annotation database over records already read and sliced by time (not loaded from one file)."""
+
+    def __init__(self, config, records):
+        torch.utils.data.Dataset.__init__(self)
+        self.metadata, self.config, self.start_idx, self.data = {}, config, 0, records
+
+
 class MMHFeaturesDataset(MMFDataset):
     def __init__(self, config, *args, dataset_name="mmh", **kwargs):
         super().__init__(dataset_name, config, *args, **kwargs)
@@ -57,11 +65,7 @@ class MMHFeaturesDataset(MMFDataset):
         summary["pool"] = pool
         self.time_split_summary = summary
         _announce(summary, self.dataset_type)
-        database = AnnotationDatabase.__new__(AnnotationDatabase)  # filled here, not read from one file
-        torch.utils.data.Dataset.__init__(database)
-        database.metadata, database.config, database.start_idx = {}, self.config, 0
-        database.data = [record for _, record, _ in parts[self.dataset_type]]
-        return database
+        return TimeSliceAnnotations(self.config, [record for _, record, _ in parts[self.dataset_type]])
 
     def _target(self, record):
         if self.label_rule is None:
