@@ -85,7 +85,7 @@ def main(argv=None):
     parser.add_argument("--new-labels", type=int, default=500)
     parser.add_argument("--replay", type=int, default=500)
     parser.add_argument("--budget-minutes", type=float, default=3.0)
-    parser.add_argument("--static-budget-minutes", type=float, default=6.0)
+    parser.add_argument("--static-budget-minutes", type=float, default=3.0)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", default=None, help="keep the adapters and data here (default: a temporary folder)")
     args = parser.parse_args(argv)

@@ -7,7 +7,8 @@
 The frozen base stays as it is (the served folder's `base/`, default: the folder the adapter sits in); only the
 adapter's trained tensors (adapters, classifier, LayerNorms where they trained) start from the parent's values and
 train on the new period's labels, mixed with K randomly drawn labelled examples of the old period (replay) so the
-old period is not forgotten. Training stops after --epochs or when the budget is spent, whichever comes first. The
+old period is not forgotten. Training stops after --epochs or when the budget is spent, whichever comes first; the
+budget counts from the start (reading the data and the base included) and keeps a moment for writing the export. The
 model and its inputs are the server's own (`mmf_pe.serve.engine`), so the new version scores exactly as trained.
 
 The output is an ordinary exported adapter (safetensors + JSON) whose config adds `lineage`: the parent's
@@ -27,6 +28,8 @@ import time
 import torch
 
 from mmf_pe.experiments.periods import PeriodDataError, data_fingerprint, load_examples, open_adapter
+
+WRITE_RESERVE_S = 2.0  # of the budget, kept for writing the export after training
 
 
 class AdaptError(ValueError):
@@ -53,11 +56,14 @@ def _replay(old_data, old_features, count, seed):
     return random.Random(seed).sample(old, min(count, len(old)))
 
 
-def _train(engine, version, examples, budget_s, epochs, lr, batch_size, seed):
-    """Train the version's slots on `examples`; returns facts. The kind's model is this process's own."""
+def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
+    """Train the version's slots on `examples` until `deadline` (time.perf_counter()); returns facts. No update is
+    started that would end past the deadline (judged by the slowest update so far). The kind's model is this
+    process's own."""
     kind, model = version.kind, version.kind.model
     generator = torch.Generator().manual_seed(seed)
     started, updates, epochs_run, stopped_by, losses = time.perf_counter(), 0, 0, "epochs", []
+    slowest = 0.0
     with kind.lock:
         kind.put_on(version)
         kind.current = None  # the slots are about to differ from the parent version
@@ -70,7 +76,8 @@ def _train(engine, version, examples, budget_s, epochs, lr, batch_size, seed):
             for epoch in range(epochs):
                 order = torch.randperm(len(examples), generator=generator).tolist()
                 for start in range(0, len(order), batch_size):
-                    if time.perf_counter() - started >= budget_s:
+                    step_started = time.perf_counter()
+                    if step_started + slowest >= deadline:
                         stopped_by = "budget"
                         break
                     batch = [examples[i] for i in order[start:start + batch_size]]
@@ -83,6 +90,7 @@ def _train(engine, version, examples, budget_s, epochs, lr, batch_size, seed):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    slowest = max(slowest, time.perf_counter() - step_started)
                     updates += 1
                     losses.append(loss.item())
                 if stopped_by == "budget":
@@ -104,12 +112,15 @@ def adapt(parent, data, features, out, budget_minutes, replay=0, old_data=None, 
 
     if not budget_minutes > 0 or not math.isfinite(budget_minutes):
         raise AdaptError(f"--budget-minutes must be a positive number, got {budget_minutes}")
+    started = time.perf_counter()  # the budget covers reading data and base too, not only the training loop
     new = load_examples(data, features)
     _check_labels(new, data)
     engine, version, _, _ = open_adapter(parent, base, engine)
     old = _replay(old_data, old_features, replay, seed)
     torch.manual_seed(seed)
-    training = _train(engine, version, new + old, budget_minutes * 60, epochs, lr, batch_size, seed)
+    deadline = started + budget_minutes * 60 - WRITE_RESERVE_S
+    training = _train(engine, version, new + old, deadline, epochs, lr, batch_size, seed)
+    training["total_seconds"] = round(time.perf_counter() - started, 3)
     times = [e.timestamp_ms for e in new if e.timestamp_ms is not None]
     parent_lineage = version.config.get("lineage") or {}
     lineage = {
