@@ -121,6 +121,9 @@ def adapt(parent, data, features, out, budget_minutes, replay=0, old_data=None, 
     deadline = started + budget_minutes * 60 - WRITE_RESERVE_S
     training = _train(engine, version, new + old, deadline, epochs, lr, batch_size, seed)
     training["total_seconds"] = round(time.perf_counter() - started, 3)
+    if training["updates"] == 0:
+        raise AdaptError(f"--budget-minutes {budget_minutes} was spent reading the data and the base before one "
+                         f"update ({training['total_seconds']:.1f} s); give a larger budget. Nothing was written.")
     times = [e.timestamp_ms for e in new if e.timestamp_ms is not None]
     parent_lineage = version.config.get("lineage") or {}
     lineage = {

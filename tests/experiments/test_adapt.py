@@ -100,7 +100,8 @@ def test_adapt_publishes_to_a_running_server_with_requests_in_flight(periods, se
     assert _auroc(engine, child_version, held_out) > _auroc(engine, parent_version, held_out) + 0.05
 
 
-@pytest.mark.parametrize("case", ["foreign", "empty", "one_class", "replay_without_old", "no_token", "not_served"])
+@pytest.mark.parametrize("case", ["foreign", "empty", "one_class", "replay_without_old", "no_token", "not_served",
+                                  "no_time_to_train"])
 def test_adapt_refuses_bad_input(case, periods, served_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MMF_PE_ADMIN_TOKEN", raising=False)
     data, features = periods["new"]
@@ -123,10 +124,14 @@ def test_adapt_refuses_bad_input(case, periods, served_copy, tmp_path, monkeypat
     elif case == "no_token":
         extra = ["--publish", "http://127.0.0.1:9", "--name", "pe"]
         expected = "needs its admin token in $MMF_PE_ADMIN_TOKEN"
-    else:
+    elif case == "not_served":
         extra = ["--publish", str(tmp_path), "--name", "pe"]
         expected = f"{tmp_path}: not a served folder"
+    else:
+        extra = ["--budget-minutes", "0.001"]
+        expected = "was spent reading the data and the base before one update"
     code = adapt.main(["--from", parent, "--data", data, "--features", features, "--budget-minutes", "0.2",
                        "--epochs", "1", "--out", str(tmp_path / "out"), *extra])
     assert code == 2
     assert expected in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out" / "adapter_config.json")
