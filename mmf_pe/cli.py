@@ -21,6 +21,8 @@ TOOLS = {
     "convert-mmh": ("mmf_pe.datasets.mmh.convert", "main", "convert MMHS150K into MMF's layout"),
     "report": ("mmf_pe.reporting.cli", "main", "Table I/II and plots from run directories"),
     "evaluate": ("mmf_pe.experiments.evaluate", "main", "a run's best checkpoint on the test splits"),
+    "drift": ("mmf_pe.experiments.drift", "main", "AUROC / positive rate / count per time window of a split"),
+    "adapt": ("mmf_pe.experiments.adapt", "main", "a new adapter version from an exported one, on a new period"),
     "seeds": ("mmf_pe.experiments.seeds", "main", "train one config with several seeds"),
     "export-adapter": ("mmf_pe.experiments.export", "main", "write only the trained parameters (safetensors)"),
     "serve": ("mmf_pe.serve.cli", "main", "score memes over HTTP: one frozen base, many adapters"),

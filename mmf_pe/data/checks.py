@@ -217,7 +217,8 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
                                            check_ids=bool(dataset_config.get("preflight_feature_ids", True)),
                                            key_by=str(dataset_config.get("preflight_feature_key", "img")))
                     problems += [f"{p}\n  -> {hints['features']}" if " have no features " in p else p for p in found]
-    _warn_shared_ids(name, split_ids)
+    if not dataset_config.get("time_split", None):  # a time split pools the same files for every split by design
+        _warn_shared_ids(name, split_ids)
     tokenizer = _tokenizer_path(dataset_config)
     if _text_processor_type(dataset_config) == "bert_tokenizer" and tokenizer and os.sep in tokenizer \
             and not os.path.isdir(tokenizer):

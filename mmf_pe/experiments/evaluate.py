@@ -136,7 +136,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
             f"{config_path}: dataset_config.{dataset}.annotations.test is empty; give --splits name:path")
     data_dir = saved.dataset_config[dataset].get("data_dir", "")
     for name, paths in chosen.items():
-        for path in paths:
+        for path in (part for entry in paths for part in entry.split(",")):  # MMF's comma-joined multi-file entry
             if not os.path.isfile(os.path.join(data_dir, path)):
                 raise EvaluateError(f"{name}: annotations {os.path.join(data_dir, path)} not found")
     metrics_file = find_metrics_file(run_dir) or os.path.join(run_dir, "logs", "metrics.jsonl")

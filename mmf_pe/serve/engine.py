@@ -209,6 +209,19 @@ class Engine:
 
     def score(self, version, texts, features):
         """Hate probabilities for a batch of one adapter: texts [str], features [(N_i, D) float32 tensors]."""
+        sample = self.sample_list(texts, features)
+        kind = version.kind
+        from mmf_pe.utils.precision import autocast
+
+        with kind.lock, torch.inference_mode():
+            switched = kind.put_on(version)
+            with autocast(self.precision, "cpu"):  # weights stay fp32; matmuls in bf16 with --precision bf16
+                scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
+        return torch.softmax(scores.float(), dim=-1)[:, 1].tolist(), switched
+
+    def sample_list(self, texts, features):
+        """The model's input batch (MMF SampleList) for texts [str] and features [(N_i, D) tensors], zero-padded;
+        also what `mmf_pe adapt` trains on, so training and serving see the same inputs."""
         from mmf.common.sample import Sample, SampleList
 
         encoded = [self.encode_text(t) for t in texts]
@@ -224,11 +237,4 @@ class Engine:
         sample.image_info_0 = Sample({"max_features": torch.tensor([f.shape[0] for f in features])})
         for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
             sample[name] = None
-        kind = version.kind
-        from mmf_pe.utils.precision import autocast
-
-        with kind.lock, torch.inference_mode():
-            switched = kind.put_on(version)
-            with autocast(self.precision, "cpu"):  # weights stay fp32; matmuls in bf16 with --precision bf16
-                scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
-        return torch.softmax(scores.float(), dim=-1)[:, 1].tolist(), switched
+        return sample

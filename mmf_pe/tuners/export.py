@@ -64,11 +64,12 @@ def _fingerprint_differences(model, exclude, expected):
     return lines
 
 
-def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None):
+def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None, lineage=None):
     """Write the trained parameters of a built VisualBERTPE and its config. Returns the weights file's path.
 
     `feature_provenance` (see mmf_pe.tuners.provenance) lets `mmf_pe serve` run the same detector on images;
-    `threshold` is the label threshold a server uses (0.5 when None)."""
+    `threshold` is the label threshold a server uses (0.5 when None); `lineage` (written by `mmf_pe adapt`) says
+    which adapter version and data this one was trained from."""
     from safetensors.torch import save
 
     state = trained_state(model)
@@ -85,6 +86,8 @@ def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold
         "feature_provenance": feature_provenance,
         "threshold": threshold,
     }
+    if lineage is not None:
+        config["lineage"] = lineage
     weights_path = os.path.join(out_dir, WEIGHTS_NAME)
     atomic_write_bytes(weights_path, save(state, metadata={"format": FORMAT}))
     atomic_write_text(os.path.join(out_dir, CONFIG_NAME), json.dumps(config, indent=2) + "\n")

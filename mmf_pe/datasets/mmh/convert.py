@@ -9,7 +9,10 @@ writes `<data dir>/datasets/mmh/defaults/`:
     conversion.json                      options, counts and positive rates
 A line of annotations: {"id": "1114679353714016256" (a string: 19 digits), "img": "<id>.jpg", "text": tweet text +
 " | " + OCR text, "label": 0/1 under the rule (null where `majority` has no answer), "label_rule", "labels": the three
-annotator labels, "majority_class": 0..5 or null, "tweet_text", "ocr_text"}.
+annotator labels, "majority_class": 0..5 or null, "tweet_text", "ocr_text", "timestamp_ms": the posting time from the
+snowflake id (ms since the Unix epoch), "created_at": the same in UTC ISO-8601}.
+An id that is not a snowflake (no posting time in it) is skipped and listed by split file and line, like every other
+bad line; the summary gives each split's time range (`projects/visual_bert_pe/mmh_time_*.yaml` split by it).
 
 Nothing is dropped silently: an id missing from MMHS150K_GT.json, a GT entry without `tweet_text`, bad labels, a
 missing or undecodable image or a malformed OCR file skips that tweet and is listed in skipped.jsonl and the summary.
@@ -24,8 +27,10 @@ import sys
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from mmf_pe.data.timeline import iso
 from mmf_pe.datasets.mmh import labels as label_rules
 from mmf_pe.datasets.mmh import text as tweet_text
+from mmf_pe.datasets.mmh.snowflake import SnowflakeError, snowflake_ms
 from mmf_pe.utils.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -153,6 +158,8 @@ class Converter:
                 self.skip(split, where, raw, f"not a tweet id: {raw[:40]!r}")
             elif int(raw) > MAX_ID:
                 self.skip(split, where, raw, "id does not fit in a 64-bit integer")
+            elif isinstance(timestamp := _snowflake_or_reason(raw), str):
+                self.skip(split, where, raw, timestamp)
             elif raw in seen:
                 self.skip(split, where, raw, f"duplicate id in {os.path.basename(path)}")
             elif raw not in gt:
@@ -160,12 +167,12 @@ class Converter:
             else:
                 seen.add(raw)
                 try:
-                    records.append(self._record(raw, gt[raw], gt_path))
+                    records.append(self._record(raw, gt[raw], gt_path, timestamp))
                 except ValueError as exc:
                     self.skip(split, where, raw, str(exc))
         return records
 
-    def _record(self, tweet_id, entry, gt_path):
+    def _record(self, tweet_id, entry, gt_path, timestamp_ms):
         if not isinstance(entry, dict):
             raise ValueError(f"GT entry is {type(entry).__name__}, not an object (in {gt_path})")
         try:
@@ -193,6 +200,8 @@ class Converter:
             majority_class=label_rules.majority_class(annotator_labels),
             tweet_text=clean_tweet,
             ocr_text=clean_ocr,
+            timestamp_ms=timestamp_ms,
+            created_at=iso(timestamp_ms),
         )
 
     def _check_images(self, records):
@@ -256,6 +265,9 @@ class Converter:
                 skipped=sum(1 for s in self.skipped if s["split"] == split),
                 positives={rule: {"positive": p, "answered": n} for rule, (p, n) in rates.items()},
             )
+            times = [r["timestamp_ms"] for r in records[split]]
+            if times:
+                splits[split]["first_posted"], splits[split]["last_posted"] = iso(min(times)), iso(max(times))
         return OrderedDict(
             source=os.path.abspath(self.src),
             label_rule=self.label_rule,
@@ -267,11 +279,19 @@ class Converter:
         )
 
 
+def _snowflake_or_reason(raw):
+    """The id's posting time (ms), or the reason it is not a snowflake id (a str)."""
+    try:
+        return snowflake_ms(raw)
+    except SnowflakeError as error:
+        return f"not a snowflake tweet id, no posting time: {error}"
+
+
 def _reason_kind(reason):
     """A skip reason without the id/path specifics, for counting."""
-    for kind in ("not a tweet id", "64-bit", "duplicate id", "id not in", "annotator label", "expected 3 annotator",
-                 "does not exist", "malformed OCR", "empty image", "not an image", "corrupt or truncated",
-                 "invalid image size", "tweet_text", "GT entry"):
+    for kind in ("not a tweet id", "64-bit", "not a snowflake", "duplicate id", "id not in", "annotator label",
+                 "expected 3 annotator", "does not exist", "malformed OCR", "empty image", "not an image",
+                 "corrupt or truncated", "invalid image size", "tweet_text", "GT entry"):
         if kind in reason:
             return kind
     return reason
@@ -286,6 +306,9 @@ def format_summary(summary, skipped, out):
     for split, s in summary["splits"].items():
         cells = "".join(f" {label_rules.rate(v['positive'], v['answered']):>14}" for v in s["positives"].values())
         lines.append(f"{split:<6} {s['tweets']:>7} {s['with_ocr']:>7} {s['skipped']:>7}{cells}")
+    lines.append("posting times (from the snowflake ids): " + "; ".join(
+        f"{split} {s['first_posted']} .. {s['last_posted']}" for split, s in summary["splits"].items()
+        if "first_posted" in s))
     lines.append("note: on the full MMHS150K, val/test are about balanced under two_of_three (the dataset authors' "
                  f"rule); the paper's MMH validation set was ~{PAPER_VAL_POSITIVE:.0%} positive, so it used another "
                  "rule (compare the `any` column). Results are comparable only under the same rule.")

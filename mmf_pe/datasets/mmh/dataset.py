@@ -3,12 +3,33 @@
 Tweet ids have 18-19 digits. They stay strings in the annotations and the LMDB keys, travel through MMF's batches as
 int64 tensors (exact for every tweet id; rc10's hateful-memes dataset used int32, which overflows) and come back
 as strings in predictions, so nothing loses a digit on the way.
+
+`time_split` (see projects/visual_bert_pe/mmh_time_*.yaml): each split's annotation entry is then a pool of files
+(comma-joined, MMF's multi-file form); the pool is ordered by posting time (`timestamp_ms`, ties by id) and this
+split keeps its slice: the earliest fractions.train, the next fractions.val, the latest rest for test. The
+boundaries are printed and written to `<save_dir>/time_split.json`.
 """
+import json
+import os
+
 import torch
 from mmf.common.sample import Sample
+from mmf.datasets.databases.annotation_database import AnnotationDatabase
 from mmf.datasets.mmf_dataset import MMFDataset
 
+from mmf_pe.data.timeline import describe_split, read_timed_jsonl, split_by_time
 from mmf_pe.datasets.mmh import labels as label_rules
+from mmf_pe.utils.io import atomic_write_text
+
+TIME_SPLIT_FILE = "time_split.json"
+
+
+class TimeSliceAnnotations(AnnotationDatabase):
+    """MMF's annotation database over records already read and sliced by time (not loaded from one file)."""
+
+    def __init__(self, config, records):
+        torch.utils.data.Dataset.__init__(self)
+        self.metadata, self.config, self.start_idx, self.data = {}, config, 0, records
 
 
 class MMHFeaturesDataset(MMFDataset):
@@ -33,6 +54,18 @@ class MMHFeaturesDataset(MMFDataset):
         self.annotation_db.data = [
             dict(r, _target=t, feature_path=f"{r['id']}.npy") for r, t in zip(records, targets) if t is not None
         ]
+
+    def _build_annotation_db(self):
+        """MMF's annotation db, or under `time_split` this split's time slice of the pooled annotation files."""
+        time_split = self.config.get("time_split", None)
+        if not time_split:
+            return super()._build_annotation_db()
+        pool = self._get_path_based_on_index(self.config, "annotations", self._index).split(",")
+        parts, summary = split_by_time(read_timed_jsonl(pool), dict(time_split.get("fractions", {})))
+        summary["pool"] = pool
+        self.time_split_summary = summary
+        _announce(summary, self.dataset_type)
+        return TimeSliceAnnotations(self.config, [record for _, record, _ in parts[self.dataset_type]])
 
     def _target(self, record):
         if self.label_rule is None:
@@ -71,3 +104,20 @@ class MMHFeaturesDataset(MMFDataset):
             {"id": str(int(tweet_id)), "proba": float(scores[i, 1]), "label": int(labels[i])}
             for i, tweet_id in enumerate(report.id.tolist())
         ]
+
+
+def _announce(summary, dataset_type):
+    """Print the boundaries once per split and store them with the run (the same content from every split)."""
+    from mmf.common.registry import registry
+    from mmf.utils.configuration import get_mmf_env
+
+    message = f"mmh {dataset_type}: " + describe_split(summary)
+    writer = registry.get("writer", no_warning=True)
+    if writer is not None:
+        writer.write(message)
+    else:
+        print(message)
+    save_dir = get_mmf_env("save_dir")
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+        atomic_write_text(os.path.join(save_dir, TIME_SPLIT_FILE), json.dumps(summary, indent=2) + "\n")

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from mmf_pe.datasets.mmh.snowflake import snowflake_id
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 FIRST_ID = 1_114_679_353_714_016_256  # a 19-digit tweet id; int32 and float64 both lose it
@@ -22,20 +23,29 @@ FIRST_ID = 1_114_679_353_714_016_256  # a 19-digit tweet id; int32 and float64 b
 PATTERNS = [[0, 0, 0], [1, 0, 0], [0, 2, 0], [1, 1, 0], [2, 3, 0], [0, 4, 4], [5, 5, 5], [1, 2, 3], [3, 3, 1]]
 
 
-def make_tiny_mmhs150k(root, sizes=None, seed=0, image_size=64):
-    """Write the tree under `root` (MMHS150K_GT.json, img_resized/, img_txt/, splits/); returns a dict of facts."""
+def make_tiny_mmhs150k(root, sizes=None, seed=0, image_size=64, times_ms=None):
+    """Write the tree under `root` (MMHS150K_GT.json, img_resized/, img_txt/, splits/); returns a dict of facts.
+
+    `times_ms`: posting times (ms since the epoch), one per tweet in split order (train, val, test): each tweet then
+    gets a snowflake id encoding its time (facts["times"]: id -> ms). Default: increasing ids from FIRST_ID."""
     from PIL import Image
 
     sizes = sizes or {"train": 24, "val": 12, "test": 12}
     rng = np.random.default_rng(seed)
     for sub in ("img_resized", "img_txt", "splits"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
-    gt, split_ids, next_id = {}, {}, FIRST_ID
+    gt, split_ids, next_id, times = {}, {}, FIRST_ID, {}
     for split, size in sizes.items():
         split_ids[split] = []
         for index in range(size):
-            tweet_id = str(next_id)
-            next_id += int(rng.integers(1, 10**6))
+            if times_ms is not None:
+                ms = int(times_ms[len(gt)])
+                tweet_id = snowflake_id(ms, sequence=len(gt))
+                times[tweet_id] = ms
+                next_id = max(next_id, int(tweet_id) + 1)
+            else:
+                tweet_id = str(next_id)
+                next_id += int(rng.integers(1, 10**6))
             pattern = PATTERNS[index % len(PATTERNS)]  # from index 3 on, a split has both classes
             gt[tweet_id] = {
                 "tweet_url": f"https://twitter.com/user/status/{tweet_id}",
@@ -56,7 +66,7 @@ def make_tiny_mmhs150k(root, sizes=None, seed=0, image_size=64):
                 atomic_write_text(os.path.join(root, "img_txt", f"{tweet_id}.json"),
                                   json.dumps({"img_text": "WHEN YOU SEE IT\nlol"}))
     train, val, test = split_ids["train"], split_ids["val"], split_ids["test"]
-    facts = {"root": root, "ids": split_ids, "gt": gt}
+    facts = {"root": root, "ids": split_ids, "gt": gt, "times": times}
 
     # Bad input, one kind per tweet.
     facts["missing_from_gt"] = missing = str(next_id + 7)
