@@ -22,7 +22,9 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -31,6 +33,7 @@ import zipfile
 
 from tqdm import tqdm
 
+from mmf_pe.utils.download import require_tar_data_filter
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 PHASE_SPLITS = {
@@ -47,6 +50,12 @@ PUBLISHED_CHECKSUMS = {
 CHECKSUMS_ENV = "MMF_PE_HM_CHECKSUMS"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 REQUIRED_KEYS = ("id", "img", "text")
+# Per-member caps of a zip (and of img.tar.gz's members): a meme is well under 10 MB, a split's jsonl a few MB; a
+# member expanding more than MAX_RATIO times its compressed size (past 1 MiB) is a decompression bomb, not a meme.
+MAX_IMAGE_BYTES = 64 << 20
+MAX_ANNOTATION_BYTES = 512 << 20
+MAX_RATIO, RATIO_FLOOR_BYTES = 200, 1 << 20
+DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 
 
 class ConversionError(RuntimeError):
@@ -126,6 +135,34 @@ class FolderSource:
         pass
 
 
+def unsafe_member(name, is_symlink=False):
+    """Why an archive member named `name` may not be written below a destination folder (None: it may)."""
+    if "\x00" in name:
+        return "a NUL byte in its name"
+    if is_symlink:
+        return "a symbolic link"
+    if name.startswith(("/", "\\")):
+        return "an absolute path"
+    if DRIVE_LETTER.match(name):
+        return "a drive letter"
+    if ".." in re.split(r"[/\\]", name):
+        return "a '..' component (it would leave the destination)"
+    return None
+
+
+def member_size_problem(name, size, compressed=None):
+    """Why a member of `size` bytes (`compressed` in the archive) is refused (None: within the caps)."""
+    lowered = name.lower()
+    cap = MAX_IMAGE_BYTES if lowered.endswith(IMAGE_EXTENSIONS) else \
+        MAX_ANNOTATION_BYTES if lowered.endswith(".jsonl") else None
+    if cap is not None and size > cap:
+        return f"expands to {size:,} bytes, over the {cap:,}-byte cap for a {posixpath.splitext(lowered)[1]} member"
+    if compressed is not None and size > RATIO_FLOOR_BYTES and size > MAX_RATIO * max(compressed, 1):
+        return (f"expands {size / max(compressed, 1):,.0f} times ({compressed:,} -> {size:,} bytes), over the "
+                f"{MAX_RATIO}:1 compression-ratio cap (a decompression bomb)")
+    return None
+
+
 class ZipSource:
     def __init__(self, path, password=None):
         self.path_ = path
@@ -133,9 +170,29 @@ class ZipSource:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as error:
             raise ConversionError(f"{path}: not a readable zip file ({error})") from error
-        self.infos = {info.filename: info for info in self.zip.infolist() if not info.is_dir()}
+        try:
+            self.infos = self._checked_infos()
+        except ConversionError:
+            self.zip.close()
+            raise
         self.encrypted = any(info.flag_bits & 0x1 for info in self.infos.values())
         self.password = password.encode("utf-8") if password else None
+
+    def _checked_infos(self):
+        """Every member (folders too) checked before anything is read: nothing may land outside the destination,
+        no name may appear twice (zipfile would silently keep the last), no member may exceed the caps."""
+        infos = {}
+        for info in self.zip.infolist():
+            name = info.filename
+            reason = unsafe_member(name, stat.S_ISLNK(info.external_attr >> 16))
+            if reason is None and name in infos:
+                reason = "a duplicate name (the zip holds two members of that name)"
+            if reason is None and not info.is_dir():
+                reason = member_size_problem(name, info.file_size, info.compress_size)
+            if reason is not None:
+                raise ConversionError(f"{self.path_}: member {name!r} is refused: {reason}")
+            infos[name] = info
+        return {name: info for name, info in infos.items() if not info.is_dir()}
 
     def names(self):
         return iter(self.infos)
@@ -289,8 +346,11 @@ def place_images(source, names, prefix, dest_dir):
     """Each image into dest_dir (same relative name); those already there with the right size are kept."""
     os.makedirs(dest_dir, exist_ok=True)
     todo = []
+    root = os.path.realpath(dest_dir)
     for name in names:
         dest = os.path.join(dest_dir, *name[len(prefix):].split("/"))
+        if os.path.commonpath([root, os.path.realpath(dest)]) != root:  # checked per member already; kept as a guard
+            raise ConversionError(f"member {name!r} would be written outside {dest_dir}: refused")
         if not (os.path.isfile(dest) and os.path.getsize(dest) == source.size(name)):
             todo.append((name, dest))
     if not todo:
@@ -325,10 +385,14 @@ def _unzip_images(source, prefix, todo):
 
 def extract_image_tarball(source, name, images_dir):
     """Phase-1 copies with `img.tar.gz` (its members are `img/<id>.png`): extracted with tarfile's `data` filter."""
+    require_tar_data_filter()
     os.makedirs(images_dir, exist_ok=True)
     with source.open(name) as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
         count = 0
         for member in tar:
+            problem = member_size_problem(member.name, member.size) if member.isfile() else None
+            if problem:
+                raise ConversionError(f"{name}: member {member.name!r} is refused: {problem}")
             tar.extract(member, images_dir, filter="data")
             count += member.isfile()
     return count
