@@ -5,11 +5,12 @@ Annotations (every line, always): blank lines, bytes that are not UTF-8, invalid
 store (not an integer or a string of digits, or outside the dataset's `preflight_id_bits`: 32 for rc10's builders,
 64 for mmh), a text that is not a string, labels that are not the integers 0 or 1 (train and val must have one; test
 splits may lack them), an id twice in one split (an error naming both lines; in two splits a warning). Errors stay
-short: the first few of a kind are listed and the rest counted. Feature LMDBs: truncated or corrupt files (never a bus error), ids with
-no record (all ids: only the `keys` list is read), and for a scan of records their width against the model's
-`visual_embedding_dim` and non-finite values. The scan is `dataset_config.<name>.features_scan`: `sample` (default:
-up to 64 records per LMDB spread over the ids, i.e. 64 x N x D x 4 bytes read, about 50 MB for 100 x 2048 regions),
-`full` (every id of the annotations: the whole LMDB is read once per split) or `off`.
+short: the first few of a kind are listed and the rest counted.
+Feature LMDBs: truncated or corrupt files (never a bus error), ids with no record (all ids: only the `keys` list is
+read), and for a scan of records their width against the model's `visual_embedding_dim` and non-finite values.
+The scan is `dataset_config.<name>.features_scan`: `sample` (default: up to 64 records per LMDB spread over the
+ids, i.e. 64 x N x D x 4 bytes read, about 50 MB for 100 x 2048 regions), `full` (every id of the annotations:
+the whole LMDB is read once per split) or `off`.
 """
 import json
 import logging
@@ -333,6 +334,15 @@ def check_pretrained_checkpoint(config):
     """`checkpoint.resume_file` must exist when set (MMF would fail later with a bare RuntimeError)."""
     path = config.checkpoint.get("resume_file", None)
     if path and not os.path.isfile(str(path)):
+        from mmf_pe.datasets.zoo import mmf_cache_file
+
+        cached = mmf_cache_file("visual_bert.pretrained.coco", (config.get("env", None) or {}).get("data_dir", None))
+        if cached:
+            raise DataCheckError(
+                f"checkpoint.resume_file {path} does not exist, but MMF's cache already holds the COCO-pretrained "
+                f"VisualBERT: {cached}.\n  -> `mmf_pe download visual_bert.pretrained.coco` links it to "
+                f"$MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth without downloading, or pass "
+                f"checkpoint.resume_file={cached}")
         raise DataCheckError(
             f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe fetch MMF's COCO-pretrained "
             "VisualBERT to $MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth: "

@@ -140,7 +140,7 @@ from omegaconf import OmegaConf
 from mmf.utils.checkpoint import Checkpoint
 env = OmegaConf.create({{"env": {{"data_dir": {data!r}, "weights_dir": {weights!r}}}}})
 fake = types.SimpleNamespace(trainer=types.SimpleNamespace(config=env), upgrade_state_dict=lambda state: state)
-state, go_on = Checkpoint._load_from_zoo(fake, "visual_bert.pretrained.coco")
+state, go_on = Checkpoint._load_from_zoo(fake, {key!r})
 print("loaded", len(state), go_on)
 """
 
@@ -151,7 +151,7 @@ def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files,
 
     from mmf_pe import REPO_ROOT
 
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"))
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key="visual_bert.pretrained.coco")
     without = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MMF_PE_COMPAT_SKIP="F19"),
                              cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert without.returncode != 0 and "argument of type 'NoneType' is not iterable" in without.stdout, \
@@ -161,7 +161,8 @@ def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files,
     assert set(state) == set(zoo_files["state"])
 
     server.stop()  # offline: a key not yet fetched stops with the command and the URL
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"))
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"),
+                           key="visual_bert.pretrained.coco")
     with pytest.raises(DownloadError, match=r"mmf_pe download visual_bert.pretrained.coco +\(fetches http://127"):
         exec(compile(code, "resume_zoo", "exec"), {})
 
@@ -202,3 +203,41 @@ def test_bert_base_uncased_through_huggingface_hub_at_a_revision(tmp_path):
     assert not (folder / "pytorch_model.bin").exists()  # only the listed files
     assert json.loads((folder / "REVISION.json").read_text()) == {"repo_id": "bert-base-uncased", "revision": "main",
                                                                   "commit": HUB_COMMIT}
+
+
+def test_mmf_docs_key_with_defaults_resumes_through_the_same_entry(server, zoo_files, tmp_path):
+    """`visual_bert.pretrained.coco.defaults` (MMF's docs) is the same file as `visual_bert.pretrained.coco`: the same
+    override, URL and folder; `checkpoint.resume_zoo=<it>` loads instead of rc10's TypeError."""
+    key = "visual_bert.pretrained.coco.defaults"
+    assert zoo.how_to_fetch(key) == f"mmf_pe download {key}   (fetches {server.url}{COCO})"
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key=key)
+    exec(compile(code, "resume_zoo", "exec"), {})
+    state = torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)
+    assert set(state) == set(zoo_files["state"])
+
+
+@pytest.mark.parametrize("folder", ["visual_bert.pretrained.coco.defaults", "visual_bert.pretrained.coco"])
+def test_a_checkpoint_in_mmfs_cache_layout_is_found_not_downloaded_again(folder, server, zoo_files, tmp_path):
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.checks import DataCheckError, check_pretrained_checkpoint
+
+    cache = tmp_path / "data" / "models" / folder
+    cache.mkdir(parents=True)
+    cached = cache / "visual_bert.pretrained.coco_train_val.pth"
+    torch.save(zoo_files["state"], cached)
+    (cache / "config.yaml").write_text("model_config:\n  visual_bert: {}\n")
+    resume_file = tmp_path / "data" / "weights" / "visual_bert_coco" / "model.pth"
+    config = OmegaConf.create({"env": {"data_dir": str(tmp_path / "data")},
+                               "checkpoint": {"resume_file": str(resume_file)}})
+    with pytest.raises(DataCheckError, match="MMF's cache already holds") as error:
+        check_pretrained_checkpoint(config)
+    assert f"VisualBERT: {cached}." in str(error.value) and "links it" in str(error.value)
+    assert "fetches" not in str(error.value)
+    assert cli.main(["download", "visual_bert.pretrained.coco"]) == 0
+    assert server.requests == []  # nothing fetched
+    assert torch.equal(torch.load(resume_file, weights_only=True)[next(iter(zoo_files["state"]))],
+                       next(iter(zoo_files["state"].values())))
+    assert (resume_file.parent / "config.yaml").is_file()
+    check_pretrained_checkpoint(config)  # now in place
+    assert zoo.download("visual_bert.pretrained.coco") == str(resume_file.parent) and server.requests == []
