@@ -2,10 +2,10 @@
 before MMF fails deep inside a DataLoader (or tries to download).
 
 Annotations (every line, always): blank lines, bytes that are not UTF-8, invalid JSON, missing keys, ids MMF cannot
-store (not an integer or a string of digits, or outside the dataset's `preflight_id_bits`: 32 for rc10's builders,
-64 for mmh), a text that is not a string, labels that are not the integers 0 or 1 (train and val must have one; test
-splits may lack them), an id twice in one split (an error naming both lines; in two splits a warning). Errors stay
-short: the first few of a kind are listed and the rest counted.
+store (not an integer or a string of digits, or outside the dataset config's `preflight_id_bits`: 32, as rc10's
+builders store them, unless a dataset says 64), a text that is not a string, labels that are not the integers 0 or 1
+(train and val must have one; test splits may lack them), an id twice in one split (an error naming both lines; in
+two splits a warning). Errors stay short: the first few of a kind are listed and the rest counted.
 Feature LMDBs: truncated or corrupt files (never a bus error), ids with no record (all ids: only the `keys` list is
 read), and for a scan of records their width against the model's `visual_embedding_dim` and non-finite values.
 The scan is `dataset_config.<name>.features_scan`: `sample` (default: up to 64 records per LMDB spread over the
@@ -58,8 +58,8 @@ def _paths(dataset_config, attribute, split):
 
 def id_problem(value, bits=32):
     """Why an annotation id cannot be MMF's sample id (None: it can). rc10's datasets do
-    `torch.tensor(int(id), dtype=torch.int)` (32 bits; mmh keeps 64): a path-like, null or fractional id, or one out
-    of range, fails there, inside a DataLoader worker, hours into a run."""
+    `torch.tensor(int(id), dtype=torch.int)` (32 bits; a dataset of its own may keep 64): a path-like, null or
+    fractional id, or one out of range, fails there, inside a DataLoader worker, hours into a run."""
     limit = 2 ** (bits - 1)
     if isinstance(value, str) and INTEGER.fullmatch(value):
         value = int(value)
@@ -219,7 +219,7 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
     hints = data_hints(dataset_config)
     problems = []
     split_ids = {}
-    id_bits = int(dataset_config.get("preflight_id_bits", 32))  # rc10's builders: int32; mmh: int64
+    id_bits = int(dataset_config.get("preflight_id_bits", 32))  # rc10's builders: int32
     scan = dataset_config.get("features_scan", "sample")
     scan = "off" if scan is False else str(scan)  # YAML 1.1 reads an unquoted off as false
     if scan not in ("sample", "full", "off"):

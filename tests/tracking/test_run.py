@@ -10,7 +10,7 @@ from PIL import Image
 
 from mmf_pe.tracking import find_metrics_file, read_events
 from mmf_pe_testing import read_log, write_run_config
-from tests.tracking.helpers import wandb_history
+from tests.tracking.helpers import record_downloads, wandb_history
 
 SECRET = "mmfpe-test-secret-key-0123456789"
 ADMIN_TOKEN = "mmfpe-test-admin-token-9876543210"
@@ -37,12 +37,24 @@ def tracked_run(tiny_hmd, tmp_path_factory):
                    "WANDB_API_KEY": SECRET, "MMF_PE_ADMIN_TOKEN": ADMIN_TOKEN,
                    "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                    "HTTP_PROXY": "http://127.0.0.1:9"}
+    downloads = []  # every call into MMF's download code or ours during the run (none expected)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
+        record_downloads(patch, downloads)
         mmf_run([f"config={config}", "model=visual_bert_pe", "dataset=hateful_memes", f"env.save_dir={save_dir}",
                  "training.wandb.enabled=True", "training.tensorboard=True"])
-    return {"save_dir": str(save_dir), "wandb_dir": str(wandb_dir), "root": str(root), "data": tiny_hmd}
+    return {"save_dir": str(save_dir), "wandb_dir": str(wandb_dir), "root": str(root), "data": tiny_hmd,
+            "downloads": downloads}
+
+
+def test_a_run_downloads_nothing(tracked_run):
+    """`zoo_requirements: []` makes rc10's builder ask the zoo for hateful_memes' default requirement; the zoo MMF reads
+    here is the empty stand-in, so nothing is fetched (and pre-flight stops a run with missing files before that)."""
+    assert tracked_run["downloads"] == []
+    from mmf.utils.configuration import get_zoo_config
+
+    assert get_zoo_config("hateful_memes", "defaults", "configs/zoo/datasets.yaml", "datasets") == (None, None)
 
 
 def test_metrics_jsonl_has_val_roc_auc_at_each_evaluation(tracked_run):

@@ -48,6 +48,12 @@ PUBLISHED_CHECKSUMS = {
     "c1363aae9649c79ae4abfdb151b56d3d170187db77757f3daa80856558ac367c": 2,
 }
 CHECKSUMS_ENV = "MMF_PE_HM_CHECKSUMS"
+# Lines per split as published (the challenge paper, Phase 2; Phase 1: train/dev/test). A copy whose sha256 is not
+# published is compared against these; a difference is reported, not refused (a subset or a fixed re-release).
+PUBLISHED_COUNTS = {
+    2: {"train": 8500, "dev_seen": 500, "dev_unseen": 540, "test_seen": 1000, "test_unseen": 2000},
+    1: {"train": 8500, "dev": 500, "test": 1000},
+}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 REQUIRED_KEYS = ("id", "img", "text")
 # Per-member caps of a zip (and of img.tar.gz's members): a meme is well under 10 MB, a split's jsonl a few MB; a
@@ -92,7 +98,10 @@ def verify_checksum(path, checksums=None):
     if actual not in checksums:
         raise ConversionError(
             f"{path}: sha256 {actual} is not one of the published Hateful Memes zips (Phase 1 or Phase 2). "
-            "If it is a copy you trust, re-run with --bypass-checksum (mmf_convert_hm: --bypass_checksum 1)."
+            "The zip distributed today may differ from the published ones (and come without a password): if you got it "
+            "from the dataset's page, re-run with --bypass-checksum (mmf_convert_hm: --bypass_checksum 1); the "
+            "conversion then checks the content instead: the layout, every jsonl line and every image it names, and "
+            "the line counts against the published ones."
         )
     return actual
 
@@ -266,9 +275,10 @@ def find_layout(names):
 
 
 def checked_annotations(source, name):
-    """The bytes of one jsonl, each line checked (JSON with id, img, text); errors name the file and line."""
+    """The bytes of one jsonl, each line checked (a JSON object with an integer id, a string img and text, a 0/1 label
+    if any; no id twice); errors name the file and line."""
     data = source.read(name)
-    images = []
+    images, seen = [], {}
     for number, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8")
@@ -283,8 +293,30 @@ def checked_annotations(source, name):
         missing = [k for k in REQUIRED_KEYS if not isinstance(row, dict) or k not in row]
         if missing:
             raise ConversionError(f"{name}:{number}: missing key(s) {missing}")
+        problem = _row_problem(row)
+        if problem:
+            raise ConversionError(f"{name}:{number}: {problem}")
+        if str(row["id"]) in seen:
+            raise ConversionError(f"{name}:{number}: id {row['id']} repeats line {seen[str(row['id'])]}")
+        seen[str(row["id"])] = number
         images.append((number, row["img"]))
     return data, images
+
+
+def _row_problem(row):
+    from mmf_pe.data.checks import id_problem
+
+    problem = id_problem(row["id"])
+    if problem:
+        return problem
+    for key in ("img", "text"):
+        if not isinstance(row[key], str):
+            return f"{key} {row[key]!r:.60} ({type(row[key]).__name__}) is not a string"
+    if unsafe_member(row["img"]) or not row["img"].lower().endswith(IMAGE_EXTENSIONS):
+        return f"img {row['img']!r:.80} is not a relative image path (img/<id>.png)"
+    if "label" in row and (type(row["label"]) is not int or row["label"] not in (0, 1)):
+        return f"label {row['label']!r:.30} is not one of the integers 0, 1"
+    return None
 
 
 # --- conversion ------------------------------------------------------------------------------------------------------
@@ -302,13 +334,15 @@ def convert(src, data_dir=None, password=None, bypass_checksum=False, checksums=
             sha256 = verify_checksum(src, checksums)
             print(f"{os.path.basename(src)}: sha256 {sha256} (published)")
         source = ZipSource(src, password)
+        if password and not source.encrypted:
+            print(f"note: {os.path.basename(src)} is not password-protected; --password is not needed")
     try:
-        return _convert(source, src, data_dir, sha256)
+        return _convert(source, src, data_dir, sha256, bypassed=bypass_checksum and not os.path.isdir(src))
     finally:
         source.close()
 
 
-def _convert(source, src, data_dir, sha256):
+def _convert(source, src, data_dir, sha256, bypassed=False):
     names = list(source.names())
     phase, splits, image_prefix, image_tarball = find_layout(names)
     base = os.path.join(data_dir, "datasets", "hateful_memes", "defaults")
@@ -333,6 +367,19 @@ def _convert(source, src, data_dir, sha256):
         atomic_write_bytes(os.path.join(base, "annotations", f"{split}.jsonl"), data)
     summary = {"source": src, "sha256": sha256, "phase": phase, "splits": counts,
                "images": len(set(image for _, _, image in referenced)), "images_written": copied}
+    if bypassed:  # no published checksum vouches for the content: say what was checked instead
+        published = PUBLISHED_COUNTS[phase]
+        differ = {split: {"lines": counts[split], "published": published[split]} for split in counts
+                  if counts[split] != published[split]}
+        summary["checked_instead_of_sha256"] = {
+            "layout": f"Phase {phase}: {', '.join(f'{s}.jsonl' for s in counts)} and the images they name",
+            "jsonl": "every line a JSON object with an integer id, img and text strings, a 0/1 label if any, no id "
+                     "twice in a split", "counts_differing_from_published": differ}
+        print(f"--bypass-checksum: {os.path.basename(src)} (sha256 not published) checked instead: layout, every "
+              f"jsonl line, {summary['images']} images present")
+        if differ:
+            print("note: line counts differ from the published release: " + ", ".join(
+                f"{split} {d['lines']} (published {d['published']})" for split, d in differ.items()))
     atomic_write_text(os.path.join(base, "conversion.json"), json.dumps(summary, indent=2) + "\n")
     print(f"Hateful Memes Phase {phase} -> {base}: " + ", ".join(f"{s} {c}" for s, c in counts.items()))
     if phase == 1:

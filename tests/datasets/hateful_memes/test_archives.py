@@ -60,7 +60,39 @@ def test_members_over_the_size_or_ratio_cap_are_refused(release, tmp_path, monke
     assert not os.path.exists(tmp_path / "data" / "datasets" / "hateful_memes" / "defaults" / "images")
 
 
-def test_a_clean_password_less_zip_converts(release, tmp_path):
+def test_password_less_zip_with_an_unknown_checksum_is_a_documented_path(release, tmp_path, monkeypatch, capsys):
+    """Today's download: no password, a sha256 none of the published ones match. The refusal says what to do; with
+    --bypass-checksum the content is checked instead (layout, every jsonl line, the images, counts vs published)."""
+    monkeypatch.delenv(convert.CHECKSUMS_ENV, raising=False)
     zip_path = release_zip(str(tmp_path / "hm.zip"), release_root=release)
-    summary = convert.convert(zip_path, str(tmp_path / "data"), bypass_checksum=True)
-    assert summary["phase"] == 2 and summary["images_written"] == 14
+    with pytest.raises(convert.ConversionError, match="may differ from the published ones \\(and come without a "
+                                                      "password\\).*--bypass-checksum.*checks the content instead"):
+        convert.convert(zip_path, str(tmp_path / "data"))
+    summary = convert.convert(zip_path, str(tmp_path / "data"), password="unneeded", bypass_checksum=True)
+    assert summary["phase"] == 2 and summary["images_written"] == 14 and summary["sha256"] is None
+    checked = summary["checked_instead_of_sha256"]
+    assert checked["counts_differing_from_published"]["train"] == {"lines": 6, "published": 8500}
+    assert "every line a JSON object with an integer id" in checked["jsonl"]
+    out = capsys.readouterr().out
+    assert "not password-protected; --password is not needed" in out
+    assert "note: line counts differ from the published release: train 6 (published 8500)" in out
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("id", "../../x", "id '../../x' (str) is not an integer"),
+    ("text", None, "text None (NoneType) is not a string"),
+    ("img", "../../../etc/passwd.png", "is not a relative image path"),
+    ("label", "1", "label '1' is not one of the integers 0, 1"),
+])
+def test_bypassed_zips_have_every_jsonl_line_checked(field, value, problem, release, tmp_path):
+    import json
+
+    path = os.path.join(release, "data", "dev_seen.jsonl")
+    lines = open(path).read().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), field: value})
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    zip_path = release_zip(str(tmp_path / "hm.zip"), release_root=release)
+    with pytest.raises(convert.ConversionError, match=r"data/dev_seen.jsonl:2: ") as error:
+        convert.convert(zip_path, str(tmp_path / "data"), bypass_checksum=True)
+    assert problem in str(error.value)
