@@ -9,6 +9,7 @@ import collections.abc
 import importlib
 import importlib.util
 import os
+import pickle
 import sys
 import threading
 import types
@@ -824,7 +825,9 @@ def patch_checkpoint_resume_fallback(module):
     Cause: rc10 loads `current.ckpt` and nothing else. Fix: when the resume file `current.ckpt` of the run directory
     cannot be read, the newest `models/model_<n>.ckpt` that can is loaded instead, with a warning naming both files
     and the error; with none loadable, the error names the file. Other files (`resume_file`, `best.ckpt`) keep rc10's
-    behaviour, with the path added to the error. Test: test_f27_*.
+    behaviour, with the path added to the error. Test: test_f27_*. A file that torch's weights-only loading refuses
+    for pickled OmegaConf objects goes to `mmf_pe.models.pretrained_weights.load_checkpoint` (ours: an allow-list, for
+    sha256-verified downloads only; tests/datasets/test_zoo.py).
     """
     import glob
     import re
@@ -840,6 +843,13 @@ def patch_checkpoint_resume_fallback(module):
         try:
             return original(self, file)
         except Exception as error:
+            if isinstance(error, pickle.UnpicklingError):  # pickled OmegaConf: allowed for verified downloads only
+                from mmf_pe.models.pretrained_weights import load_checkpoint
+
+                try:
+                    return load_checkpoint(file, self.device if "cuda" in str(self.device) else "cpu")
+                except ValueError as refusal:
+                    error = refusal
             current = os.path.join(self.ckpt_foldername, self.ckpt_prefix + "current.ckpt")
             reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             if not (self.config.checkpoint.resume and os.path.abspath(str(file)) == os.path.abspath(current)):

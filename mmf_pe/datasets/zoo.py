@@ -18,11 +18,10 @@ import os
 import shutil
 import sys
 
-from mmf_pe.utils.download import DownloadError, extract, fetch
+from mmf_pe.utils.download import MARKER, DownloadError, extract, fetch, sha256_file
 from mmf_pe.utils.io import atomic_write_text
 
 MMF_PREFIX, MMF_SERVER = "mmf://", "https://dl.fbaipublicfiles.com/mmf/data/"
-MARKER = ".mmf_pe_download.json"
 CHECKPOINT_EXTENSIONS = (".pth", ".ckpt", ".pt")
 BERT_FILES = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
 
@@ -181,8 +180,10 @@ def download(key, data_dir=None, weights_dir=None, revision="main"):
     extract(archive, folder)
     _settle(folder, entry["expect"])
     os.unlink(archive)  # verified and extracted: the archive's bytes are not needed twice
+    expected = os.path.join(folder, entry["expect"])  # its digest: readers may trust exactly these bytes
+    files = {entry["expect"]: sha256_file(expected)} if os.path.isfile(expected) else {}
     atomic_write_text(marker, json.dumps({"key": key, "url": url, "sha256": entry["sha256"],
-                                          "version": entry.get("version")}, indent=2) + "\n")
+                                          "version": entry.get("version"), "files": files}, indent=2) + "\n")
     print(f"{key}: {entry['what']} -> {folder}")
     return folder
 

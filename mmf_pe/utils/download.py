@@ -18,6 +18,7 @@ import uuid
 from tqdm import tqdm
 
 CHUNK = 1 << 20
+MARKER = ".mmf_pe_download.json"  # beside what `mmf_pe download` fetched: key, url, archive sha256, file digests
 
 
 class DownloadError(RuntimeError):
@@ -123,3 +124,18 @@ def extract(archive, folder):
         raise DownloadError(f"{archive}: cannot be extracted ({error})") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def recorded_digest(path):
+    """The sha256 `mmf_pe download` recorded for `path` when it extracted it from an archive whose published sha256
+    it had verified (None: no such record). Lets a reader trust exactly that file, byte for byte."""
+    import json
+
+    marker = os.path.join(os.path.dirname(os.path.abspath(path)), MARKER)
+    try:
+        with open(marker) as f:
+            files = json.load(f).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    digest = files.get(os.path.basename(path)) if isinstance(files, dict) else None
+    return digest if isinstance(digest, str) else None

@@ -241,3 +241,52 @@ def test_a_checkpoint_in_mmfs_cache_layout_is_found_not_downloaded_again(folder,
     assert (resume_file.parent / "config.yaml").is_file()
     check_pretrained_checkpoint(config)  # now in place
     assert zoo.download("visual_bert.pretrained.coco") == str(resume_file.parent) and server.requests == []
+
+
+def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_list_only(server, zoo_files, tmp_path):
+    """MMF's 2020 model.pth may pickle its OmegaConf config beside the tensors: weights_only refuses it. After
+    `mmf_pe download` verified the archive (and recorded the file's sha256) it is read with exactly the OmegaConf
+    classes allowed, by our readers and by rc10's Checkpoint (F27); a copy without that record, or changed bytes, is
+    refused; a class outside the allow-list stays refused even for a verified file."""
+    import shutil
+    import types
+
+    from mmf.utils.checkpoint import Checkpoint
+    from omegaconf import OmegaConf
+
+    from mmf_pe.models.pretrained_weights import read_state_dict
+
+    config = OmegaConf.create({"model_config": {"visual_bert": {"hidden_size": 32, "layers": [1, 2]}}})
+    with_config = tarball({"model.pth": checkpoint_bytes({"model": zoo_files["state"], "config": config})})
+    server.files[COCO] = with_config
+    server.point_at(server, coco=_sha(with_config))
+    folder = zoo.download("visual_bert.pretrained.coco")
+    model = os.path.join(folder, "model.pth")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(model, weights_only=True)
+    state = read_state_dict(model)
+    assert set(state) == set(zoo_files["state"])
+    fake = types.SimpleNamespace(device="cpu", ckpt_foldername=str(tmp_path), ckpt_prefix="",
+                                 config=OmegaConf.create({"checkpoint": {"resume": False}}))
+    loaded = Checkpoint._torch_load(fake, model)  # checkpoint.resume_file=<it>
+    assert isinstance(loaded["config"], type(config)) and loaded["config"].model_config.visual_bert.hidden_size == 32
+
+    copy = tmp_path / "elsewhere" / "model.pth"
+    copy.parent.mkdir()
+    shutil.copy(model, copy)
+    with pytest.raises(ValueError, match="omegaconf.dictconfig.DictConfig.*not fetched by `mmf_pe download`"):
+        read_state_dict(str(copy))
+    with pytest.raises(RuntimeError, match="cannot be read as a checkpoint.*not fetched by `mmf_pe download`"):
+        Checkpoint._torch_load(fake, str(copy))
+    with open(model, "ab") as f:
+        f.write(b"\0")  # changed bytes: the recorded sha256 no longer matches
+    with pytest.raises(ValueError, match="not the one `mmf_pe download` recorded"):
+        read_state_dict(model)
+
+    hostile = tarball({"model.pth": checkpoint_bytes({"model": zoo_files["state"], "extra": types.SimpleNamespace()})})
+    server.files[COCO] = hostile
+    server.point_at(server, coco=_sha(hostile))
+    shutil.rmtree(folder)
+    model = os.path.join(zoo.download("visual_bert.pretrained.coco"), "model.pth")
+    with pytest.raises(ValueError, match="outside the allow-list: types.SimpleNamespace"):
+        read_state_dict(model)
