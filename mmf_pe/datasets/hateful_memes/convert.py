@@ -33,7 +33,7 @@ import zipfile
 
 from tqdm import tqdm
 
-from mmf_pe.utils.download import require_tar_data_filter
+from mmf_pe.utils.download import DownloadError, require_tar_data_filter
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 PHASE_SPLITS = {
@@ -432,7 +432,10 @@ def _unzip_images(source, prefix, todo):
 
 def extract_image_tarball(source, name, images_dir):
     """Phase-1 copies with `img.tar.gz` (its members are `img/<id>.png`): extracted with tarfile's `data` filter."""
-    require_tar_data_filter()
+    try:
+        require_tar_data_filter()
+    except DownloadError as error:
+        raise ConversionError(str(error)) from None
     os.makedirs(images_dir, exist_ok=True)
     with source.open(name) as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
         count = 0

@@ -96,3 +96,19 @@ def test_bypassed_zips_have_every_jsonl_line_checked(field, value, problem, rele
     with pytest.raises(convert.ConversionError, match=r"data/dev_seen.jsonl:2: ") as error:
         convert.convert(zip_path, str(tmp_path / "data"), bypass_checksum=True)
     assert problem in str(error.value)
+
+
+def test_phase1_image_tarball_needs_tarfiles_data_filter(tmp_path, monkeypatch):
+    import shutil
+    import tarfile
+
+    from tests.datasets.hateful_memes.helpers import PHASE_1
+
+    root = str(tmp_path / "phase1")
+    write_release(root, splits=PHASE_1)
+    with tarfile.open(os.path.join(root, "data", "img.tar.gz"), "w:gz") as tar:
+        tar.add(os.path.join(root, "data", "img"), arcname="img")
+    shutil.rmtree(os.path.join(root, "data", "img"))
+    monkeypatch.delattr(tarfile, "data_filter")  # as on Python < 3.10.12 / 3.11.4
+    with pytest.raises(convert.ConversionError, match="lacks tarfile's 'data' extraction filter"):
+        convert.convert(root, str(tmp_path / "data"))
