@@ -290,3 +290,25 @@ def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_l
     model = os.path.join(zoo.download("visual_bert.pretrained.coco"), "model.pth")
     with pytest.raises(ValueError, match="outside the allow-list: types.SimpleNamespace"):
         read_state_dict(model)
+
+
+def test_zoo_file_override_as_docs_real_data_shows_it(tmp_path, monkeypatch):
+    """docs/real-data.md documents MMF_PE_ZOO_FILE with an example; that example, as written, moves the key (and its
+    `.defaults` spelling) to the mirror. The dataset config no longer claims `zoo_requirements: []` never downloads."""
+    import re
+
+    from mmf_pe import PACKAGE_DIR, REPO_ROOT
+
+    with open(os.path.join(REPO_ROOT, "docs", "real-data.md")) as f:
+        text = f.read()
+    paragraph = text[text.index("`MMF_PE_ZOO_FILE=<file.json>`"):]
+    example = re.search(r"`(\{.*?\}\})`", paragraph, flags=re.S).group(1).replace("\n", " ")
+    path = tmp_path / "zoo.json"
+    path.write_text(example)
+    monkeypatch.setenv("MMF_PE_ZOO_FILE", str(path))
+    mirror = json.loads(example)["visual_bert.pretrained.coco"]["url"]
+    for key in ("visual_bert.pretrained.coco", "visual_bert.pretrained.coco.defaults"):
+        assert zoo.zoo_entries()[key]["url"] == mirror and f"(fetches {mirror})" in zoo.how_to_fetch(key)
+    with open(os.path.join(PACKAGE_DIR, "configs", "mmf", "datasets", "hateful_memes", "defaults.yaml")) as f:
+        config = f.read()
+    assert "never download" not in config and "empty stand-in" in config
