@@ -13,6 +13,11 @@ Accepted sources: the Phase-2 zip distributed today (`data/*.jsonl` + `data/img/
 jsonl files or beside `data/`). A zip's sha256 must be one of the published ones (MMF's list for both phases) unless
 `--bypass-checksum`; `MMF_PE_HM_CHECKSUMS` (comma-separated sha256) replaces that list, for mirrors and tests.
 
+Every zip member is checked before anything is read (`mmf_pe.utils.archives`): none may leave the destination, none
+may appear twice, none may exceed the size / compression-ratio caps. With `--bypass-checksum` the content stands in
+for the checksum: every jsonl line (integer id, img / text strings, 0/1 label), every image named, line counts
+against the published release (a difference is reported; `checked_instead_of_sha256` in conversion.json).
+
 Reads only: the source is never moved, changed or deleted. Works without the `unzip` binary (it is used only to speed
 up the images of a password-protected zip; Python's decryption is slow). Re-running is idempotent: annotations are
 rewritten atomically, images already in place (same size) are kept.
@@ -22,7 +27,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import shutil
 import stat
 import subprocess
@@ -33,6 +37,7 @@ import zipfile
 
 from tqdm import tqdm
 
+from mmf_pe.utils.archives import member_size_problem, unsafe_member
 from mmf_pe.utils.download import DownloadError, require_tar_data_filter
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -60,8 +65,7 @@ REQUIRED_KEYS = ("id", "img", "text")
 # member expanding more than MAX_RATIO times its compressed size (past 1 MiB) is a decompression bomb, not a meme.
 MAX_IMAGE_BYTES = 64 << 20
 MAX_ANNOTATION_BYTES = 512 << 20
-MAX_RATIO, RATIO_FLOOR_BYTES = 200, 1 << 20
-DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+MAX_RATIO = 200
 
 
 class ConversionError(RuntimeError):
@@ -144,35 +148,17 @@ class FolderSource:
         pass
 
 
-def unsafe_member(name, is_symlink=False):
-    """Why an archive member named `name` may not be written below a destination folder (None: it may)."""
-    if "\x00" in name:
-        return "a NUL byte in its name"
-    if is_symlink:
-        return "a symbolic link"
-    if name.startswith(("/", "\\")):
-        return "an absolute path"
-    if DRIVE_LETTER.match(name):
-        return "a drive letter"
-    if ".." in re.split(r"[/\\]", name):
-        return "a '..' component (it would leave the destination)"
-    return None
-
-
-def member_size_problem(name, size, compressed=None):
-    """Why a member of `size` bytes (`compressed` in the archive) is refused (None: within the caps)."""
+def _size_problem(name, size, compressed=None):
+    """The caps above for one member (read at call time, so a test can lower them)."""
     lowered = name.lower()
     cap = MAX_IMAGE_BYTES if lowered.endswith(IMAGE_EXTENSIONS) else \
         MAX_ANNOTATION_BYTES if lowered.endswith(".jsonl") else None
-    if cap is not None and size > cap:
-        return f"expands to {size:,} bytes, over the {cap:,}-byte cap for a {posixpath.splitext(lowered)[1]} member"
-    if compressed is not None and size > RATIO_FLOOR_BYTES and size > MAX_RATIO * max(compressed, 1):
-        return (f"expands {size / max(compressed, 1):,.0f} times ({compressed:,} -> {size:,} bytes), over the "
-                f"{MAX_RATIO}:1 compression-ratio cap (a decompression bomb)")
-    return None
+    return member_size_problem(name, size, compressed, cap, MAX_RATIO)
 
 
 class ZipSource:
+    size_problem = staticmethod(_size_problem)
+
     def __init__(self, path, password=None):
         self.path_ = path
         try:
@@ -197,7 +183,7 @@ class ZipSource:
             if reason is None and name in infos:
                 reason = "a duplicate name (the zip holds two members of that name)"
             if reason is None and not info.is_dir():
-                reason = member_size_problem(name, info.file_size, info.compress_size)
+                reason = self.size_problem(name, info.file_size, info.compress_size)
             if reason is not None:
                 raise ConversionError(f"{self.path_}: member {name!r} is refused: {reason}")
             infos[name] = info
@@ -440,7 +426,7 @@ def extract_image_tarball(source, name, images_dir):
     with source.open(name) as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
         count = 0
         for member in tar:
-            problem = member_size_problem(member.name, member.size) if member.isfile() else None
+            problem = _size_problem(member.name, member.size) if member.isfile() else None
             if problem:
                 raise ConversionError(f"{name}: member {member.name!r} is refused: {problem}")
             tar.extract(member, images_dir, filter="data")
