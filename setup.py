@@ -29,7 +29,7 @@ setup(
     name="mmf-pe",
     version="0.1.0",
     description="Parameter-efficient fine-tuning for multimodal hate-speech detection, as an MMF plugin",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.10.12,!=3.11.0,!=3.11.1,!=3.11.2,!=3.11.3,<3.13",  # tarfile filter="data"
     packages=find_packages(include=["mmf_pe", "mmf_pe.*"]),
     package_data={"mmf_pe": ["configs/**/*.yaml", "configs/*.yaml", "compat/*.pth", "demo/fonts/*",
                           "tuners/*/defaults.yaml"]},

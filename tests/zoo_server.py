@@ -15,6 +15,7 @@ class ZooServer:
         self.files = dict(files)  # url path -> bytes
         self.cut = {}  # url path -> bytes to send before the connection is dropped
         self.requests = []  # (path, Range header or None)
+        self.content_length = {}  # url path -> the Content-Length header to send instead of the true one
         self._server = None
 
     def start(self):
@@ -69,9 +70,11 @@ class ZooServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Content-Length", owner.content_length.get(self.path, str(len(data) - start)))
                 self.end_headers()
                 body = data[start:]
+                if self.path in owner.content_length:  # a client cannot trust the length: the close ends the body
+                    self.close_connection = True
                 if self.path in owner.cut:
                     body = body[: owner.cut.pop(self.path)]
                     self.close_connection = True

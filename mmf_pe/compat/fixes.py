@@ -9,7 +9,9 @@ import collections.abc
 import importlib
 import importlib.util
 import os
+import pickle
 import sys
+import threading
 import types
 
 from mmf_pe import PACKAGE_DIR, REPO_ROOT
@@ -125,18 +127,34 @@ def patch_configuration(module):
     Cause: the sdist on PyPI ships no YAML at all. Fix: MMF's default config is our own `mmf_pe/configs/defaults.yaml`;
     a relative path MMF cannot find (`configs/datasets/hateful_memes/defaults.yaml`, `configs/zoo/*.yaml`,
     `projects/visual_bert_pe/hmd_pe.yaml` from any working directory) is looked up in `mmf_pe/configs/mmf/` and the
-    repository root. Test: test_f5_default_config, test_f5_project_config_from_any_dir.
+    repository root. Test: test_f5_default_config, test_f5_project_config_from_any_dir. This wrapper is also the only
+    place rc10 reads `includes:`, so each include passes `mmf_pe.utils.config_files.check_included_config` (ours) on
+    its way in (tests/tracking/test_secrets.py).
     """
+    from mmf_pe.utils.config_files import check_included_config
+
     original_load_yaml = module.load_yaml
+    nesting = threading.local()  # rc10's load_yaml calls this module attribute for each include: depth > 0
+
+    def load(path, depth):
+        if depth and isinstance(path, str):  # an include: refused unless it is an MMF config (secrets stay out)
+            absolute = module.get_absolute_path(path)
+            if os.path.isfile(absolute):
+                check_included_config(absolute)
+        return original_load_yaml(path)
 
     def load_yaml(f):
+        depth = getattr(nesting, "depth", 0)
+        nesting.depth = depth + 1
         try:
-            return original_load_yaml(f)
+            return load(f, depth)
         except FileNotFoundError:
             found = resolve_config_path(f) if isinstance(f, str) else None
             if found is None:
                 raise
-            return original_load_yaml(found)
+            return load(found, depth)
+        finally:
+            nesting.depth = depth
 
     load_yaml.__wrapped__ = original_load_yaml
     module.load_yaml = load_yaml
@@ -807,7 +825,9 @@ def patch_checkpoint_resume_fallback(module):
     Cause: rc10 loads `current.ckpt` and nothing else. Fix: when the resume file `current.ckpt` of the run directory
     cannot be read, the newest `models/model_<n>.ckpt` that can is loaded instead, with a warning naming both files
     and the error; with none loadable, the error names the file. Other files (`resume_file`, `best.ckpt`) keep rc10's
-    behaviour, with the path added to the error. Test: test_f27_*.
+    behaviour, with the path added to the error. Test: test_f27_*. A file that torch's weights-only loading refuses
+    for pickled OmegaConf objects goes to `mmf_pe.models.pretrained_weights.load_checkpoint` (ours: an allow-list, for
+    sha256-verified downloads only; tests/datasets/test_zoo.py).
     """
     import glob
     import re
@@ -823,6 +843,13 @@ def patch_checkpoint_resume_fallback(module):
         try:
             return original(self, file)
         except Exception as error:
+            if isinstance(error, pickle.UnpicklingError):  # pickled OmegaConf: allowed for verified downloads only
+                from mmf_pe.models.pretrained_weights import load_checkpoint
+
+                try:
+                    return load_checkpoint(file, self.device if "cuda" in str(self.device) else "cpu")
+                except ValueError as refusal:
+                    error = refusal
             current = os.path.join(self.ckpt_foldername, self.ckpt_prefix + "current.ckpt")
             reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             if not (self.config.checkpoint.resume and os.path.abspath(str(file)) == os.path.abspath(current)):

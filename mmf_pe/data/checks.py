@@ -1,17 +1,21 @@
 """Pre-flight data checks: a missing or malformed file is reported with its path, line and the command that makes it,
 before MMF fails deep inside a DataLoader (or tries to download).
 
-Annotations (every line, always): blank lines, bytes that are not UTF-8, invalid JSON, missing keys, labels that are
-not the integers 0 or 1 (train and val must have one; test splits may lack them), an id twice in one split (an error
-naming both lines; in two splits a warning). Feature LMDBs: truncated or corrupt files (never a bus error), ids with
-no record (all ids: only the `keys` list is read), and for a scan of records their width against the model's
-`visual_embedding_dim` and non-finite values. The scan is `dataset_config.<name>.features_scan`: `sample` (default:
-up to 64 records per LMDB spread over the ids, i.e. 64 x N x D x 4 bytes read, about 50 MB for 100 x 2048 regions),
-`full` (every id of the annotations: the whole LMDB is read once per split) or `off`.
+Annotations (every line, always): blank lines, bytes that are not UTF-8, invalid JSON, missing keys, ids MMF cannot
+store (not an integer or a string of digits, or outside the dataset config's `preflight_id_bits`: 32, as rc10's
+builders store them, unless a dataset says 64), a text that is not a string, labels that are not the integers 0 or 1
+(train and val must have one; test splits may lack them), an id twice in one split (an error naming both lines; in
+two splits a warning). Errors stay short: the first few of a kind are listed and the rest counted.
+Feature LMDBs: truncated or corrupt files (never a bus error), ids with no record (all ids: only the `keys` list is
+read), and for a scan of records their width against the model's `visual_embedding_dim` and non-finite values.
+The scan is `dataset_config.<name>.features_scan`: `sample` (default: up to 64 records per LMDB spread over the
+ids, i.e. 64 x N x D x 4 bytes read, about 50 MB for 100 x 2048 regions), `full` (every id of the annotations:
+the whole LMDB is read once per split) or `off`.
 """
 import json
 import logging
 import os
+import re
 import warnings
 
 import numpy as np
@@ -22,6 +26,9 @@ from mmf_pe.utils import lmdb_file, safe_pickle
 logger = logging.getLogger(__name__)
 SAMPLE_RECORDS = 64
 LABELS = (0, 1)
+INTEGER = re.compile(r"[+-]?[0-9]+")
+MAX_LISTED = 20  # problems in one DataCheckError
+SHOWN_PROBLEMS = 5  # per kind of problem: the first few are listed, the rest counted
 
 # How to make a missing file when the dataset's config has no `data_hints` (each dataset's YAML says it for itself).
 DEFAULT_HINTS = {
@@ -49,9 +56,29 @@ def _paths(dataset_config, attribute, split):
     return [os.path.join(dataset_config.data_dir, p) for entry in paths for p in entry.split(",")]
 
 
-def check_jsonl(path, required=("id", "text"), label_required=False):
-    """Every line must be a UTF-8 JSON object with the required keys and a 0/1 label (if any, or if required); names the
-    file and line otherwise. Returns [(line number, record)]."""
+def id_problem(value, bits=32):
+    """Why an annotation id cannot be MMF's sample id (None: it can). rc10's datasets do
+    `torch.tensor(int(id), dtype=torch.int)` (32 bits; a dataset of its own may keep 64): a path-like, null or
+    fractional id, or one out of range, fails there, inside a DataLoader worker, hours into a run."""
+    limit = 2 ** (bits - 1)
+    if isinstance(value, str) and INTEGER.fullmatch(value):
+        value = int(value)
+    if type(value) is not int:
+        return f"id {_short(value)} ({type(value).__name__}) is not an integer (or a string of digits)"
+    if not -limit <= value < limit:
+        return f"id {value} does not fit the {bits}-bit integer MMF stores ids in (|id| < 2**{bits - 1})"
+    return None
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_jsonl(path, required=("id", "text"), label_required=False, id_bits=32):
+    """Every line must be a UTF-8 JSON object with the required keys, an id MMF can store (`id_problem`), a string
+    text and a 0/1 label (if any, or if required); names the file and line otherwise.
+    Returns [(line number, record)]."""
     records = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
@@ -73,6 +100,13 @@ def check_jsonl(path, required=("id", "text"), label_required=False):
                 missing.append("label")
             if missing:
                 raise DataCheckError(f"{path}:{number}: record lacks {', '.join(missing)}")
+            if "id" in required:
+                problem = id_problem(record["id"], id_bits)
+                if problem:
+                    raise DataCheckError(f"{path}:{number}: {problem}")
+            if "text" in required and not isinstance(record["text"], str):
+                raise DataCheckError(f"{path}:{number}: text {_short(record['text'])} ({type(record['text']).__name__})"
+                                     " is not a string")
             label = record.get("label", None)
             if label is not None and (type(label) is not int or label not in LABELS):
                 raise DataCheckError(f"{path}:{number}: label {label!r} ({type(label).__name__}) is not one of the "
@@ -82,16 +116,21 @@ def check_jsonl(path, required=("id", "text"), label_required=False):
 
 
 def _duplicates(split_records, name, split):
-    """Errors for an id twice in one split (both lines named)."""
-    problems, seen = [], {}
+    """Errors for an id twice in one split (both lines named): the first few, then a count."""
+    problems, seen, repeats = [], {}, 0
     for path, number, record in split_records:
         key = str(record["id"])
         if key in seen:
-            first_path, first_number = seen[key]
-            problems.append(f"{name} {split}: id {record['id']!r} at {path}:{number} repeats "
-                            f"{first_path}:{first_number} (it would be trained or scored twice); remove one")
+            repeats += 1
+            if repeats <= SHOWN_PROBLEMS:
+                first_path, first_number = seen[key]
+                problems.append(f"{name} {split}: id {_short(record['id'])} at {path}:{number} repeats "
+                                f"{first_path}:{first_number} (it would be trained or scored twice); remove one")
         else:
             seen[key] = (path, number)
+    if repeats > SHOWN_PROBLEMS:
+        problems.append(f"{name} {split}: ... and {repeats - SHOWN_PROBLEMS} more repeated ids "
+                        f"({repeats} lines repeat an earlier id)")
     return problems, seen
 
 
@@ -180,6 +219,7 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
     hints = data_hints(dataset_config)
     problems = []
     split_ids = {}
+    id_bits = int(dataset_config.get("preflight_id_bits", 32))  # rc10's builders: int32
     scan = dataset_config.get("features_scan", "sample")
     scan = "off" if scan is False else str(scan)  # YAML 1.1 reads an unquoted off as false
     if scan not in ("sample", "full", "off"):
@@ -194,7 +234,7 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
                 per_file.append([])
                 continue
             try:
-                records = [(path, n, r) for n, r in check_jsonl(path, label_required=split != "test")]
+                records = [(path, n, r) for n, r in check_jsonl(path, label_required=split != "test", id_bits=id_bits)]
             except DataCheckError as exc:
                 problems.append(f"{name} {split}: {exc}")
                 records = []
@@ -277,7 +317,9 @@ def check_config_data(config):
         if dataset_config is not None:
             problems += check_dataset(name, dataset_config, feature_dim=_feature_dim(config))
     if problems:
-        raise DataCheckError("data is missing or malformed:\n" + "\n".join(problems))
+        shown = problems[:MAX_LISTED]
+        more = f"\n... and {len(problems) - MAX_LISTED} more problems" if len(problems) > MAX_LISTED else ""
+        raise DataCheckError("data is missing or malformed:\n" + "\n".join(shown) + more)
 
 
 def _feature_dim(config):
@@ -293,6 +335,15 @@ def check_pretrained_checkpoint(config):
     """`checkpoint.resume_file` must exist when set (MMF would fail later with a bare RuntimeError)."""
     path = config.checkpoint.get("resume_file", None)
     if path and not os.path.isfile(str(path)):
+        from mmf_pe.datasets.zoo import mmf_cache_file
+
+        cached = mmf_cache_file("visual_bert.pretrained.coco", (config.get("env", None) or {}).get("data_dir", None))
+        if cached:
+            raise DataCheckError(
+                f"checkpoint.resume_file {path} does not exist, but MMF's cache already holds the COCO-pretrained "
+                f"VisualBERT: {cached}.\n  -> `mmf_pe download visual_bert.pretrained.coco` links it to "
+                f"$MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth without downloading, or pass "
+                f"checkpoint.resume_file={cached}")
         raise DataCheckError(
             f"checkpoint.resume_file {path} does not exist.\n  -> For the paper's recipe fetch MMF's COCO-pretrained "
             "VisualBERT to $MMF_PE_WEIGHTS_DIR/visual_bert_coco/model.pth: "

@@ -12,16 +12,16 @@ Nothing is fetched unless asked: this command, or `checkpoint.resume_zoo=<key>` 
 `MMF_PE_ZOO_FILE`: a JSON file {key: {url, sha256, ...}} that overrides entries (a mirror; the tests' server).
 """
 import argparse
+import glob
 import json
 import os
 import shutil
 import sys
 
-from mmf_pe.utils.download import DownloadError, extract, fetch
+from mmf_pe.utils.download import MARKER, DownloadError, extract, fetch, sha256_file
 from mmf_pe.utils.io import atomic_write_text
 
 MMF_PREFIX, MMF_SERVER = "mmf://", "https://dl.fbaipublicfiles.com/mmf/data/"
-MARKER = ".mmf_pe_download.json"
 CHECKPOINT_EXTENSIONS = (".pth", ".ckpt", ".pt")
 BERT_FILES = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
 
@@ -56,14 +56,21 @@ ZOO = {
 }
 
 
+# Other spellings of a key (MMF's docs and public repos write the zoo's default variation out): the same entry,
+# overrides of the key included.
+ALIASES = {"visual_bert.pretrained.coco.defaults": "visual_bert.pretrained.coco"}
+
+
 def zoo_entries():
-    """The table above, with `MMF_PE_ZOO_FILE`'s overrides."""
+    """The table above, with `MMF_PE_ZOO_FILE`'s overrides, and the aliases."""
     entries = {key: dict(value) for key, value in ZOO.items()}
     override = os.environ.get("MMF_PE_ZOO_FILE")
     if override:
         with open(override) as f:
             for key, fields in json.load(f).items():
-                entries.setdefault(key, {}).update(fields)
+                entries.setdefault(ALIASES.get(key, key), {}).update(fields)
+    for alias, key in ALIASES.items():
+        entries[alias] = entries[key]
     return entries
 
 
@@ -100,26 +107,83 @@ def how_to_fetch(key):
     return f"mmf_pe download {key}   (fetches {source})"
 
 
+def aliases(key):
+    """The keys naming the same file as `key` (itself first)."""
+    entries = zoo_entries()
+    url = entries[key].get("url")
+    return [key] + sorted(k for k, e in entries.items() if k != key and url and e.get("url") == url)
+
+
+def mmf_cache_file(key, data_dir=None):
+    """A model already downloaded by MMF itself: `<data dir>/models/<key>[.defaults]/` (any alias of the key) holding
+    exactly one checkpoint file (`*.ckpt`, `*.pth`, `*.pt`, as MMF's loader requires). None if there is none."""
+    entry = _entry(key)
+    if entry["kind"] != "model":
+        return None
+    models = os.path.join(default_dirs(data_dir)["data"], "models")
+    for name in aliases(key):
+        for folder in (os.path.join(models, name), os.path.join(models, name + ".defaults")):
+            found = sorted(path for pattern in CHECKPOINT_EXTENSIONS
+                           for path in glob.glob(os.path.join(glob.escape(folder), "*" + pattern)))
+            if len(found) == 1 and os.path.isfile(found[0]):
+                return found[0]
+    return None
+
+
+def _done(key, entry, folder):
+    """Whether `folder` already holds the key's file: fetched and verified here, or linked from MMF's cache."""
+    marker = os.path.join(folder, MARKER)
+    if not (os.path.exists(os.path.join(folder, entry["expect"])) and os.path.isfile(marker)):
+        return False
+    with open(marker) as f:
+        recorded = json.load(f)
+    return recorded.get("sha256") == entry["sha256"] or bool(recorded.get("mmf_cache"))
+
+
+def _link_from_mmf_cache(key, entry, folder, cached):
+    """Put MMF's cached checkpoint where the configs read it: a hard link (same disk), else a symbolic link; no
+    second download. Its config.yaml comes along when it has one."""
+    os.makedirs(folder, exist_ok=True)
+    for source, name in ((cached, entry["expect"]), (os.path.join(os.path.dirname(cached), "config.yaml"),
+                                                     "config.yaml")):
+        target = os.path.join(folder, name)
+        if not os.path.isfile(source) or (name == "config.yaml" and os.path.exists(target)):
+            continue
+        if os.path.lexists(target):
+            os.unlink(target)
+        try:
+            os.link(source, target)
+        except OSError:
+            os.symlink(os.path.abspath(source), target)
+    atomic_write_text(os.path.join(folder, MARKER), json.dumps(
+        {"key": key, "mmf_cache": os.path.abspath(cached), "version": entry.get("version")}, indent=2) + "\n")
+    print(f"{key}: found in MMF's cache ({cached}), linked into {folder}; nothing downloaded")
+    return folder
+
+
 def download(key, data_dir=None, weights_dir=None, revision="main"):
-    """Fetch, verify and extract one key (a no-op when already done). Returns the destination folder."""
+    """Fetch, verify and extract one key (a no-op when already done; a model MMF itself already downloaded into its
+    cache is linked, not fetched again). Returns the destination folder."""
     entry = _entry(key)
     folder = destination(key, data_dir, weights_dir)
     if entry["kind"] == "hub":
         return _download_hub(entry, folder, revision)
+    if _done(key, entry, folder):
+        print(f"{key}: already in {folder}")
+        return folder
+    cached = mmf_cache_file(key, data_dir)
+    if cached:
+        return _link_from_mmf_cache(key, entry, folder, cached)
     marker = os.path.join(folder, MARKER)
-    expected = os.path.join(folder, entry["expect"])
-    if os.path.exists(expected) and os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f).get("sha256") == entry["sha256"]:
-                print(f"{key}: already in {folder}")
-                return folder
     url = resolve_url(entry["url"])
     archive = fetch(url, os.path.join(folder, entry["file_name"]), entry["sha256"])
     extract(archive, folder)
     _settle(folder, entry["expect"])
     os.unlink(archive)  # verified and extracted: the archive's bytes are not needed twice
+    expected = os.path.join(folder, entry["expect"])  # its digest: readers may trust exactly these bytes
+    files = {entry["expect"]: sha256_file(expected)} if os.path.isfile(expected) else {}
     atomic_write_text(marker, json.dumps({"key": key, "url": url, "sha256": entry["sha256"],
-                                          "version": entry.get("version")}, indent=2) + "\n")
+                                          "version": entry.get("version"), "files": files}, indent=2) + "\n")
     print(f"{key}: {entry['what']} -> {folder}")
     return folder
 

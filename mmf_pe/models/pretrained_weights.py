@@ -2,13 +2,18 @@
 
 Files as their publishers ship them: a Hugging Face BERT directory (`model.safetensors`, else `pytorch_model.bin`;
 `bert.*` + `cls.*` heads; TF-era `LayerNorm.gamma/beta`) and MMF's zoo `model.pth` (a bare state dict or
-`{"model": ...}`). Read without unrestricted unpickling: safetensors, or `torch.load(weights_only=True)`.
+`{"model": ...}`). Read without unrestricted unpickling: safetensors, or `torch.load(weights_only=True)`; a zoo file
+that also pickles its OmegaConf config is read with exactly those classes allowed, and only when its sha256 is the one
+`mmf_pe download` recorded after verifying the published archive (`load_checkpoint`).
 A run whose encoder weights are not all in the file stops naming them, unless
 `model_config.<model>.allow_missing_weights=true` says random weights are intended.
 """
 import os
+import pickle
 
 import torch
+
+from mmf_pe.utils.download import recorded_digest, sha256_file
 
 BERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # New in VisualBERT, never in a text BERT checkpoint: the visual projection and the visual embeddings (the latter are
@@ -22,14 +27,60 @@ class MissingWeightsError(RuntimeError):
     pass
 
 
+def _checkpoint_globals():
+    """The exact classes an MMF checkpoint pickles besides tensors: its OmegaConf config (DictConfig / ListConfig with
+    their metadata and value nodes, and the builtins / typing names that metadata refers to)."""
+    import collections
+    import typing
+
+    from omegaconf import DictConfig, ListConfig, base, nodes
+
+    return [DictConfig, ListConfig, base.ContainerMetadata, base.Metadata, nodes.AnyNode, nodes.StringNode,
+            nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode, typing.Any, collections.defaultdict, dict, list,
+            int, float, str, bool]
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """`torch.load(weights_only=True)`; a file that also holds pickled OmegaConf objects (MMF's 2020 zoo checkpoints
+    may) is read with exactly those classes allowed, and only when its sha256 is the one `mmf_pe download` recorded
+    after verifying the published archive it came from. Never an unrestricted unpickling."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            names = []
+        recorded = recorded_digest(path)
+        if recorded is None or sha256_file(path) != recorded:
+            why = ("its sha256 is not the one `mmf_pe download` recorded for it" if recorded else
+                   "it was not fetched by `mmf_pe download` (which verifies the published archive and records the "
+                   "file's sha256)")
+            raise ValueError(f"{path}: holds pickled objects besides tensors ({', '.join(names) or first}); they are "
+                             f"read only from a verified download, and {why}. Fetch it with `mmf_pe download <key>`, "
+                             "or re-save it as plain tensors") from error
+        allowed = _checkpoint_globals()
+        known = {f"{getattr(c, '__module__', 'typing')}.{getattr(c, '__qualname__', getattr(c, '_name', c))}"
+                 for c in allowed}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"{path}: verified, but it pickles classes outside the allow-list: {', '.join(unknown)}"
+                             ) from error
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def read_state_dict(path):
-    """A checkpoint's tensors: safetensors or `torch.load(weights_only=True)`; `{"model": ...}` is unwrapped."""
+    """A checkpoint's tensors: safetensors or `load_checkpoint` (weights_only); `{"model": ...}` is unwrapped."""
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
         return load_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
+    except ValueError:
+        raise
     except Exception as error:
         raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({error}); "
                          "only plain tensor checkpoints are accepted") from error

@@ -1,9 +1,7 @@
 """What a run is (mode label, parameter counts, seed) and its config made safe to log."""
-import re
-
 from omegaconf import OmegaConf
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+from mmf_pe.utils.secrets import redact
 
 
 def as_bool(value):
@@ -58,12 +56,9 @@ def mode_label(training_mode, pe_method=None, fallback="model"):
 
 
 def scrub_secrets(value):
-    """A copy with every value under a key that looks like a credential replaced; config is logged, keys never."""
-    if isinstance(value, dict):
-        return {k: ("<redacted>" if _SECRET.search(str(k)) else scrub_secrets(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_secrets(v) for v in value]
-    return value
+    """A copy with credentials replaced (secret-looking keys, values of secret environment variables): the tracker
+    gets the config, never a key (rules: mmf_pe.utils.secrets)."""
+    return redact(value)
 
 
 def config_to_dict(config):

@@ -11,6 +11,7 @@ from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
 from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
 from mmf_pe.trainers.precision import PrecisionMixin
+from mmf_pe.trainers.redaction import checkpointer_config, install_log_redaction
 from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
@@ -20,6 +21,7 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
     # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
     def load(self):
+        install_log_redaction(registry.get("writer", no_warning=True))  # before rc10 logs the detailed config
         check_config_data(self.config)
         check_pretrained_checkpoint(self.config)
         super().load()
@@ -31,7 +33,8 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
             self.writer.write(model.describe())
 
     def load_extras(self):
-        super().load_extras()  # rc10 loads checkpoints here (base weights, or a resumed training state)
+        with checkpointer_config(self):  # config.yaml and every checkpoint's config: redacted (redaction.py)
+            super().load_extras()  # rc10 loads checkpoints here (base weights, or a resumed training state)
         self._load_exported_adapter()
 
     def _load_exported_adapter(self):

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -17,10 +18,20 @@ import uuid
 from tqdm import tqdm
 
 CHUNK = 1 << 20
+MARKER = ".mmf_pe_download.json"  # beside what `mmf_pe download` fetched: key, url, archive sha256, file digests
 
 
 class DownloadError(RuntimeError):
     pass
+
+
+def require_tar_data_filter():
+    """tarfile's `filter="data"` (no members leaving the target, no links out, no devices) exists from Python 3.10.12 /
+    3.11.4 / 3.12 on; setup.py requires such a Python, and this refuses clearly where an older one runs anyway
+    (older tarfile would otherwise fail with a bare TypeError, or extract unfiltered)."""
+    if not hasattr(tarfile, "data_filter"):
+        raise DownloadError(f"Python {sys.version.split()[0]} lacks tarfile's 'data' extraction filter, which mmf-pe "
+                            "needs to extract archives safely: use Python >= 3.10.12, >= 3.11.4 or >= 3.12")
 
 
 def sha256_file(path):
@@ -51,8 +62,8 @@ def fetch(url, dest, sha256, timeout=60):
     with response:
         if have and response.status != 206:  # Range ignored: the body is the whole file
             have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        length = _content_length(response.headers.get("Content-Length"))
+        total = have + length if length is not None else None
         try:
             with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                                desc=os.path.basename(dest), disable=None) as bar:
@@ -64,6 +75,13 @@ def fetch(url, dest, sha256, timeout=60):
     if total is not None and os.path.getsize(part) < total:
         raise DownloadError(_interrupted(url, part, total, "connection closed early"))
     return _verified(part, dest, url, sha256)
+
+
+def _content_length(value):
+    """The header's byte count, or None (unknown: the download goes on, verified by its sha256 at the end) when a
+    server sends none or one that is not a plain non-negative number."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _interrupted(url, part, total, reason):
@@ -85,6 +103,7 @@ def _verified(part, dest, url, sha256):
 def extract(archive, folder):
     """Extract a tar(.gz) archive into `folder` (existing entries of the same name are replaced). Returns the names
     of the archive's top-level entries."""
+    require_tar_data_filter()
     os.makedirs(folder, exist_ok=True)
     staging = os.path.join(folder, f".extract-{uuid.uuid4().hex}")
     try:
@@ -105,3 +124,18 @@ def extract(archive, folder):
         raise DownloadError(f"{archive}: cannot be extracted ({error})") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def recorded_digest(path):
+    """The sha256 `mmf_pe download` recorded for `path` when it extracted it from an archive whose published sha256
+    it had verified (None: no such record). Lets a reader trust exactly that file, byte for byte."""
+    import json
+
+    marker = os.path.join(os.path.dirname(os.path.abspath(path)), MARKER)
+    try:
+        with open(marker) as f:
+            files = json.load(f).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    digest = files.get(os.path.basename(path)) if isinstance(files, dict) else None
+    return digest if isinstance(digest, str) else None

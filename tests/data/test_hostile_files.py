@@ -238,7 +238,8 @@ def _without_field(path, number, field):
 
 
 @pytest.mark.parametrize("case", ["blank", "encoding", "label_string", "label_2", "no_label_train", "duplicate",
-                                  "missing_features", "width", "nan", "truncated", "hostile"])
+                                  "missing_features", "width", "nan", "truncated", "hostile", "id_path", "id_null",
+                                  "id_2_31", "id_float", "text_null", "text_number"])
 def test_preflight_names_each_problem(case, hmd, tmp_path):
     from mmf_pe.data.checks import check_dataset
 
@@ -264,6 +265,24 @@ def test_preflight_names_each_problem(case, hmd, tmp_path):
             first = json.loads(f.readline())
         _set_field(train, 9, id=first["id"])
         expected = f"id {first['id']!r} at {train}:9 repeats {train}:1"
+    elif case == "id_path":
+        _set_field(train, 3, id="../../x")
+        expected = f"{train}:3: id '../../x' (str) is not an integer (or a string of digits)"
+    elif case == "id_null":
+        _set_field(train, 4, id=None)
+        expected = f"{train}:4: id None (NoneType) is not an integer"
+    elif case == "id_2_31":
+        _set_field(train, 5, id=2 ** 31)
+        expected = f"{train}:5: id 2147483648 does not fit the 32-bit integer MMF stores ids in"
+    elif case == "id_float":
+        _set_field(train, 6, id=10005.5)
+        expected = f"{train}:6: id 10005.5 (float) is not an integer"
+    elif case == "text_null":
+        _set_field(train, 7, text=None)
+        expected = f"{train}:7: text None (NoneType) is not a string"
+    elif case == "text_number":
+        _set_field(train, 8, text=42)
+        expected = f"{train}:8: text 42 (int) is not a string"
     elif case == "missing_features":
         _set_field(train, 2, img="img/77777.png")
         expected = f"1 of 64 ids have no features in {hmd['features']}, e.g. '77777' ({train}:2)"
@@ -290,6 +309,35 @@ def test_preflight_names_each_problem(case, hmd, tmp_path):
     problems = check_dataset("hateful_memes", hmd_config(hmd), feature_dim=feature_dim)
     assert any(expected in p for p in problems), problems
     assert not os.path.exists(str(tmp_path / "created_by_preflight"))
+
+
+def test_preflight_errors_stay_short_and_64_bit_ids_pass_where_the_dataset_stores_them(hmd):
+    from mmf_pe.data.checks import DataCheckError, check_config_data, check_dataset
+
+    train = os.path.join(hmd["annotations"], "train.jsonl")
+    with open(train) as f:
+        content = f.read()
+    first = content.splitlines()[0]
+    with open(train, "w") as f:  # 20,000 more lines repeating line 1's id
+        f.write(content.rstrip("\n") + "\n" + "\n".join([first] * 20000) + "\n")
+    config = OmegaConf.create({"datasets": "hateful_memes", "model": "m", "model_config": {},
+                               "dataset_config": {"hateful_memes": hmd_config(hmd)}})
+    with pytest.raises(DataCheckError) as error:
+        check_config_data(config)
+    message = str(error.value)
+    assert message.count("repeats") == 5 and "... and 19995 more repeated ids (20000 lines repeat an earlier id)" \
+        in message and len(message) < 5000, message[:3000]
+
+    rows = [json.loads(line) for line in content.splitlines()[:3]]
+    for offset, row in enumerate(rows):
+        row["id"] = str(2 ** 40 + offset)  # a tweet id: too big for int32, fine for int64
+    with open(train, "w") as f:
+        f.write("\n".join(json.dumps(row) for row in rows) + "\n")
+    dataset = hmd_config(hmd)
+    dataset["use_features"] = False
+    assert any("does not fit the 32-bit integer" in p for p in check_dataset("hateful_memes", dataset))
+    dataset["preflight_id_bits"] = 64
+    assert not any(" id " in p for p in check_dataset("hateful_memes", dataset))
 
 
 def test_preflight_passes_clean_data_warns_on_ids_shared_by_splits_and_test_may_lack_labels(hmd, recwarn):

@@ -140,7 +140,7 @@ from omegaconf import OmegaConf
 from mmf.utils.checkpoint import Checkpoint
 env = OmegaConf.create({{"env": {{"data_dir": {data!r}, "weights_dir": {weights!r}}}}})
 fake = types.SimpleNamespace(trainer=types.SimpleNamespace(config=env), upgrade_state_dict=lambda state: state)
-state, go_on = Checkpoint._load_from_zoo(fake, "visual_bert.pretrained.coco")
+state, go_on = Checkpoint._load_from_zoo(fake, {key!r})
 print("loaded", len(state), go_on)
 """
 
@@ -151,7 +151,7 @@ def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files,
 
     from mmf_pe import REPO_ROOT
 
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"))
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key="visual_bert.pretrained.coco")
     without = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MMF_PE_COMPAT_SKIP="F19"),
                              cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert without.returncode != 0 and "argument of type 'NoneType' is not iterable" in without.stdout, \
@@ -161,7 +161,8 @@ def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files,
     assert set(state) == set(zoo_files["state"])
 
     server.stop()  # offline: a key not yet fetched stops with the command and the URL
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"))
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"),
+                           key="visual_bert.pretrained.coco")
     with pytest.raises(DownloadError, match=r"mmf_pe download visual_bert.pretrained.coco +\(fetches http://127"):
         exec(compile(code, "resume_zoo", "exec"), {})
 
@@ -202,3 +203,112 @@ def test_bert_base_uncased_through_huggingface_hub_at_a_revision(tmp_path):
     assert not (folder / "pytorch_model.bin").exists()  # only the listed files
     assert json.loads((folder / "REVISION.json").read_text()) == {"repo_id": "bert-base-uncased", "revision": "main",
                                                                   "commit": HUB_COMMIT}
+
+
+def test_mmf_docs_key_with_defaults_resumes_through_the_same_entry(server, zoo_files, tmp_path):
+    """`visual_bert.pretrained.coco.defaults` (MMF's docs) is the same file as `visual_bert.pretrained.coco`: the same
+    override, URL and folder; `checkpoint.resume_zoo=<it>` loads instead of rc10's TypeError."""
+    key = "visual_bert.pretrained.coco.defaults"
+    assert zoo.how_to_fetch(key) == f"mmf_pe download {key}   (fetches {server.url}{COCO})"
+    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key=key)
+    exec(compile(code, "resume_zoo", "exec"), {})
+    state = torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)
+    assert set(state) == set(zoo_files["state"])
+
+
+@pytest.mark.parametrize("folder", ["visual_bert.pretrained.coco.defaults", "visual_bert.pretrained.coco"])
+def test_a_checkpoint_in_mmfs_cache_layout_is_found_not_downloaded_again(folder, server, zoo_files, tmp_path):
+    from omegaconf import OmegaConf
+
+    from mmf_pe.data.checks import DataCheckError, check_pretrained_checkpoint
+
+    cache = tmp_path / "data" / "models" / folder
+    cache.mkdir(parents=True)
+    cached = cache / "visual_bert.pretrained.coco_train_val.pth"
+    torch.save(zoo_files["state"], cached)
+    (cache / "config.yaml").write_text("model_config:\n  visual_bert: {}\n")
+    resume_file = tmp_path / "data" / "weights" / "visual_bert_coco" / "model.pth"
+    config = OmegaConf.create({"env": {"data_dir": str(tmp_path / "data")},
+                               "checkpoint": {"resume_file": str(resume_file)}})
+    with pytest.raises(DataCheckError, match="MMF's cache already holds") as error:
+        check_pretrained_checkpoint(config)
+    assert f"VisualBERT: {cached}." in str(error.value) and "links it" in str(error.value)
+    assert "fetches" not in str(error.value)
+    assert cli.main(["download", "visual_bert.pretrained.coco"]) == 0
+    assert server.requests == []  # nothing fetched
+    assert torch.equal(torch.load(resume_file, weights_only=True)[next(iter(zoo_files["state"]))],
+                       next(iter(zoo_files["state"].values())))
+    assert (resume_file.parent / "config.yaml").is_file()
+    check_pretrained_checkpoint(config)  # now in place
+    assert zoo.download("visual_bert.pretrained.coco") == str(resume_file.parent) and server.requests == []
+
+
+def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_list_only(server, zoo_files, tmp_path):
+    """MMF's 2020 model.pth may pickle its OmegaConf config beside the tensors: weights_only refuses it. After
+    `mmf_pe download` verified the archive (and recorded the file's sha256) it is read with exactly the OmegaConf
+    classes allowed, by our readers and by rc10's Checkpoint (F27); a copy without that record, or changed bytes, is
+    refused; a class outside the allow-list stays refused even for a verified file."""
+    import shutil
+    import types
+
+    from mmf.utils.checkpoint import Checkpoint
+    from omegaconf import OmegaConf
+
+    from mmf_pe.models.pretrained_weights import read_state_dict
+
+    config = OmegaConf.create({"model_config": {"visual_bert": {"hidden_size": 32, "layers": [1, 2]}}})
+    with_config = tarball({"model.pth": checkpoint_bytes({"model": zoo_files["state"], "config": config})})
+    server.files[COCO] = with_config
+    server.point_at(server, coco=_sha(with_config))
+    folder = zoo.download("visual_bert.pretrained.coco")
+    model = os.path.join(folder, "model.pth")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(model, weights_only=True)
+    state = read_state_dict(model)
+    assert set(state) == set(zoo_files["state"])
+    fake = types.SimpleNamespace(device="cpu", ckpt_foldername=str(tmp_path), ckpt_prefix="",
+                                 config=OmegaConf.create({"checkpoint": {"resume": False}}))
+    loaded = Checkpoint._torch_load(fake, model)  # checkpoint.resume_file=<it>
+    assert isinstance(loaded["config"], type(config)) and loaded["config"].model_config.visual_bert.hidden_size == 32
+
+    copy = tmp_path / "elsewhere" / "model.pth"
+    copy.parent.mkdir()
+    shutil.copy(model, copy)
+    with pytest.raises(ValueError, match="omegaconf.dictconfig.DictConfig.*not fetched by `mmf_pe download`"):
+        read_state_dict(str(copy))
+    with pytest.raises(RuntimeError, match="cannot be read as a checkpoint.*not fetched by `mmf_pe download`"):
+        Checkpoint._torch_load(fake, str(copy))
+    with open(model, "ab") as f:
+        f.write(b"\0")  # changed bytes: the recorded sha256 no longer matches
+    with pytest.raises(ValueError, match="not the one `mmf_pe download` recorded"):
+        read_state_dict(model)
+
+    hostile = tarball({"model.pth": checkpoint_bytes({"model": zoo_files["state"], "extra": types.SimpleNamespace()})})
+    server.files[COCO] = hostile
+    server.point_at(server, coco=_sha(hostile))
+    shutil.rmtree(folder)
+    model = os.path.join(zoo.download("visual_bert.pretrained.coco"), "model.pth")
+    with pytest.raises(ValueError, match="outside the allow-list: types.SimpleNamespace"):
+        read_state_dict(model)
+
+
+def test_zoo_file_override_as_docs_real_data_shows_it(tmp_path, monkeypatch):
+    """docs/real-data.md documents MMF_PE_ZOO_FILE with an example; that example, as written, moves the key (and its
+    `.defaults` spelling) to the mirror. The dataset config no longer claims `zoo_requirements: []` never downloads."""
+    import re
+
+    from mmf_pe import PACKAGE_DIR, REPO_ROOT
+
+    with open(os.path.join(REPO_ROOT, "docs", "real-data.md")) as f:
+        text = f.read()
+    paragraph = text[text.index("`MMF_PE_ZOO_FILE=<file.json>`"):]
+    example = re.search(r"`(\{.*?\}\})`", paragraph, flags=re.S).group(1).replace("\n", " ")
+    path = tmp_path / "zoo.json"
+    path.write_text(example)
+    monkeypatch.setenv("MMF_PE_ZOO_FILE", str(path))
+    mirror = json.loads(example)["visual_bert.pretrained.coco"]["url"]
+    for key in ("visual_bert.pretrained.coco", "visual_bert.pretrained.coco.defaults"):
+        assert zoo.zoo_entries()[key]["url"] == mirror and f"(fetches {mirror})" in zoo.how_to_fetch(key)
+    with open(os.path.join(PACKAGE_DIR, "configs", "mmf", "datasets", "hateful_memes", "defaults.yaml")) as f:
+        config = f.read()
+    assert "never download" not in config and "empty stand-in" in config

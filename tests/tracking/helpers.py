@@ -1,4 +1,5 @@
-"""Test helpers: read an offline W&B run file with wandb's own protobuf records; a 2-process gloo worker."""
+"""Test helpers: read an offline W&B run file with wandb's own protobuf records; a 2-process gloo worker; a download
+recorder (a run must fetch nothing)."""
 import glob
 import json
 import os
@@ -132,3 +133,22 @@ def _trainer_evaluate(mine, labelled=True):
         return {"targets": kept["targets"], "ids": kept["ids"].tolist(), "n": int(report.batch_size),
                 "scores": report["scores"].tolist(), "meters": sorted(meter.meters)}
     return {"roc_auc": meter.meters["val/toy/roc_auc"].global_avg, "n": int(report.batch_size)}
+
+
+def record_downloads(patch, calls):
+    """Make every download entry point of MMF (`mmf.utils.download`) and of mmf-pe append its name to `calls` and
+    fail, for the duration of `patch` (a pytest MonkeyPatch)."""
+    import mmf.utils.download as mmf_download
+
+    import mmf_pe.utils.download as ours
+
+    def recorder(module, name):
+        def called(*args, **kwargs):
+            calls.append(f"{module.__name__}.{name}")
+            raise AssertionError(f"a run tried to download: {module.__name__}.{name}{args}")
+        return called
+
+    for name in ("download", "download_resources", "download_resource", "download_pretrained_model",
+                 "download_from_google_drive"):
+        patch.setattr(mmf_download, name, recorder(mmf_download, name))
+    patch.setattr(ours, "fetch", recorder(ours, "fetch"))

@@ -4,13 +4,25 @@ import json
 import os
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from mmf_pe.tracking import find_metrics_file, read_events
-from mmf_pe_testing import write_run_config
-from tests.tracking.helpers import wandb_history
+from mmf_pe_testing import read_log, write_run_config
+from tests.tracking.helpers import record_downloads, wandb_history
 
 SECRET = "mmfpe-test-secret-key-0123456789"
+ADMIN_TOKEN = "mmfpe-test-admin-token-9876543210"
+PASSWORD = "literal-password-under-a-secret-key"
+# values that reach the config through ${oc.env:...} and a secret-looking key; logged too (log_detailed_config)
+SECRET_YAML = f"""training:
+  log_detailed_config: true
+  run_note: "admin ${{oc.env:MMF_PE_ADMIN_TOKEN}}"
+  wandb:
+    api_key: ${{oc.env:WANDB_API_KEY}}
+  db_password: {PASSWORD}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -19,17 +31,30 @@ def tracked_run(tiny_hmd, tmp_path_factory):
     from mmf_cli.run import run as mmf_run
 
     root = tmp_path_factory.mktemp("tracked")
-    config = write_run_config(root, "hmd_pe.yaml")
+    config = write_run_config(tmp_path_factory.mktemp("tracked_config"), "hmd_pe.yaml", SECRET_YAML)  # not in root
     save_dir, wandb_dir = root / "save", root / "wandb_home"
     environment = {"MMF_DATA_DIR": tiny_hmd["data_dir"], "WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir),
-                   "WANDB_API_KEY": SECRET, "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                   "WANDB_API_KEY": SECRET, "MMF_PE_ADMIN_TOKEN": ADMIN_TOKEN,
+                   "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                    "HTTP_PROXY": "http://127.0.0.1:9"}
+    downloads = []  # every call into MMF's download code or ours during the run (none expected)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
+        record_downloads(patch, downloads)
         mmf_run([f"config={config}", "model=visual_bert_pe", "dataset=hateful_memes", f"env.save_dir={save_dir}",
                  "training.wandb.enabled=True", "training.tensorboard=True"])
-    return {"save_dir": str(save_dir), "wandb_dir": str(wandb_dir), "root": str(root), "data": tiny_hmd}
+    return {"save_dir": str(save_dir), "wandb_dir": str(wandb_dir), "root": str(root), "data": tiny_hmd,
+            "downloads": downloads}
+
+
+def test_a_run_downloads_nothing(tracked_run):
+    """`zoo_requirements: []` makes rc10's builder ask the zoo for hateful_memes' default requirement; the zoo MMF reads
+    here is the empty stand-in, so nothing is fetched (and pre-flight stops a run with missing files before that)."""
+    assert tracked_run["downloads"] == []
+    from mmf.utils.configuration import get_zoo_config
+
+    assert get_zoo_config("hateful_memes", "defaults", "configs/zoo/datasets.yaml", "datasets") == (None, None)
 
 
 def test_metrics_jsonl_has_val_roc_auc_at_each_evaluation(tracked_run):
@@ -64,11 +89,22 @@ def test_wandb_offline_run_holds_the_logged_metrics(tracked_run):
     assert config["run"]["params"] == events[0]["params"]
     assert summary["best/val/hateful_memes/roc_auc"] == pytest.approx(
         [e for e in events if e["event"] == "final"][-1]["metrics"]["roc_auc"])
-    # no API key anywhere: W&B files, MMF config/logs, checkpoints
+    # no secret anywhere: W&B files, MMF config/logs, checkpoints (the run config file itself names only ${oc.env:..})
     for path in glob.glob(os.path.join(tracked_run["root"], "**", "*"), recursive=True):
         if os.path.isfile(path):
             with open(path, "rb") as f:
-                assert SECRET.encode() not in f.read(), path
+                content = f.read()
+            for secret in (SECRET, ADMIN_TOKEN, PASSWORD):
+                assert secret.encode() not in content, (secret, path)
+    saved = OmegaConf.load(os.path.join(tracked_run["save_dir"], "config.yaml")).training
+    assert (saved.run_note, saved.wandb.api_key, saved.db_password) == ("admin <redacted>", "<redacted>", "<redacted>")
+    assert config["mmf"]["training"]["db_password"] == "<redacted>"
+    best = torch.load(os.path.join(tracked_run["save_dir"], "best.ckpt"), map_location="cpu", weights_only=True)
+    assert best["config"]["training"]["wandb"]["api_key"] == "<redacted>"
+    assert best["config"]["dataset_config"]["hateful_memes"]["processors"]["text_processor"]["params"][
+        "tokenizer_config"]["type"]  # a key with "token" in a longer word is kept
+    log = read_log(tracked_run["save_dir"])
+    assert '"db_password": "<redacted>"' in log and '"run_note": "admin <redacted>"' in log
 
 
 def test_tensorboard_holds_rc10_scalars_and_ours(tracked_run):

@@ -13,6 +13,11 @@ Accepted sources: the Phase-2 zip distributed today (`data/*.jsonl` + `data/img/
 jsonl files or beside `data/`). A zip's sha256 must be one of the published ones (MMF's list for both phases) unless
 `--bypass-checksum`; `MMF_PE_HM_CHECKSUMS` (comma-separated sha256) replaces that list, for mirrors and tests.
 
+Every zip member is checked before anything is read (`mmf_pe.utils.archives`): none may leave the destination, none
+may appear twice, none may exceed the size / compression-ratio caps. With `--bypass-checksum` the content stands in
+for the checksum: every jsonl line (integer id, img / text strings, 0/1 label), every image named, line counts
+against the published release (a difference is reported; `checked_instead_of_sha256` in conversion.json).
+
 Reads only: the source is never moved, changed or deleted. Works without the `unzip` binary (it is used only to speed
 up the images of a password-protected zip; Python's decryption is slow). Re-running is idempotent: annotations are
 rewritten atomically, images already in place (same size) are kept.
@@ -23,6 +28,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -31,6 +37,8 @@ import zipfile
 
 from tqdm import tqdm
 
+from mmf_pe.utils.archives import member_size_problem, unsafe_member
+from mmf_pe.utils.download import DownloadError, require_tar_data_filter
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 PHASE_SPLITS = {
@@ -45,8 +53,19 @@ PUBLISHED_CHECKSUMS = {
     "c1363aae9649c79ae4abfdb151b56d3d170187db77757f3daa80856558ac367c": 2,
 }
 CHECKSUMS_ENV = "MMF_PE_HM_CHECKSUMS"
+# Lines per split as published (the challenge paper, Phase 2; Phase 1: train/dev/test). A copy whose sha256 is not
+# published is compared against these; a difference is reported, not refused (a subset or a fixed re-release).
+PUBLISHED_COUNTS = {
+    2: {"train": 8500, "dev_seen": 500, "dev_unseen": 540, "test_seen": 1000, "test_unseen": 2000},
+    1: {"train": 8500, "dev": 500, "test": 1000},
+}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 REQUIRED_KEYS = ("id", "img", "text")
+# Per-member caps of a zip (and of img.tar.gz's members): a meme is well under 10 MB, a split's jsonl a few MB; a
+# member expanding more than MAX_RATIO times its compressed size (past 1 MiB) is a decompression bomb, not a meme.
+MAX_IMAGE_BYTES = 64 << 20
+MAX_ANNOTATION_BYTES = 512 << 20
+MAX_RATIO = 200
 
 
 class ConversionError(RuntimeError):
@@ -83,7 +102,10 @@ def verify_checksum(path, checksums=None):
     if actual not in checksums:
         raise ConversionError(
             f"{path}: sha256 {actual} is not one of the published Hateful Memes zips (Phase 1 or Phase 2). "
-            "If it is a copy you trust, re-run with --bypass-checksum (mmf_convert_hm: --bypass_checksum 1)."
+            "The zip distributed today may differ from the published ones (and come without a password): if you got it "
+            "from the dataset's page, re-run with --bypass-checksum (mmf_convert_hm: --bypass_checksum 1); the "
+            "conversion then checks the content instead: the layout, every jsonl line and every image it names, and "
+            "the line counts against the published ones."
         )
     return actual
 
@@ -126,16 +148,46 @@ class FolderSource:
         pass
 
 
+def _size_problem(name, size, compressed=None):
+    """The caps above for one member (read at call time, so a test can lower them)."""
+    lowered = name.lower()
+    cap = MAX_IMAGE_BYTES if lowered.endswith(IMAGE_EXTENSIONS) else \
+        MAX_ANNOTATION_BYTES if lowered.endswith(".jsonl") else None
+    return member_size_problem(name, size, compressed, cap, MAX_RATIO)
+
+
 class ZipSource:
+    size_problem = staticmethod(_size_problem)
+
     def __init__(self, path, password=None):
         self.path_ = path
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as error:
             raise ConversionError(f"{path}: not a readable zip file ({error})") from error
-        self.infos = {info.filename: info for info in self.zip.infolist() if not info.is_dir()}
+        try:
+            self.infos = self._checked_infos()
+        except ConversionError:
+            self.zip.close()
+            raise
         self.encrypted = any(info.flag_bits & 0x1 for info in self.infos.values())
         self.password = password.encode("utf-8") if password else None
+
+    def _checked_infos(self):
+        """Every member (folders too) checked before anything is read: nothing may land outside the destination,
+        no name may appear twice (zipfile would silently keep the last), no member may exceed the caps."""
+        infos = {}
+        for info in self.zip.infolist():
+            name = info.filename
+            reason = unsafe_member(name, stat.S_ISLNK(info.external_attr >> 16))
+            if reason is None and name in infos:
+                reason = "a duplicate name (the zip holds two members of that name)"
+            if reason is None and not info.is_dir():
+                reason = self.size_problem(name, info.file_size, info.compress_size)
+            if reason is not None:
+                raise ConversionError(f"{self.path_}: member {name!r} is refused: {reason}")
+            infos[name] = info
+        return {name: info for name, info in infos.items() if not info.is_dir()}
 
     def names(self):
         return iter(self.infos)
@@ -209,9 +261,10 @@ def find_layout(names):
 
 
 def checked_annotations(source, name):
-    """The bytes of one jsonl, each line checked (JSON with id, img, text); errors name the file and line."""
+    """The bytes of one jsonl, each line checked (a JSON object with an integer id, a string img and text, a 0/1 label
+    if any; no id twice); errors name the file and line."""
     data = source.read(name)
-    images = []
+    images, seen = [], {}
     for number, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8")
@@ -226,8 +279,30 @@ def checked_annotations(source, name):
         missing = [k for k in REQUIRED_KEYS if not isinstance(row, dict) or k not in row]
         if missing:
             raise ConversionError(f"{name}:{number}: missing key(s) {missing}")
+        problem = _row_problem(row)
+        if problem:
+            raise ConversionError(f"{name}:{number}: {problem}")
+        if str(row["id"]) in seen:
+            raise ConversionError(f"{name}:{number}: id {row['id']} repeats line {seen[str(row['id'])]}")
+        seen[str(row["id"])] = number
         images.append((number, row["img"]))
     return data, images
+
+
+def _row_problem(row):
+    from mmf_pe.data.checks import id_problem
+
+    problem = id_problem(row["id"])
+    if problem:
+        return problem
+    for key in ("img", "text"):
+        if not isinstance(row[key], str):
+            return f"{key} {row[key]!r:.60} ({type(row[key]).__name__}) is not a string"
+    if unsafe_member(row["img"]) or not row["img"].lower().endswith(IMAGE_EXTENSIONS):
+        return f"img {row['img']!r:.80} is not a relative image path (img/<id>.png)"
+    if "label" in row and (type(row["label"]) is not int or row["label"] not in (0, 1)):
+        return f"label {row['label']!r:.30} is not one of the integers 0, 1"
+    return None
 
 
 # --- conversion ------------------------------------------------------------------------------------------------------
@@ -245,13 +320,15 @@ def convert(src, data_dir=None, password=None, bypass_checksum=False, checksums=
             sha256 = verify_checksum(src, checksums)
             print(f"{os.path.basename(src)}: sha256 {sha256} (published)")
         source = ZipSource(src, password)
+        if password and not source.encrypted:
+            print(f"note: {os.path.basename(src)} is not password-protected; --password is not needed")
     try:
-        return _convert(source, src, data_dir, sha256)
+        return _convert(source, src, data_dir, sha256, bypassed=bypass_checksum and not os.path.isdir(src))
     finally:
         source.close()
 
 
-def _convert(source, src, data_dir, sha256):
+def _convert(source, src, data_dir, sha256, bypassed=False):
     names = list(source.names())
     phase, splits, image_prefix, image_tarball = find_layout(names)
     base = os.path.join(data_dir, "datasets", "hateful_memes", "defaults")
@@ -276,6 +353,19 @@ def _convert(source, src, data_dir, sha256):
         atomic_write_bytes(os.path.join(base, "annotations", f"{split}.jsonl"), data)
     summary = {"source": src, "sha256": sha256, "phase": phase, "splits": counts,
                "images": len(set(image for _, _, image in referenced)), "images_written": copied}
+    if bypassed:  # no published checksum vouches for the content: say what was checked instead
+        published = PUBLISHED_COUNTS[phase]
+        differ = {split: {"lines": counts[split], "published": published[split]} for split in counts
+                  if counts[split] != published[split]}
+        summary["checked_instead_of_sha256"] = {
+            "layout": f"Phase {phase}: {', '.join(f'{s}.jsonl' for s in counts)} and the images they name",
+            "jsonl": "every line a JSON object with an integer id, img and text strings, a 0/1 label if any, no id "
+                     "twice in a split", "counts_differing_from_published": differ}
+        print(f"--bypass-checksum: {os.path.basename(src)} (sha256 not published) checked instead: layout, every "
+              f"jsonl line, {summary['images']} images present")
+        if differ:
+            print("note: line counts differ from the published release: " + ", ".join(
+                f"{split} {d['lines']} (published {d['published']})" for split, d in differ.items()))
     atomic_write_text(os.path.join(base, "conversion.json"), json.dumps(summary, indent=2) + "\n")
     print(f"Hateful Memes Phase {phase} -> {base}: " + ", ".join(f"{s} {c}" for s, c in counts.items()))
     if phase == 1:
@@ -289,8 +379,11 @@ def place_images(source, names, prefix, dest_dir):
     """Each image into dest_dir (same relative name); those already there with the right size are kept."""
     os.makedirs(dest_dir, exist_ok=True)
     todo = []
+    root = os.path.realpath(dest_dir)
     for name in names:
         dest = os.path.join(dest_dir, *name[len(prefix):].split("/"))
+        if os.path.commonpath([root, os.path.realpath(dest)]) != root:  # checked per member already; kept as a guard
+            raise ConversionError(f"member {name!r} would be written outside {dest_dir}: refused")
         if not (os.path.isfile(dest) and os.path.getsize(dest) == source.size(name)):
             todo.append((name, dest))
     if not todo:
@@ -325,10 +418,17 @@ def _unzip_images(source, prefix, todo):
 
 def extract_image_tarball(source, name, images_dir):
     """Phase-1 copies with `img.tar.gz` (its members are `img/<id>.png`): extracted with tarfile's `data` filter."""
+    try:
+        require_tar_data_filter()
+    except DownloadError as error:
+        raise ConversionError(str(error)) from None
     os.makedirs(images_dir, exist_ok=True)
     with source.open(name) as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
         count = 0
         for member in tar:
+            problem = _size_problem(member.name, member.size) if member.isfile() else None
+            if problem:
+                raise ConversionError(f"{name}: member {member.name!r} is refused: {problem}")
             tar.extract(member, images_dir, filter="data")
             count += member.isfile()
     return count

@@ -58,3 +58,27 @@ def phase2_zip(directory, name="hateful_memes.zip"):
     path = zip_release(release, os.path.join(directory, name))
     shutil.rmtree(release)
     return path
+
+
+def release_zip(path, extra=(), symlinks=(), release_root=None):
+    """A password-less Phase-2 zip written with Python's zipfile: the release's files, then `extra` members
+    [(name, bytes)] as given (names unchecked, duplicates allowed) and `symlinks` [(name, target)] as Unix link
+    entries (what `zip -y` stores)."""
+    import warnings
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for directory, _, names in os.walk(release_root):
+            for name in sorted(names):
+                full = os.path.join(directory, name)
+                archive.write(full, os.path.relpath(full, release_root).replace(os.sep, "/"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns on a duplicate name, and writes it
+            for name, data in extra:
+                archive.writestr(zipfile.ZipInfo(name), data, zipfile.ZIP_DEFLATED)
+        for name, target in symlinks:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o120777 << 16
+            info.create_system = 3
+            archive.writestr(info, target)
+    return path

@@ -62,8 +62,8 @@ def test_missing_features_are_named(mini_mmh, tmp_path, monkeypatch):
         run_mmf([f"config={config}", *BASE], tmp_path / "c", data_dir, monkeypatch)
     assert "annotations/val.jsonl" in str(error.value) and "mmf_pe convert-mmh" in str(error.value)
 
-    write_features(root, ids)  # now complete: the next problem is an id that is not a tweet id
-    with open(os.path.join(root, "annotations", "val.jsonl"), "w") as f:
+    write_features(root, ids)  # now complete: the next problem is an id that is not a tweet id (the pre-flight names
+    with open(os.path.join(root, "annotations", "val.jsonl"), "w") as f:  # it before the builder's own check would)
         f.write(json.dumps({"id": "1.1e18", "img": "x.jpg", "text": "t", "label": 0, "labels": [0, 0, 0]}) + "\n")
-    with pytest.raises(ValueError, match=r"val\.jsonl:1: id '1\.1e18' is not a tweet id"):
+    with pytest.raises(DataCheckError, match=r"val\.jsonl:1: id '1\.1e18' \(str\) is not an integer"):
         run_mmf([f"config={config}", *BASE], tmp_path / "d", data_dir, monkeypatch)
