@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mmf_pe.serve import layout
 from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
+from mmf_pe.serve.contract_inputs import contract_input
 from mmf_pe.serve.inputs import BadInput, check_text, decode_image, features_from_json, features_from_npy
 from mmf_pe.serve.metrics import Metrics
 
@@ -101,7 +102,8 @@ def create_app(settings, engine=None, featurizer=None):
     @app.get("/v1/adapters")
     async def list_adapters():
         return {"default": default_name(), "adapters": [v.describe() for _, v in sorted(adapters.versions.items())],
-                "errors": adapters.errors, "detector": featurizer.provenance() if featurizer else None}
+                "errors": adapters.errors, "detector": featurizer.provenance() if featurizer else None,
+                "bases": engine.describe_bases()}
 
     def check_admin(request):
         if not settings.admin_token:
@@ -167,7 +169,8 @@ def create_app(settings, engine=None, featurizer=None):
                 raise BadInput(422, "adapter must be a string", "adapter")
             version = adapters.get(name)
             if version is None:
-                raise BadInput(404, f"unknown adapter {name[:80]!r}; loaded: {adapters.names()}", "adapter")
+                why = f" ({adapters.errors[name]})" if name in adapters.errors else ""
+                raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
             text = check_text(fields.get("text"))
             features, regions, features_ms = await features_for(fields, version)
@@ -202,10 +205,12 @@ def create_app(settings, engine=None, featurizer=None):
         image, given = fields.get("image"), fields.get("features")
         if image is not None and given is not None:
             raise BadInput(422, "send either an image or precomputed features, not both")
+        if not version.base.uses_detector:  # the base's own processors read images (mmf_pe.models.contract)
+            return await contract_input(version, image, given, settings.max_pixels)
         if given is not None:
             if isinstance(given, tuple):  # (filename, bytes) of an .npy upload
-                return features_from_npy(given[1], engine.feature_dim, given[0]), None, 0.0
-            return features_from_json(given, engine.feature_dim), None, 0.0
+                return features_from_npy(given[1], version.base.feature_dim, given[0]), None, 0.0
+            return features_from_json(given, version.base.feature_dim), None, 0.0
         if image is None:
             raise BadInput(422, "no input: send an image (multipart field 'image') or features (.npy file or JSON "
                                 "array in field 'features')")
