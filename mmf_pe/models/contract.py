@@ -232,7 +232,7 @@ class ServedBase:
     def _build_kind(self, adapter_config, tensors, where):
         with torch.random.fork_rng(devices=[]):
             model = self.build_model(adapter_config, tensors, where)
-        slots, missing = {}, []
+        slots, missing, replaced = {}, [], {}
         for name, parameter in list(model.named_parameters(remove_duplicate=False)):
             if parameter.requires_grad:
                 slots[name] = parameter
@@ -241,8 +241,10 @@ class ServedBase:
             if shared is None or shared.shape != parameter.shape:
                 missing.append(name)
                 continue
+            if id(parameter) not in replaced:  # tied weights stay one parameter
+                replaced[id(parameter)] = torch.nn.Parameter(shared, requires_grad=False)
             module_path, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(module_path), leaf, torch.nn.Parameter(shared, requires_grad=False))
+            setattr(model.get_submodule(module_path), leaf, replaced[id(parameter)])
         if missing:
             raise ContractError(f"{where}: the base {self.directory} lacks or mis-shapes {len(missing)} weights the "
                                 f"{adapter_config.get('training_mode')} model needs, e.g. {missing[:5]}")

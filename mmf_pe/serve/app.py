@@ -190,8 +190,8 @@ def create_app(settings, engine=None, featurizer=None):
                     "adapter": {"name": version.name, "fingerprint": version.fingerprint},
                     "timings_ms": {"features": round(features_ms, 3), "queue": timings["queue_ms"],
                                    "model": timings["model_ms"], "total": round(total_ms, 3)},
-                    "batch_size": timings["batch_size"], "features_source": "image" if regions is not None else
-                    "precomputed"}
+                    "batch_size": timings["batch_size"], "features_source": "image" if fields.get("image") is not None
+                    else "precomputed"}
             if regions is not None:
                 body["regions"] = dict(regions, boxes=regions["boxes"][:MAX_REGIONS_SHOWN])
             metrics.observe_request(200, adapter_label, total_ms / 1000, features_ms / 1000, timings["model_ms"] / 1000)

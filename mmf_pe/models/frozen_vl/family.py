@@ -152,7 +152,8 @@ class FrozenVLBase(ServedBase):
         spec = get_encoder(name, OmegaConf.create({"encoder": name}))
         what = f"{self.directory}/{ENCODER_DIR}"
         encoder = spec.load(self.encoder_dir, torch_dtype(self.config.get("encoder_dtype", "fp32")), what)
-        return {f"{cls.ENCODER_ATTR}.{n}": p.detach() for n, p in encoder.named_parameters()}
+        # tied weights (e.g. a language model's lm_head and embeddings) under each of their names
+        return {f"{cls.ENCODER_ATTR}.{n}": p.detach() for n, p in encoder.named_parameters(remove_duplicate=False)}
 
     def kind_key(self, adapter_config, tensors, where):
         node = adapter_config.get("model_config")

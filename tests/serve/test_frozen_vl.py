@@ -1,0 +1,152 @@
+"""frozen_vl served: every encoder class (CLIP, BLIP, BLIP-ITM, BLIP-2 with OPT and with T5), FC heads and LoRA / IA3,
+exported by the apps from real MMF runs, scored from uploaded images over HTTP beside a VisualBERT base in one folder,
+equal to `mmf_pe evaluate` on the same memes."""
+import os
+
+import pytest
+import requests
+
+from tests.serve.contract_helpers import VL_ADAPTERS, memes
+
+
+@pytest.mark.parametrize("name", sorted(VL_ADAPTERS))
+def test_served_scores_equal_offline(vl_server, vl_served, vl_hmd, name):
+    offline = vl_served["offline"][name]
+    for meme_id, text, image in memes(vl_hmd):
+        response = requests.post(f"{vl_server.url}/v1/score", data={"text": text, "adapter": name},
+                                 files={"image": (f"{meme_id}.png", image, "image/png")}, timeout=60)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["features_source"] == "image" and body["adapter"]["name"] == name
+        assert abs(body["probability"] - offline[meme_id]) < 1e-5, (name, meme_id)
+
+
+def test_adapters_list_each_base(vl_server):
+    body = requests.get(f"{vl_server.url}/v1/adapters", timeout=60).json()
+    adapters = {a["name"]: a for a in body["adapters"]}
+    assert set(adapters) == set(VL_ADAPTERS) | {"vb_pe"}, body["errors"]
+    assert adapters["vb_pe"]["base"]["model"] == "visual_bert_pe" and not adapters["vb_pe"]["accepts_images"]
+    assert adapters["vb_pe"]["accepts_features"]
+    for name, (_, encoder, _) in VL_ADAPTERS.items():
+        base = adapters[name]["base"]
+        assert (base["name"], base["model"], base["encoder"]) == (encoder, "frozen_vl", encoder.split("_t5")[0])
+        assert adapters[name]["accepts_images"] and not adapters[name]["accepts_features"]
+    fingerprints = {a["base"]["fingerprint"] for a in body["adapters"]}
+    assert len(fingerprints) == len({e for _, e, _ in VL_ADAPTERS.values()}) + 1
+    assert set(body["bases"]["loaded"]) == {"base"} | {f"bases/{e}" for _, e, _ in VL_ADAPTERS.values()}
+    assert body["bases"]["errors"] == {}
+
+
+def test_visual_bert_beside_frozen_vl_scores_features(vl_server, vl_served):
+    """The VisualBERT adapter of the same folder still scores precomputed features, as the demo's folder does."""
+    import numpy as np
+
+    features = np.random.default_rng(0).normal(size=(4, 2048)).astype(np.float32).tolist()
+    response = requests.post(f"{vl_server.url}/v1/score", json={"text": "a cat", "adapter": "vb_pe",
+                                                                "features": features}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert 0.0 <= response.json()["probability"] <= 1.0
+
+
+@pytest.mark.parametrize("case", ["features_to_vl", "image_to_visual_bert", "unreadable_image", "no_input"])
+def test_bad_input_is_a_4xx_naming_the_problem(vl_server, vl_hmd, case):
+    _, text, image = memes(vl_hmd)[0]
+    url = f"{vl_server.url}/v1/score"
+    if case == "features_to_vl":
+        response = requests.post(url, json={"text": text, "adapter": "clip_fc", "features": [[0.0] * 2048]},
+                                 timeout=60)
+        expected, field = "takes images, not precomputed features", "features"
+    elif case == "image_to_visual_bert":  # its adapter records no detector provenance and the server runs none
+        response = requests.post(url, data={"text": text, "adapter": "vb_pe"},
+                                 files={"image": ("m.png", image, "image/png")}, timeout=60)
+        expected, field = "no detector", None
+    elif case == "unreadable_image":
+        response = requests.post(url, data={"text": text, "adapter": "blip_lora"},
+                                 files={"image": ("m.png", b"\x89PNG\r\n\x1a\n not really", "image/png")}, timeout=60)
+        expected, field = "m.png", "image"
+    else:
+        response = requests.post(url, data={"text": text, "adapter": "blip_itm_fc"}, timeout=60)
+        expected, field = "needs an image", "image"
+    assert 400 <= response.status_code < 500, response.text
+    assert expected in response.json()["error"] and response.json().get("field") == field, response.json()
+
+
+def test_an_image_encodes_once_for_several_heads(vl_served, vl_hmd):
+    """The in-memory embedding cache: a re-posted meme, and a second FC head on the same base, hit it; LoRA does not
+    use it (its encoder changes per adapter); the scores stay those of the uncached model."""
+    from mmf_pe.serve.engine import Engine
+
+    engine = Engine(vl_served["served"], embedding_cache_mb=1)
+    clip = engine.bases["bases/clip"]
+    fc = engine.read_folder_version("clip_fc")
+    _, text, image = memes(vl_hmd)[0]
+    first, _ = engine.score(fc, [text], [{"image": image}])
+    stats = clip.cache.describe()
+    assert (stats["hits"], stats["misses"]) == (0, 2)  # image and text encoded once
+    again, _ = engine.score(fc, [text], [{"image": image}])
+    assert clip.cache.describe()["hits"] == 2 and again == first
+    assert abs(first[0] - vl_served["offline"]["clip_fc"][memes(vl_hmd)[0][0]]) < 1e-5
+    lora = engine.read_folder_version("clip_ia3")
+    engine.score(lora, [text], [{"image": image}])
+    assert clip.cache.describe()["hits"] == 2  # the LoRA kind encodes through its own (adapted) encoder
+
+
+def test_the_memory_cache_is_bounded():
+    import torch
+
+    from mmf_pe.models.frozen_vl.memory_cache import MemoryEmbeddingCache
+
+    cache = MemoryEmbeddingCache(max_bytes=3 * (16 * 4 + 64))
+    view = cache.view({"embedding": "pooled"})
+    calls = []
+
+    def compute(indices):
+        calls.append(list(indices))
+        return torch.arange(16 * len(indices), dtype=torch.float32).reshape(len(indices), 16)
+
+    view.lookup([f"k{i}" for i in range(5)], compute, "cpu")
+    assert len(cache.entries) == 3 and cache.entries.currsize <= cache.max_bytes
+    view.lookup(["k4"], compute, "cpu")  # still there (most recent)
+    view.lookup(["k0"], compute, "cpu")  # evicted: computed again
+    assert calls[1:] == [[0]]
+    other = cache.view({"embedding": "projected"})  # other features: never the same entry
+    other.lookup(["k4"], compute, "cpu")
+    assert calls[2:] == [[0]]
+
+
+def test_a_base_folder_with_a_missing_or_foreign_file(tmp_path, vl_served, vl_hmd):
+    """A broken base is reported and its adapters refused with the reason (HTTP 422 on upload, 404 naming it on
+    scoring); the folder's other bases serve."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from mmf_pe.serve.app import Settings, create_app
+    from tests.serve.helpers import ADMIN_TOKEN, read_files
+
+    source = vl_served["served"]
+    folder = tmp_path / "served"
+    shutil.copytree(os.path.join(source, "base"), folder / "base")
+    for encoder in ("clip", "blip", "blip_itm"):
+        shutil.copytree(os.path.join(source, "bases", encoder), folder / "bases" / encoder)
+    for name in ("clip_fc", "blip_lora", "blip_itm_fc"):
+        shutil.copytree(os.path.join(source, name), folder / name)
+    os.remove(folder / "bases" / "clip" / "encoder" / "config.json")
+    (folder / "bases" / "blip" / "encoder" / "pytorch_model.bin").write_bytes(b"not ours")
+    app = create_app(Settings(str(folder), poll_s=60, admin_token=ADMIN_TOKEN, score_token=""))
+    with TestClient(app) as client:
+        listed = client.get("/v1/adapters").json()
+        assert [a["name"] for a in listed["adapters"]] == ["blip_itm_fc"]
+        errors = listed["bases"]["errors"]
+        assert "encoder/config.json: missing" in errors["bases/clip"]
+        assert "pytorch_model.bin: a foreign file" in errors["bases/blip"]
+        assert "its base is not loaded" in listed["errors"]["clip_fc"]
+        _, text, image = memes(vl_hmd)[0]
+        scored = client.post("/v1/score", data={"text": text, "adapter": "clip_fc"},
+                             files={"image": ("m.png", image, "image/png")})
+        assert scored.status_code == 404 and "config.json: missing" in scored.json()["error"]
+        config, weights = read_files(os.path.join(source, "blip_lora"))
+        uploaded = client.post("/v1/adapters/blip_again", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                               files={"config": ("c.json", config), "weights": ("w.safetensors", weights)})
+        assert uploaded.status_code == 422 and "pytorch_model.bin: a foreign file" in uploaded.json()["error"]
+
