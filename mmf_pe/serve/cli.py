@@ -116,6 +116,19 @@ def build_app(options):
     return create_app(settings, engine=engine, featurizer=featurizer)
 
 
+def options_from_args(args, folder):
+    """The JSON-able options `build_app` takes (and `--workers` processes read from the environment)."""
+    detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
+                                                   "num_boxes", "min_boxes", "selection", "min_size", "max_size",
+                                                   "feature_dtype", "device")}
+    return {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
+            "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
+            "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
+            "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
+            "device": args.device, "embedding_cache_mb": args.embedding_cache_mb,
+            "detector_args": detector_args}
+
+
 def app_from_env():
     return build_app(json.loads(os.environ[ENV_SETTINGS]))
 
@@ -131,16 +144,7 @@ def main(argv=None):
             "see docs/serving.md for the layout (base/ + adapter folders)"
         print(f"mmf_pe serve: {folder} has no base/base_config.json: {hint}", file=sys.stderr)
         return 2
-    detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
-                                                   "num_boxes", "min_boxes", "selection", "min_size", "max_size",
-                                                   "feature_dtype", "device")}
-    options = {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
-               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-               "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
-               "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
-               "device": args.device, "embedding_cache_mb": args.embedding_cache_mb,
-               "detector_args": detector_args}
-    os.environ[ENV_SETTINGS] = json.dumps(options)
+    os.environ[ENV_SETTINGS] = json.dumps(options_from_args(args, folder))
     import uvicorn
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -25,6 +25,22 @@ _versions = itertools.count(1)
 
 
 
+def check_device(device):
+    """`cpu`, `cuda` or `cuda:N` as a torch.device, refused with the reason when this machine cannot run it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r}: use cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return parsed
+
+
 class AdapterError(ValueError):
     """An adapter that cannot be served on this folder's bases (says which file and why)."""
 
@@ -77,7 +93,7 @@ class Engine:
         from mmf_pe.utils.precision import check_precision
 
         self.folder = folder
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.precision = check_precision(precision, self.device.type)
         self.config = layout.read_base_config(folder)
         cache_bytes = int(float(embedding_cache_mb) * 2**20)

@@ -150,3 +150,39 @@ def test_a_base_folder_with_a_missing_or_foreign_file(tmp_path, vl_served, vl_hm
                                files={"config": ("c.json", config), "weights": ("w.safetensors", weights)})
         assert uploaded.status_code == 422 and "pytorch_model.bin: a foreign file" in uploaded.json()["error"]
 
+
+
+def test_the_device_option_reaches_the_engine(vl_served):
+    """`--device` and `--embedding-cache-mb` go from the command line to the engine (and the detector's options)."""
+    import torch
+
+    from mmf_pe.serve.cli import build_app, options_from_args, parser
+
+    args = parser().parse_args([vl_served["served"], "--device", "cpu", "--embedding-cache-mb", "2", "--no-detector"])
+    options = options_from_args(args, args.folder)
+    assert options["device"] == "cpu" and options["detector_args"]["device"] == "cpu"
+    engine = build_app(options).state.engine
+    assert engine.device == torch.device("cpu") and engine.bases["bases/clip"].cache.max_bytes == 2 * 2**20
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+            build_app(dict(options, device="cuda"))
+    with pytest.raises(ValueError, match="use cpu, cuda or cuda:N"):
+        build_app(dict(options, device="tpu"))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_the_whole_engine_runs_on_cuda(vl_served, vl_hmd):
+    """Base, skeletons, adapters and batches on the GPU; scores as offline (fp32, TF32 off)."""
+    import torch
+
+    from mmf_pe.serve.engine import Engine
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    engine = Engine(vl_served["served"], device="cuda")
+    for name in sorted(VL_ADAPTERS):
+        version = engine.read_folder_version(name)
+        assert all(p.is_cuda for p in version.kind.model.parameters()) and version.base.device.type == "cuda"
+        batch = memes(vl_hmd)
+        scores, _ = engine.score(version, [t for _, t, _ in batch], [{"image": i} for _, _, i in batch])
+        for (meme_id, _, _), score in zip(batch, scores):
+            assert abs(score - vl_served["offline"][name][meme_id]) < 1e-4, (name, meme_id)
