@@ -25,13 +25,14 @@ BASE_FORMAT = "mmf_pe.base/1"
 BASE_CONFIG = "base_config.json"
 BASE_WEIGHTS = "base_model.safetensors"
 VERSIONS_DIR = ".versions"
+RESERVED_NAMES = (BASE_DIR, "bases")  # base/ and more bases under bases/<name>/ (mmf_pe.serve.engine)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_name(name):
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name == BASE_DIR:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in RESERVED_NAMES:
         raise ValueError(f"adapter name {name!r}: use 1-64 letters, digits, '_', '.', '-' (not starting with '.' "
-                         f"or '_', and not {BASE_DIR!r})")
+                         f"or '_', and not {' or '.join(map(repr, RESERVED_NAMES))})")
     return name
 
 

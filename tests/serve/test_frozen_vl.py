@@ -5,6 +5,7 @@ import os
 
 import pytest
 import requests
+import torch
 
 from tests.serve.contract_helpers import VL_ADAPTERS, memes
 
@@ -72,8 +73,8 @@ def test_bad_input_is_a_4xx_naming_the_problem(vl_server, vl_hmd, case):
 
 
 def test_an_image_encodes_once_for_several_heads(vl_served, vl_hmd):
-    """The in-memory embedding cache: a re-posted meme, and a second FC head on the same base, hit it; LoRA does not
-    use it (its encoder changes per adapter); the scores stay those of the uncached model."""
+    """The in-memory embedding cache: a re-posted meme, and a second FC head on the same base, hit it; IA3 / LoRA do
+    not use it (the encoder changes per adapter); the scores stay those of the uncached model."""
     from mmf_pe.serve.engine import Engine
 
     engine = Engine(vl_served["served"], embedding_cache_mb=1)
@@ -86,14 +87,30 @@ def test_an_image_encodes_once_for_several_heads(vl_served, vl_hmd):
     again, _ = engine.score(fc, [text], [{"image": image}])
     assert clip.cache.describe()["hits"] == 2 and again == first
     assert abs(first[0] - vl_served["offline"]["clip_fc"][memes(vl_hmd)[0][0]]) < 1e-5
-    lora = engine.read_folder_version("clip_ia3")
-    engine.score(lora, [text], [{"image": image}])
-    assert clip.cache.describe()["hits"] == 2  # the LoRA kind encodes through its own (adapted) encoder
+    other_head = another_fc_head(os.path.join(vl_served["served"], "clip_fc"))
+    second = engine.read_version("clip_fc_2", *other_head, "clip_fc_2")
+    assert second.kind is fc.kind  # one skeleton, two heads
+    other, _ = engine.score(second, [text], [{"image": image}])
+    assert clip.cache.describe()["hits"] == 4 and clip.cache.describe()["misses"] == 2 and other != first
+    ia3 = engine.read_folder_version("clip_ia3")
+    engine.score(ia3, [text], [{"image": image}])
+    assert clip.cache.describe()["hits"] == 4  # the IA3 kind encodes through its own (adapted) encoder
+
+
+def another_fc_head(adapter_dir, seed=3):
+    """(config bytes, weights bytes) of a second FC head: the adapter's tensors moved by noise."""
+    from safetensors.torch import load_file, save
+
+    from tests.serve.helpers import read_files
+
+    config, _ = read_files(adapter_dir)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {k: v + torch.randn(v.shape, generator=generator) for k, v in
+               load_file(os.path.join(adapter_dir, "adapter_model.safetensors")).items()}
+    return config, save(tensors)
 
 
 def test_the_memory_cache_is_bounded():
-    import torch
-
     from mmf_pe.models.frozen_vl.memory_cache import MemoryEmbeddingCache
 
     cache = MemoryEmbeddingCache(max_bytes=3 * (16 * 4 + 64))
@@ -149,13 +166,14 @@ def test_a_base_folder_with_a_missing_or_foreign_file(tmp_path, vl_served, vl_hm
         uploaded = client.post("/v1/adapters/blip_again", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                                files={"config": ("c.json", config), "weights": ("w.safetensors", weights)})
         assert uploaded.status_code == 422 and "pytorch_model.bin: a foreign file" in uploaded.json()["error"]
+        reserved = client.post("/v1/adapters/bases", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                               files={"config": ("c.json", config), "weights": ("w.safetensors", weights)})
+        assert reserved.status_code == 422 and "'bases'" in reserved.json()["error"]  # the bases' folder stays
 
 
 
 def test_the_device_option_reaches_the_engine(vl_served):
     """`--device` and `--embedding-cache-mb` go from the command line to the engine (and the detector's options)."""
-    import torch
-
     from mmf_pe.serve.cli import build_app, options_from_args, parser
 
     args = parser().parse_args([vl_served["served"], "--device", "cpu", "--embedding-cache-mb", "2", "--no-detector"])
@@ -173,8 +191,6 @@ def test_the_device_option_reaches_the_engine(vl_served):
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_the_whole_engine_runs_on_cuda(vl_served, vl_hmd):
     """Base, skeletons, adapters and batches on the GPU; scores as offline (fp32, TF32 off)."""
-    import torch
-
     from mmf_pe.serve.engine import Engine
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
