@@ -17,21 +17,33 @@ VL_ADAPTERS = {
     "blip_itm_fc": ("hmd_blip_itm_concat.yaml", "blip_itm", FC),
     "blip2_opt_fc": ("hmd_blip2_concat.yaml", "blip2", FC),
     "blip2_t5_lora": ("hmd_blip2_t5_concat.yaml", "blip2_t5", PE + ["model_config.frozen_vl.pe.method=lora"]),
+    "clip_pe_fc": ("hmd_concat.yaml", "clip", FC),  # model=clip_pe (projects/clip_pe), the CLIP member's own name
 }
+CLIP_PE = {"clip_pe_fc"}
+
+
+def model_of(name):
+    return "clip_pe" if name in CLIP_PE else "frozen_vl"
+
+
+def base_of(name):
+    """The base folder an adapter of VL_ADAPTERS is served from (`bases/<this>/`)."""
+    return "clip_pe" if name in CLIP_PE else VL_ADAPTERS[name][1]
 SPLIT = "test_seen"
 
 
-def train_and_evaluate(vl_hmd, config, encoder, options, root):
+def train_and_evaluate(vl_hmd, config, encoder, options, root, model="frozen_vl"):
     """A 2-update MMF run in this process, then `mmf_pe evaluate` on test_seen: (run dir, {id: probability})."""
     from mmf_cli.run import run as mmf_run
 
     from mmf_pe.experiments.evaluate import evaluate_run
 
     save_dir = os.path.join(root, "runs", f"{encoder}_{len(os.listdir(os.path.join(root, 'runs')))}")
-    opts = [f"config={write_run_config(os.path.join(root, 'configs'), config, project='frozen_vl')}",
-            "model=frozen_vl", "dataset=hateful_memes", f"env.save_dir={save_dir}",
+    dir_key = "clip_dir" if model == "clip_pe" else "encoder_dir"
+    opts = [f"config={write_run_config(os.path.join(root, 'configs'), config, project=model)}",
+            f"model={model}", "dataset=hateful_memes", f"env.save_dir={save_dir}",
             f"env.data_dir={vl_hmd['data_dir']}",
-            f"model_config.frozen_vl.encoder_dir={vl_hmd[encoder + '_dir']}", "training.max_updates=2",
+            f"model_config.{model}.{dir_key}={vl_hmd[encoder + '_dir']}", "training.max_updates=2",
             "training.evaluation_interval=2", "training.checkpoint_interval=2", *options]
     reset_mmf_state()
     try:
@@ -72,8 +84,8 @@ def make_multi_base_folder(root, vl_hmd):
     export_adapter(visual_bert, os.path.join(served, "vb_pe"), "pe", seed=2)
     offline, runs = {}, {}
     for name, (config, encoder, options) in VL_ADAPTERS.items():
-        runs[name], offline[name] = train_and_evaluate(vl_hmd, config, encoder, options, root)
-        if not os.path.isdir(os.path.join(served, "bases", encoder)):
-            export_base(runs[name], served, name=encoder)
+        runs[name], offline[name] = train_and_evaluate(vl_hmd, config, encoder, options, root, model_of(name))
+        if not os.path.isdir(os.path.join(served, "bases", base_of(name))):
+            export_base(runs[name], served, name=base_of(name))
         export(runs[name], os.path.join(served, name))
     return {"root": root, "served": served, "offline": offline, "runs": runs, "visual_bert": visual_bert}

@@ -1,4 +1,5 @@
-"""frozen_vl served: every encoder class (CLIP, BLIP, BLIP-ITM, BLIP-2 with OPT and with T5), FC heads and LoRA / IA3,
+"""frozen_vl served: every encoder class (CLIP, BLIP, BLIP-ITM, BLIP-2 with OPT and with T5; CLIP also under its
+clip_pe name), FC heads and LoRA / IA3,
 exported by the apps from real MMF runs, scored from uploaded images over HTTP beside a VisualBERT base in one folder,
 equal to `mmf_pe evaluate` on the same memes."""
 import os
@@ -7,7 +8,7 @@ import pytest
 import requests
 import torch
 
-from tests.serve.contract_helpers import VL_ADAPTERS, memes
+from tests.serve.contract_helpers import VL_ADAPTERS, base_of, memes, model_of
 
 
 @pytest.mark.parametrize("name", sorted(VL_ADAPTERS))
@@ -30,11 +31,13 @@ def test_adapters_list_each_base(vl_server):
     assert adapters["vb_pe"]["accepts_features"]
     for name, (_, encoder, _) in VL_ADAPTERS.items():
         base = adapters[name]["base"]
-        assert (base["name"], base["model"], base["encoder"]) == (encoder, "frozen_vl", encoder.split("_t5")[0])
+        assert (base["name"], base["model"], base["encoder"]) == (base_of(name), model_of(name),
+                                                                  encoder.split("_t5")[0])
         assert adapters[name]["accepts_images"] and not adapters[name]["accepts_features"]
     fingerprints = {a["base"]["fingerprint"] for a in body["adapters"]}
-    assert len(fingerprints) == len({e for _, e, _ in VL_ADAPTERS.values()}) + 1
-    assert set(body["bases"]["loaded"]) == {"base"} | {f"bases/{e}" for _, e, _ in VL_ADAPTERS.values()}
+    bases = {base_of(name) for name in VL_ADAPTERS}
+    assert len(fingerprints) == len(bases) + 1
+    assert set(body["bases"]["loaded"]) == {"base"} | {f"bases/{b}" for b in bases}
     assert body["bases"]["errors"] == {}
 
 
