@@ -117,10 +117,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     weights, path, model = export(args.source, args.out, args.which, features=args.features, threshold=args.threshold)
     with open(os.path.join(args.out, CONFIG_NAME)) as f:
-        provenance = json.load(f).get("feature_provenance")
-    print(f"feature provenance: {provenance['detector']} ({provenance['lmdb']})" if provenance else
-          "feature provenance: none (features not written by `mmf_pe extract`): a server accepts precomputed "
-          "features only for this adapter")
+        exported = json.load(f)
+    provenance = exported.get("feature_provenance")
+    from mmf_pe.models.contract import get_family
+
+    if not get_family(exported.get("model")).reads_region_features:
+        print(f"model {exported.get('model')}: images are read by its own processors (no region detector)")
+    else:
+        print(f"feature provenance: {provenance['detector']} ({provenance['lmdb']})" if provenance else
+              "feature provenance: none (features not written by `mmf_pe extract`): a server accepts precomputed "
+              "features only for this adapter")
     size = os.path.getsize(weights)
     full = sum(p.numel() * p.element_size() for p in model.parameters())
     print(f"{path} -> {weights}: {len(trained_state(model))} tensors, {size / 2**20:.2f} MiB "
