@@ -150,8 +150,8 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
         pending_info = None
     tracker = JsonlTracker(log_dir)
     saved_keys = _checkpoint_keys(checkpoint_path)
-    paper_options = _checkpoint_options(checkpoint_path, saved)
-    model_name = paper_options[0].split("=", 1)[1] if paper_options else saved.model
+    family_options = _checkpoint_options(checkpoint_path, saved)
+    model_name = next((o.split("=", 1)[1] for o in family_options if o.startswith("model=")), saved.model)
     results = OrderedDict()
     for name, paths in chosen.items():
         scratch = tempfile.mkdtemp(prefix="mmf_pe_evaluate_")
@@ -161,7 +161,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
                     "checkpoint.resume=False", "checkpoint.resume_pretrained=False", "checkpoint.reset.optimizer=True",
                     "distributed.init_method=None", "distributed.world_size=1", "training.wandb.enabled=False",
                     "training.tensorboard=False", f"dataset_config.{dataset}.annotations.test={json.dumps(paths)}"]
-            opts += paper_options[1:]  # model=visual_bert_pe is above; its PE paper settings here
+            opts += [o for o in family_options if not o.startswith("model=")]  # model= is above
             if batch_size:
                 opts.append(f"training.batch_size={int(batch_size)}")
             # the forced options come last: a user's env.save_dir must not send rc10's checkpointer into the run
