@@ -68,25 +68,27 @@ def run_row(spec):
         bottleneck = any(o.startswith("pe.reduction_factor=") for o in overrides)
         overrides = overrides + TINY + (TINY_BOTTLENECK if bottleneck else [])
     _import_everything()  # so that the memory baseline holds the libraries, not the model
-    baseline = current_rss()
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"  # peak memory: CUDA's allocator peak instead of RSS; timings synchronised
+    baseline = torch.cuda.memory_allocated(device) if cuda else current_rss()
     torch.manual_seed(0)
-    model = build_model(mode, overrides)
+    model = build_model(mode, overrides).to(device)
     model.train()
     config = model.config
     batch, tokens, regions = spec["batch"], spec["tokens"], spec["regions"]
     generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1, config.vocab_size, (batch, tokens), generator=generator)
-    attention = torch.ones(batch, tokens + regions, dtype=torch.long)
-    segments = torch.zeros(batch, tokens, dtype=torch.long)
-    visual = torch.randn(batch, regions, config.visual_embedding_dim, generator=generator)
-    labels = torch.randint(0, 2, (batch,), generator=generator)
+    input_ids = torch.randint(1, config.vocab_size, (batch, tokens), generator=generator).to(device)
+    attention = torch.ones(batch, tokens + regions, dtype=torch.long).to(device)
+    segments = torch.zeros(batch, tokens, dtype=torch.long).to(device)
+    visual = torch.randn(batch, regions, config.visual_embedding_dim, generator=generator).to(device)
+    labels = torch.randint(0, 2, (batch,), generator=generator).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=5e-5, eps=1e-8, weight_decay=0.01)
 
     precision = spec.get("precision", "fp32")
 
     def step():
-        with autocast(precision, "cpu"):
+        with autocast(precision, device.type):
             scores = model.model(input_ids, attention, segments, visual)["scores"]
         loss = torch.nn.functional.cross_entropy(scores.float(), labels)
         loss.backward()
@@ -98,12 +100,14 @@ def run_row(spec):
     for index in range(spec["warmup"] + spec["steps"]):
         start, cpu_start = time.perf_counter(), time.process_time()
         step()
+        if cuda:
+            torch.cuda.synchronize(device)
         if index >= spec["warmup"]:
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-    peak = peak_rss() - baseline
+    peak = (torch.cuda.max_memory_allocated(device) if cuda else peak_rss()) - baseline
     with FlopCounterMode(display=False) as counter:
-        with autocast(precision, "cpu"):
+        with autocast(precision, device.type):
             scores = model.model(input_ids, attention, segments, visual)["scores"]
         torch.nn.functional.cross_entropy(scores.float(), labels).backward()
     optimizer.zero_grad(set_to_none=True)
@@ -239,6 +243,7 @@ def main(argv=None):
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                         help="autocast precisions to run each row in (more than one adds the precision table)")
     parser.add_argument("--json", help="also write the raw measurements here")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda[:N] (on CUDA: peak allocated memory, not RSS)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -248,7 +253,8 @@ def main(argv=None):
     for row, precision in [(row, precision) for row in args.rows for precision in args.precisions]:
         spec = {"row": row, "batch": args.batch, "tokens": args.tokens, "regions": args.regions,
                 "precision": precision,
-                "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "tiny": args.tiny}
+                "steps": args.steps, "warmup": args.warmup, "threads": args.threads, "tiny": args.tiny,
+                "device": args.device}
         print(f"[benchmark] {row} {precision} ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
                              text=True, stdout=subprocess.PIPE)

@@ -2,13 +2,17 @@
 """`mmf_pe serve` under load on 127.0.0.1 (a script, not a test): a bounded number of requests per row.
 
     .venv/bin/python scripts/benchmark_serve.py [--size small|base] [--requests 64] [--out logs/serve/bench]
+        [--image-requests 16] [--only-images] [--device cpu|cuda]
 
 Builds a served folder (random base of --size, PE "paper" adapters), starts the real `mmf_pe serve` command and
 measures, all in one run: throughput and p50/p99 latency at concurrency 1 / 8 / 32 (precomputed features, 100
 regions x 2048 as HMD's); the same at concurrency 32 with --max-batch 1 (the micro-batching speed-up); the cost of an
 adapter switch (in-process `put_on`, and over HTTP: alternating adapters vs one adapter); resident memory of the
 server with 1 and with 10 adapters loaded; features vs model time per meme (images through the detector:
-torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights). Prints a markdown table.
+torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights); and latency per meme, image in, score
+out: a ViT-B/32-sized CLIP `frozen_vl` (real architecture sizes, random weights, served from `bases/clip/` beside the
+VisualBERT base) against VisualBERT + region detector, p50 / p99 at concurrency 1 and 8, for uncached (every meme
+new) and cached (re-posted) memes. Prints a markdown table.
 """
 import argparse
 import concurrent.futures
@@ -166,11 +170,111 @@ def switch_cost_in_process(folder, spare):
     return 1000 * (time.perf_counter() - started) / 50, size / 2**20
 
 
+def add_clip_base(folder, root):
+    """`<folder>/bases/clip/` + adapter `clip_fc`: a ViT-B/32-sized CLIPModel (random weights; CLIPConfig's defaults
+    are ViT-B/32: 224 px, patch 32, 12 + 12 layers, 512-d projection) with CLIP's 224-px preprocessing, a concat
+    head, written through the model contract as `export-base` / `export-adapter` write a run's."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from mmf_pe.models.clip_pe.synthetic import BOS, EOS, write_clip_tokenizer
+    from mmf_pe.models.contract import get_family
+
+    encoder_dir = os.path.join(root, "clip-vit-b32-random")
+    vocab = write_clip_tokenizer(encoder_dir)
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config={"bos_token_id": vocab[BOS], "eos_token_id": vocab[EOS],
+                                     "pad_token_id": vocab[EOS]})
+    CLIPModel(config).save_pretrained(encoder_dir)
+    normalize = {"type": "Normalize", "params": {"mean": [0.48145466, 0.4578275, 0.40821073],
+                                                 "std": [0.26862954, 0.26130258, 0.27577711]}}
+    run_config = {
+        "model": "frozen_vl", "datasets": "hateful_memes",
+        "model_config": {"frozen_vl": {"encoder": "clip", "encoder_dir": encoder_dir, "embedding": "pooled",
+                                       "training_mode": "fc", "fusion": "concat", "map_dim": 1024,
+                                       "num_mapping_layers": 1, "num_pre_output_layers": 1,
+                                       "dropout": [0.1, 0.4, 0.2], "num_labels": 2, "encoder_dtype": "fp32"}},
+        "dataset_config": {"hateful_memes": {"processors": {
+            "text_processor": {"type": "clip_tokenizer", "params": {"max_seq_length": 77,
+                                                                    "tokenizer_config": {"type": encoder_dir}}},
+            "image_processor": {"type": "torchvision_transforms", "params": {"transforms": [
+                {"type": "Resize", "params": {"size": 224, "interpolation": 3}},
+                {"type": "CenterCrop", "params": {"size": 224}}, "ToTensor", normalize]}}}}},
+    }
+    family = get_family("frozen_vl")
+    model = family.build(run_config)
+    family.export_base(model, run_config, os.path.join(folder, "bases", "clip"))
+    os.makedirs(os.path.join(folder, "clip_fc"), exist_ok=True)
+    family.export_adapter(model, os.path.join(folder, "clip_fc"), run_config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def meme_images(root, count, seed):
+    """`count` distinct 500 x 400 PNG memes (random pixels: no two hash alike)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (400, 500, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def image_load(url, adapter, images, concurrency):
+    """(p50 ms, p99 ms, requests/s, median server-side features ms) posting each image once at `concurrency`."""
+    def one(i):
+        started = time.perf_counter()
+        answer = requests.post(f"{url}/v1/score", data={"text": "when you look like this", "adapter": adapter},
+                               files={"image": (f"{i}.png", images[i], "image/png")}, timeout=1200)
+        assert answer.status_code == 200, answer.text
+        return 1000 * (time.perf_counter() - started), answer.json()["timings_ms"]
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(len(images))))
+    wall = time.perf_counter() - started
+    latencies = sorted(r[0] for r in results)
+    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    return statistics.median(latencies), p99, len(images) / wall, statistics.median(r[1]["model"] for r in results)
+
+
+def image_rows(folder, root, count, device):
+    """Latency per meme, image in, score out: CLIP frozen_vl (uncached / cached) vs VisualBERT + detector."""
+    parameters = add_clip_base(folder, root)
+    rows = []
+    server = Server(folder, "--max-batch", "16", "--device", device, "--embedding-cache-mb", "256")
+    try:
+        image_load(server.url, "clip_fc", meme_images(root, 2, seed=99), 1)  # warm-up
+        for concurrency in (1, 8):
+            fresh = meme_images(root, count, seed=concurrency)
+            cold = image_load(server.url, "clip_fc", fresh, concurrency)
+            cached = image_load(server.url, "clip_fc", fresh, concurrency)  # the same memes again
+            for label, (p50, p99, rps, model_ms) in (("uncached", cold), ("cached", cached)):
+                rows.append((f"image -> score, CLIP ViT-B/32 frozen_vl ({parameters / 1e6:.0f} M), {label}, "
+                             f"concurrency {concurrency}", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", f"{rps:.1f} req/s",
+                             f"model (encoder + head, per batch) median {model_ms:.0f} ms"))
+        detector_images = meme_images(root, max(2, count // 4), seed=7)
+        image_load(server.url, "a0", detector_images[:1], 1)  # the detector's first call warms up
+        for concurrency in (1, 8):
+            p50, p99, rps, model_ms = image_load(server.url, "a0", detector_images, concurrency)
+            rows.append((f"image -> score, VisualBERT + Faster R-CNN detector, concurrency {concurrency} "
+                         "(no feature cache: every post runs the detector)", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                         f"{rps:.2f} req/s", f"model median {model_ms:.0f} ms"))
+    finally:
+        server.stop()
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--requests", type=int, default=64, help="requests per load row")
     parser.add_argument("--images", type=int, default=4, help="image requests for the features-vs-model row")
+    parser.add_argument("--image-requests", type=int, default=16,
+                        help="memes per CLIP image row (the detector rows post a quarter as many)")
+    parser.add_argument("--only-images", action="store_true", help="only the image-in, score-out rows")
+    parser.add_argument("--device", default="cpu", help="the server's --device (cpu, cuda)")
     parser.add_argument("--out", default=os.path.join(ROOT, "logs", "serve", "bench"))
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -179,16 +283,18 @@ def main(argv=None):
         print(f"[bench] building a {args.size} base + 10 adapters ...", file=sys.stderr)
         folder, spare = build_folder(root, args.size)
         images = add_provenance(folder, root)
+        if args.only_images:
+            return print_table(image_rows(folder, root, args.image_requests, args.device), args)
         switch_ms, adapter_mib = switch_cost_in_process(folder, spare)
         base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20
 
-        server = Server(folder, "--max-batch", "1")
+        server = Server(folder, "--max-batch", "1", "--device", args.device)
         try:
             load(server.url, 4, 1)  # warm-up
             batch1 = load(server.url, args.requests, 32)
         finally:
             server.stop()
-        server = Server(folder, "--max-batch", "16")
+        server = Server(folder, "--max-batch", "16", "--device", args.device)
         try:
             load(server.url, 8, 8)  # warm-up
             results = {c: load(server.url, args.requests if c > 1 else max(8, args.requests // 4), c)
@@ -215,6 +321,7 @@ def main(argv=None):
             timings = timings[1:] if len(timings) > 1 else timings  # the first detector call warms up
         finally:
             server.stop()
+        image = image_rows(folder, root, args.image_requests, args.device)
     for c, (rps, p50, p99, batch, _) in results.items():
         rows.append((f"precomputed features, concurrency {c}", f"{rps:.1f} req/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} "
                      f"ms", f"mean batch {batch:.1f}"))
@@ -232,11 +339,15 @@ def main(argv=None):
     model = statistics.median(t["model"] for t in timings)
     rows.append(("image: features (decode + detector) vs model, per meme", f"{features:.0f} ms vs {model:.0f} ms",
                  f"features = {100 * features / (features + model):.0f} % of the two", ""))
+    return print_table(rows + image, args)
+
+
+def print_table(rows, args):
     table = ["| row | result | latency / detail | note |", "|---|---|---|---|"]
     table += [f"| {' | '.join(row)} |" for row in rows]
     text = "\n".join(table)
     print(f"size {args.size}, {args.requests} requests per load row, torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, device {args.device}")
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:

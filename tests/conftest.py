@@ -3,12 +3,10 @@
 `mmf_inprocess(opts)` calls MMF's own `mmf_cli.run.run` in this process (fast; used where isolation is not needed);
 `mmf_subprocess(...)` runs the real `mmf_run`/`mmf_predict` console scripts (true end-to-end paths).
 """
-import logging
-import sys
 
 import pytest
 
-from mmf_pe_testing import read_log
+from mmf_pe_testing import read_log, reset_mmf_state
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +15,14 @@ def tiny_hmd(tmp_path_factory):
     from mmf_pe.data.tiny_hmd import make_tiny_hmd
 
     return make_tiny_hmd(str(tmp_path_factory.mktemp("hmd_data")))
+
+
+@pytest.fixture(scope="session")
+def vl_hmd(tmp_path_factory):
+    """Generated PNG memes + a tiny random model of every frozen_vl encoder class (tests/models/frozen_vl, serve)."""
+    from mmf_pe.models.frozen_vl.synthetic import make_tiny_vl_hmd
+
+    return make_tiny_vl_hmd(str(tmp_path_factory.mktemp("vl_hmd")))
 
 
 @pytest.fixture
@@ -50,14 +56,4 @@ def fresh_mmf_state():
 
 
 def _reset_mmf_state():
-    registry_module = sys.modules.get("mmf.common.registry")
-    if registry_module is not None:
-        state = registry_module.registry.mapping["state"]
-        for key in list(state):
-            if key not in ("imports_setup", "pythia_path", "mmf_root"):
-                del state[key]
-    for name, logger in list(logging.root.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and (name.startswith("mmf") or name in ("py.warnings", "stdout")):
-            for handler in list(logger.handlers):
-                logger.removeHandler(handler)
-                handler.close()
+    reset_mmf_state()

@@ -3,6 +3,7 @@
 The convention: fixtures live only in conftest.py files (tests/conftest.py for shared ones, one per folder for that
 folder's data); plain helpers live here or in a folder's helpers.py, imported by dotted path (tests.tuners.helpers).
 """
+import logging
 import os
 import re
 import subprocess
@@ -50,3 +51,18 @@ def read_log(save_dir):
 def metric_values(log_text, name="val/hateful_memes/roc_auc"):
     """All values of one metric in MMF's log lines ('name: value')."""
     return [float(v) for v in re.findall(re.escape(name) + r": ([0-9.]+)", log_text)]
+
+
+def reset_mmf_state():
+    """Clear MMF's run state (registry state, log handlers) so a next in-process run starts fresh."""
+    registry_module = sys.modules.get("mmf.common.registry")
+    if registry_module is not None:
+        state = registry_module.registry.mapping["state"]
+        for key in list(state):
+            if key not in ("imports_setup", "pythia_path", "mmf_root"):
+                del state[key]
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name.startswith("mmf") or name in ("py.warnings", "stdout")):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()

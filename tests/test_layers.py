@@ -184,3 +184,27 @@ def test_dataset_knowledge_lives_with_the_dataset():
         "test_seen": ["hateful_memes/defaults/annotations/test_seen.jsonl"],
         "test_unseen": ["hateful_memes/defaults/annotations/test_unseen.jsonl"]}
     assert dict(test_splits(config, "mmh")) == {"test": ["mmh/defaults/annotations/test.jsonl"]}
+
+
+APPS = ("mmf_pe.serve", "mmf_pe.experiments", "mmf_pe.tools", "mmf_pe.demo", "mmf_pe.cli")
+CONTRACT = "mmf_pe.models.contract"
+
+
+def _family_internals_imported(graph):
+    """App modules that import a model module other than the contract (a family's internals)."""
+    return [f"{module} imports {target}" for module, targets in sorted(graph.items())
+            if module == "mmf_pe.cli" or module.startswith(tuple(f"{app}." for app in APPS)) or module in APPS
+            for target in sorted(targets) if target.startswith("mmf_pe.models") and target != CONTRACT]
+
+
+def test_apps_know_the_models_only_through_the_contract():
+    """serve, experiments, tools, demo and the CLI build, export and score models through mmf_pe.models.contract;
+    no family's key names, sample fields or tokenisation outside its folder (docs/model-contract.md)."""
+    found = _family_internals_imported(_graph())
+    assert not found, "\n".join(found)
+
+
+def test_the_contract_checker_finds_a_family_import():
+    graph = {"mmf_pe.serve.engine": {CONTRACT, "mmf_pe.models.frozen_vl.family"},
+             "mmf_pe.models.x": {"mmf_pe.models.y"}}
+    assert _family_internals_imported(graph) == ["mmf_pe.serve.engine imports mmf_pe.models.frozen_vl.family"]

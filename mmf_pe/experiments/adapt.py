@@ -81,7 +81,7 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
                         stopped_by = "budget"
                         break
                     batch = [examples[i] for i in order[start:start + batch_size]]
-                    sample = engine.sample_list([e.text for e in batch], [e.features for e in batch])
+                    sample = engine.sample_list([e.text for e in batch], [e.features for e in batch], version)
                     scores = model.forward(sample)["scores"]
                     loss = torch.nn.functional.cross_entropy(scores, torch.tensor([e.label for e in batch]))
                     if not torch.isfinite(loss):

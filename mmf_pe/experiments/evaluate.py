@@ -81,29 +81,29 @@ def _build_trainer(opts):
     return trainer
 
 
-def _checkpoint_keys(checkpoint):
-    """The weight names a checkpoint holds (read once, safely: the exporter's reader, tensors memory-mapped)."""
+def _read_checkpoint(checkpoint):
+    """(state, family) of a checkpoint (read once, safely: the exporter's reader, tensors memory-mapped)."""
     from mmf_pe.experiments.export import read_checkpoint
+    from mmf_pe.models.contract import family_of_run
 
     try:
-        state, _ = read_checkpoint(checkpoint)
+        state, config = read_checkpoint(checkpoint)
     except (ValueError, FileNotFoundError) as error:
         raise EvaluateError(str(error)) from None
-    from mmf_pe.models.paper_checkpoint import paper_key
-
-    return {paper_key(k[len("module."):] if k.startswith("module.") else k) for k in state}
+    return state, family_of_run(config)
 
 
-def _paper_checkpoint_options(checkpoint, saved):
-    """A checkpoint of the paper's patched setup (`output.AdaptComb1/2`, model visual_bert) is scored as
-    visual_bert_pe PE mode, method paper: the options that say so, or [] for any other checkpoint."""
-    from mmf_pe.experiments.export import read_checkpoint
-    from mmf_pe.models.paper_checkpoint import evaluate_options, is_paper_state
+def _checkpoint_keys(checkpoint):
+    """The model keys a checkpoint holds, as its model family reads them."""
+    state, family = _read_checkpoint(checkpoint)
+    return family.checkpoint_keys(state)
 
-    state, _ = read_checkpoint(checkpoint)
-    if not is_paper_state(state):
-        return []
-    return evaluate_options(state, saved.model_config.get(saved.model, None))
+
+def _checkpoint_options(checkpoint, saved):
+    """Options the checkpoint's family needs to score it (e.g. a checkpoint of the paper's patched setup is scored
+    as visual_bert_pe PE mode, method paper: `model=...` first), or [] for a plain checkpoint."""
+    state, family = _read_checkpoint(checkpoint)
+    return family.evaluate_options(state, saved)
 
 
 def _check_loaded(trainer, saved_keys, checkpoint):
@@ -150,8 +150,8 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
         pending_info = None
     tracker = JsonlTracker(log_dir)
     saved_keys = _checkpoint_keys(checkpoint_path)
-    paper_options = _paper_checkpoint_options(checkpoint_path, saved)
-    model_name = "visual_bert_pe" if paper_options else saved.model
+    family_options = _checkpoint_options(checkpoint_path, saved)
+    model_name = next((o.split("=", 1)[1] for o in family_options if o.startswith("model=")), saved.model)
     results = OrderedDict()
     for name, paths in chosen.items():
         scratch = tempfile.mkdtemp(prefix="mmf_pe_evaluate_")
@@ -161,7 +161,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
                     "checkpoint.resume=False", "checkpoint.resume_pretrained=False", "checkpoint.reset.optimizer=True",
                     "distributed.init_method=None", "distributed.world_size=1", "training.wandb.enabled=False",
                     "training.tensorboard=False", f"dataset_config.{dataset}.annotations.test={json.dumps(paths)}"]
-            opts += paper_options[1:]  # model=visual_bert_pe is above; its PE paper settings here
+            opts += [o for o in family_options if not o.startswith("model=")]  # model= is above
             if batch_size:
                 opts.append(f"training.batch_size={int(batch_size)}")
             # the forced options come last: a user's env.save_dir must not send rc10's checkpointer into the run

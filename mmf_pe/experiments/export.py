@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from mmf_pe.tuners.export import CONFIG_NAME, save_adapter, trained_state
+from mmf_pe.tuners.export import CONFIG_NAME, trained_state
 
 
 def find_checkpoint(source, which="best"):
@@ -68,51 +68,40 @@ def _load_run_yaml(path):
 
 
 def build_from_run_config(config):
-    """A VisualBERTPE with the architecture and method of a run's config (random weights, nothing downloaded)."""
-    from omegaconf import OmegaConf
+    """The model a run's config describes (its family's `build`; random or the run's frozen weights, nothing
+    downloaded)."""
+    from mmf_pe.models.contract import family_of_run
 
-    from mmf_pe.compat import install
+    return family_of_run(config).build(config)
 
-    install()
-    import mmf.utils.env  # noqa: F401  (registers MMF's components)
 
-    from mmf_pe.models.visual_bert_pe import VisualBERTPE, adopt_architecture
+def load_run_model(source, which="best"):
+    """(model with the checkpoint loaded, run config, family, checkpoint path) of a run directory or checkpoint."""
+    from mmf_pe.models.contract import ContractError, family_of_run
 
-    model_name = config.get("model") or "visual_bert_pe"
-    if model_name != "visual_bert_pe":
-        raise ValueError(f"export-adapter supports visual_bert_pe runs, this one used model={model_name!r}")
-    model_config = OmegaConf.create(config["model_config"]["visual_bert_pe"])
+    path = find_checkpoint(source, which)
+    state, config = read_checkpoint(path)
+    family = family_of_run(config)
+    state, config = family.read_run(state, config)
+    model = family.build(config)
     try:
-        bert_dir = model_config.get("bert_model_name", None)
-    except Exception:  # an unresolved interpolation such as ${env.weights_dir}/...: the YAML's dimensions are used
-        bert_dir = None
-    if bert_dir and os.path.isfile(os.path.join(str(bert_dir), "config.json")):
-        adopt_architecture(model_config, bert_dir)
-    model_config.bert_model_name = None  # the checkpoint provides every weight
-    model = VisualBERTPE(model_config)
-    model.build()
-    return model
+        family.load_checkpoint(model, state, path)
+    except ContractError as error:
+        raise ValueError(str(error)) from None
+    return model, config, family, path
 
 
 def export(source, out_dir, which="best", features=None, threshold=None):
     from mmf_pe.tuners.provenance import features_from_run_config, read_feature_provenance
 
-    path = find_checkpoint(source, which)
-    state, config = read_checkpoint(path)
-    from mmf_pe.models.paper_checkpoint import as_pe_run_config, is_paper_state
-
-    if is_paper_state(state):  # the paper's own `output.AdaptComb1/2` names, `model: visual_bert`: read as PE paper
-        config = as_pe_run_config(config, state)
-    features = features or features_from_run_config(config)
-    provenance = read_feature_provenance(features) if features else None
-    model = build_from_run_config(config)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{path}: does not match the model its config describes:\n{error}") from None
+    model, config, family, path = load_run_model(source, which)
+    provenance = None
+    if family.reads_region_features:  # the detector settings a server must run on images for this adapter
+        features = features or features_from_run_config(config)
+        provenance = read_feature_provenance(features) if features else None
     os.makedirs(out_dir, exist_ok=True)
-    weights = save_adapter(model, out_dir, source=os.path.abspath(path), feature_provenance=provenance,
-                           threshold=threshold)
+    weights = family.export_adapter(model, out_dir, config, source=os.path.abspath(path),
+                                    feature_provenance=provenance, threshold=threshold)
     return weights, path, model
 
 
@@ -128,10 +117,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     weights, path, model = export(args.source, args.out, args.which, features=args.features, threshold=args.threshold)
     with open(os.path.join(args.out, CONFIG_NAME)) as f:
-        provenance = json.load(f).get("feature_provenance")
-    print(f"feature provenance: {provenance['detector']} ({provenance['lmdb']})" if provenance else
-          "feature provenance: none (features not written by `mmf_pe extract`): a server accepts precomputed "
-          "features only for this adapter")
+        exported = json.load(f)
+    provenance = exported.get("feature_provenance")
+    from mmf_pe.models.contract import get_family
+
+    if not get_family(exported.get("model")).reads_region_features:
+        print(f"model {exported.get('model')}: images are read by its own processors (no region detector)")
+    else:
+        print(f"feature provenance: {provenance['detector']} ({provenance['lmdb']})" if provenance else
+              "feature provenance: none (features not written by `mmf_pe extract`): a server accepts precomputed "
+              "features only for this adapter")
     size = os.path.getsize(weights)
     full = sum(p.numel() * p.element_size() for p in model.parameters())
     print(f"{path} -> {weights}: {len(trained_state(model))} tensors, {size / 2**20:.2f} MiB "

@@ -30,8 +30,10 @@ def refuse(message, field):
     return error
 
 
-def checked_config(config_bytes, where, base_model):
-    """The parsed adapter config, or AdapterError naming the file and key. `base_model`: the base's model_config."""
+def checked_config(config_bytes, where, base_model=None):
+    """The parsed adapter config, or AdapterError naming the file and key. `base_model`: the model_config of the base
+    it will run on; the sizes it bounds (layers, hidden size, feature width) are checked where the base has them."""
+    base_model = base_model or {}
     name = f"{where}/{CONFIG_NAME}"
     if len(config_bytes) > MAX_CONFIG_BYTES:
         raise refuse(f"{name}: {len(config_bytes):,} bytes; an adapter config is at most {MAX_CONFIG_BYTES:,}",
@@ -103,6 +105,8 @@ def _check_normalisation(normalisation, name, base_model):
         return
     field = "config.feature_provenance.normalisation"
     width = base_model.get("visual_embedding_dim")
+    if width is None:  # not yet matched to a base (or one without region features): its shape is checked later
+        width = len(normalisation.get("mean") or []) if isinstance(normalisation, dict) else 0
     if not isinstance(normalisation, dict):
         raise refuse(f"{name}: feature_provenance.normalisation must be {{'mean': [...], 'std': [...]}}", field)
     for key in ("mean", "std"):
@@ -129,10 +133,13 @@ def _check_pe(pe, name, base_model):
             raise refuse(f"{name}: pe.{key} = {_short(value)} is not a {_type_name(hints[key])}", f"config.pe.{key}")
     try:
         settings = pe_config_from(pe)
-        settings.selected_layers(int(base_model["num_hidden_layers"]))
+        if base_model.get("num_hidden_layers") is not None:
+            settings.selected_layers(int(base_model["num_hidden_layers"]))
     except (ValueError, TypeError) as error:
         found = re.search(r"pe\.(\w+)", str(error))
         raise refuse(f"{name}: {error}", f"config.pe.{found.group(1)}" if found else "config.pe") from None
+    if base_model.get("hidden_size") is None:
+        return
     hidden = int(base_model["hidden_size"])
     rank = settings.get("rank")
     if rank is not None and rank > hidden:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mmf_pe.serve import layout
 from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
+from mmf_pe.serve.contract_inputs import contract_input
 from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
 from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
@@ -110,7 +111,8 @@ def create_app(settings, engine=None, featurizer=None):
     @app.get("/v1/adapters")
     async def list_adapters():
         body = {"default": default_name(), "adapters": [v.describe() for _, v in sorted(adapters.versions.items())],
-                "errors": adapters.errors, "detector": featurizer.provenance() if featurizer else None}
+                "errors": adapters.errors, "detector": featurizer.provenance() if featurizer else None,
+                "bases": engine.describe_bases()}
         return without_paths(body, settings.folder)  # unauthenticated: file names, never the server's directories
 
     def check_admin(request):
@@ -178,7 +180,8 @@ def create_app(settings, engine=None, featurizer=None):
                 raise BadInput(422, "adapter must be a string", "adapter")
             version = adapters.get(name)
             if version is None:
-                raise BadInput(404, f"unknown adapter {name[:80]!r}; loaded: {adapters.names()}", "adapter")
+                why = f" ({without_paths(adapters.errors[name], settings.folder)})" if name in adapters.errors else ""
+                raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
             text = check_text(fields.get("text"))
             features, regions, features_ms = await features_for(fields, version, deadline)
@@ -194,16 +197,19 @@ def create_app(settings, engine=None, featurizer=None):
                 future.cancel()
                 raise timed_out() from None
             if not math.isfinite(probability):  # finite inputs so large the model overflows (e.g. 1e30 in float32)
-                raise BadInput(422, "features: the model's output is not finite for these features (values too "
-                                    f"large: max |x| = {float(features.abs().max()):.3g})", "features")
+                given = features.get("features") if isinstance(features, dict) else features  # contract inputs
+                field = "features" if given is not None else "image"
+                largest = f": max |x| = {float(given.abs().max()):.3g}" if given is not None else ""
+                raise BadInput(422, f"{field}: the model's output is not finite for this input (values too "
+                                    f"large{largest})", field)
             total_ms = 1000 * (time.perf_counter() - started)
             body = {"probability": probability, "label": int(probability >= version.threshold),
                     "threshold": version.threshold,
                     "adapter": {"name": version.name, "fingerprint": version.fingerprint},
                     "timings_ms": {"features": round(features_ms, 3), "queue": timings["queue_ms"],
                                    "model": timings["model_ms"], "total": round(total_ms, 3)},
-                    "batch_size": timings["batch_size"], "features_source": "image" if regions is not None else
-                    "precomputed"}
+                    "batch_size": timings["batch_size"], "features_source": "image" if fields.get("image") is not None
+                    else "precomputed"}
             if regions is not None:
                 body["regions"] = dict(regions, boxes=regions["boxes"][:MAX_REGIONS_SHOWN])
             metrics.observe_request(200, adapter_label, total_ms / 1000, features_ms / 1000, timings["model_ms"] / 1000)
@@ -221,10 +227,15 @@ def create_app(settings, engine=None, featurizer=None):
         image, given = fields.get("image"), fields.get("features")
         if image is not None and given is not None:
             raise BadInput(422, "send either an image or precomputed features, not both")
+        if not version.base.uses_detector:  # the base's own processors read images (mmf_pe.models.contract)
+            try:
+                return await contract_input(version, image, given, settings.max_pixels, gate, deadline)
+            except (Expired, TimeoutError):
+                raise timed_out() from None
         if given is not None:
             if isinstance(given, tuple):  # (filename, bytes) of an .npy upload
-                return features_from_npy(given[1], engine.feature_dim, given[0]), None, 0.0
-            return features_from_json(given, engine.feature_dim), None, 0.0
+                return features_from_npy(given[1], version.base.feature_dim, given[0]), None, 0.0
+            return features_from_json(given, version.base.feature_dim), None, 0.0
         if image is None:
             raise BadInput(422, "no input: send an image (multipart field 'image') or features (.npy file or JSON "
                                 "array in field 'features')")

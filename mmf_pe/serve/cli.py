@@ -36,6 +36,9 @@ def parser():
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: bases, adapters, encoders and the detector")
+    p.add_argument("--embedding-cache-mb", type=float, default=256.0,
+                   help="in-memory cache of frozen-encoder image / text embeddings (LRU; 0 turns it off)")
     g = p.add_argument_group("detector (images); must match the adapters' recorded feature provenance")
     g.add_argument("--no-detector", action="store_true", help="precomputed features only")
     g.add_argument("--detector", default=None, help="torchvision_frcnn | vg_frcnn (default: as the default adapter's "
@@ -48,7 +51,6 @@ def parser():
     g.add_argument("--min-size", type=int, default=None)
     g.add_argument("--max-size", type=int, default=None)
     g.add_argument("--feature-dtype", default=None)
-    g.add_argument("--device", default="cpu")
     return p
 
 
@@ -92,7 +94,8 @@ def build_app(options):
     from mmf_pe.serve.engine import Engine
     from mmf_pe.serve.layout import adapter_names, read_json
 
-    engine = Engine(options["folder"], options.get("precision", "fp32"))
+    engine = Engine(options["folder"], options.get("precision", "fp32"), device=options.get("device", "cpu"),
+                    embedding_cache_mb=options.get("embedding_cache_mb", 256.0))
     featurizer = None
     if not options["no_detector"]:
         default = options["default_adapter"] or engine.config.get("default_adapter")
@@ -117,6 +120,19 @@ def build_app(options):
     return create_app(settings, engine=engine, featurizer=featurizer)
 
 
+def options_from_args(args, folder):
+    """The JSON-able options `build_app` takes (and `--workers` processes read from the environment)."""
+    detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
+                                                   "num_boxes", "min_boxes", "selection", "min_size", "max_size",
+                                                   "feature_dtype", "device")}
+    return {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
+            "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
+            "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
+            "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
+            "device": args.device, "embedding_cache_mb": args.embedding_cache_mb,
+            "decode_concurrency": args.decode_concurrency, "detector_args": detector_args}
+
+
 def app_from_env():
     return build_app(json.loads(os.environ[ENV_SETTINGS]))
 
@@ -132,16 +148,7 @@ def main(argv=None):
             "see docs/serving.md for the layout (base/ + adapter folders)"
         print(f"mmf_pe serve: {folder} has no base/base_config.json: {hint}", file=sys.stderr)
         return 2
-    detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
-                                                   "num_boxes", "min_boxes", "selection", "min_size", "max_size",
-                                                   "feature_dtype", "device")}
-    options = {"folder": os.path.abspath(folder), "default_adapter": args.default_adapter,
-               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-               "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
-               "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
-               "decode_concurrency": args.decode_concurrency,
-               "detector_args": detector_args}
-    os.environ[ENV_SETTINGS] = json.dumps(options)
+    os.environ[ENV_SETTINGS] = json.dumps(options_from_args(args, folder))
     import uvicorn
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -1,24 +1,43 @@
-"""The model side of the server: one set of base tensors, one model skeleton per adapter kind, adapters swapped in.
+"""The model side of the server: the bases of a served folder, one model skeleton per adapter kind, adapters swapped in.
 
-Adapters of one kind (training mode + PE method settings) share a skeleton whose frozen parameters *are* the base
-tensors (no copy: `nn.Parameter` over the same storage); only the slots an adapter trains are the skeleton's own. A
-batch puts its adapter's tensors into those slots under the skeleton's lock (`copy_` of a few MB), then runs.
-Every load of an adapter makes a new immutable `AdapterVersion`; a request holds the version it started with.
+A folder holds `base/` and optionally more bases under `bases/<name>/`, each of any registered model family
+(mmf_pe.models.contract: VisualBERT, the frozen CLIP / BLIP family, ...). An adapter names its base by the
+fingerprints of the frozen tensors it was trained on; the engine finds that base among the loaded ones.
+Adapters of one kind (training mode + method settings) share a skeleton whose frozen parameters *are* the base
+tensors (no copy); only the slots an adapter trains are the skeleton's own. A batch puts its adapter's tensors into
+those slots under the skeleton's lock (`copy_` of a few MB), then runs. Every load of an adapter makes a new immutable
+`AdapterVersion`; a request holds the version it started with. Everything (base, skeletons, batches) lives on one
+`device`.
 """
 import itertools
-import json
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 
 import torch
 
+from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_files
 from mmf_pe.serve import layout
 from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
-from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
+from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
+from mmf_pe.tuners.export import WEIGHTS_NAME
 
 _versions = itertools.count(1)
+
+def check_device(device):
+    """`cpu`, `cuda` or `cuda:N` as a torch.device, refused with the reason when this machine cannot run it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r}: use cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return parsed
 
 
 @dataclass(eq=False)
@@ -27,7 +46,7 @@ class AdapterVersion:
     fingerprint: str
     config: dict
     tensors: dict
-    kind: "Kind"
+    kind: Kind
     serial: int = field(default_factory=lambda: next(_versions))
 
     @property
@@ -39,54 +58,73 @@ class AdapterVersion:
     def provenance(self):
         return self.config.get("feature_provenance")
 
+    @property
+    def base(self):
+        return self.kind.base
+
+    @property
+    def accepts_images(self):
+        """Images through the base's own processors, or through the detector when the adapter records how its
+        training features were made."""
+        if self.base.uses_detector:
+            return self.provenance is not None
+        return self.base.takes_images
+
     def describe(self):
         return {"name": self.name, "fingerprint": self.fingerprint, "training_mode": self.config.get("training_mode"),
                 "method": (self.config.get("pe") or {}).get("method"), "threshold": self.threshold,
-                "num_parameters": self.config.get("num_parameters"),
-                "feature_provenance": self.provenance, "accepts_images": self.provenance is not None}
-
-
-class Kind:
-    """One model skeleton over the shared base tensors, for adapters with the same trained-parameter layout."""
-
-    def __init__(self, model, slots, digest):
-        self.model, self.slots, self.digest = model, slots, digest
-        self.key = None  # the engine's cache key (mode, PE settings, projection)
-        self.lock = threading.Lock()
-        self.current = None
-        self.switches = 0
-
-    def put_on(self, version):
-        """Make `version` the skeleton's adapter (call with `lock` held). Copies the adapter's tensors only."""
-        if self.current is version:
-            return False
-        with torch.no_grad():
-            for name, tensor in version.tensors.items():
-                self.slots[name].copy_(tensor)
-        self.current = version
-        self.switches += 1
-        return True
+                "num_parameters": self.config.get("num_parameters"), "model": self.base.family.name,
+                "base": self.base.describe(), "feature_provenance": self.provenance,
+                "accepts_images": self.accepts_images, "accepts_features": self.base.takes_features}
 
 
 class Engine:
-    """Base weights + tokenizer loaded once from `<folder>/base/`; adapters read from `<folder>/<name>/`."""
+    """The folder's bases loaded once (`base/` required, `bases/*` optional); adapters read from `<folder>/<name>/`.
 
-    def __init__(self, folder, precision="fp32"):
-        from safetensors.torch import load_file
-        from transformers import BertTokenizer
+    A base under `bases/` that fails to load is reported (`base_errors`) and its adapters refused with the reason;
+    the others serve."""
 
+    def __init__(self, folder, precision="fp32", device="cpu", embedding_cache_mb=256.0):
         from mmf_pe.utils.precision import check_precision
 
         self.folder = folder
-        self.precision = check_precision(precision, "cpu")  # the engine scores on CPU; fp16 is refused there
+        self.device = check_device(device)
+        self.precision = check_precision(precision, self.device.type)
         self.config = layout.read_base_config(folder)
-        base = os.path.join(folder, layout.BASE_DIR)
-        self.base_tensors = load_file(os.path.join(base, layout.BASE_WEIGHTS))
-        self.tokenizer = BertTokenizer.from_pretrained(os.path.join(base, "tokenizer"))
-        self.max_seq_length = int(self.config.get("max_seq_length", 128))
-        self.feature_dim = int(self.config["model_config"].get("visual_embedding_dim", 2048))
-        self.kinds = {}
-        self._kinds_lock = threading.Lock()
+        cache_bytes = int(float(embedding_cache_mb) * 2**20)
+        self.bases, self.base_errors = {}, {}
+        self.primary = open_base(os.path.join(folder, layout.BASE_DIR), self.device, cache_bytes)
+        self.bases[layout.BASE_DIR] = self.primary
+        extra = os.path.join(folder, BASES_DIR)
+        for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else []:
+            path = os.path.join(extra, name)
+            if name.startswith(".") or not os.path.isdir(path):
+                continue
+            try:
+                self.bases[f"{BASES_DIR}/{name}"] = open_base(path, self.device, cache_bytes)
+            except Exception as error:  # noqa: BLE001 - one bad base must not stop the others; its adapters say why
+                self.base_errors[f"{BASES_DIR}/{name}"] = str(error)
+
+    # the primary base, as the single-base server exposed it (the demo's checks read these)
+    @property
+    def base_tensors(self):
+        return self.primary.frozen
+
+    @property
+    def max_seq_length(self):
+        return getattr(self.primary, "max_seq_length", None)
+
+    @property
+    def feature_dim(self):
+        return self.primary.feature_dim
+
+    @property
+    def kinds(self):
+        """Every model skeleton built so far, over all bases: {(base name, kind key): Kind}."""
+        return {(name, key): kind for name, base in self.bases.items() for key, kind in base.kinds.items()}
+
+    def describe_bases(self):
+        return {"loaded": {name: base.describe() for name, base in self.bases.items()}, "errors": self.base_errors}
 
     # ---- adapters ----------------------------------------------------------------------------------------------
 
@@ -94,147 +132,81 @@ class Engine:
         """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion."""
         from safetensors.torch import load as load_safetensors
 
-        config = checked_config(config_bytes, where, self.config["model_config"])  # data only: types, sizes bounded
+        config = checked_config(config_bytes, where)  # data only: types bounded, never interpolated
         try:
             tensors = load_safetensors(weights_bytes)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: not a readable safetensors file ({error})") from None
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         check_weights(tensors, where)
-        kind = self.kind_for(config, tensors, where)
+        tensors = {k: (v.float() if v.is_floating_point() else v).to(self.device) for k, v in tensors.items()}
+        base = self.base_for(config, where)
+        checked_config(config_bytes, where, base.config.get("model_config") or {})  # sizes bounded by this base
+        try:
+            kind = base.kind_for(config, tensors, where)
+        except AdapterError:
+            raise
+        except (ValueError, TypeError, KeyError, re.error) as error:  # what a method refuses while building
+            raise AdapterError(f"{where}: the model cannot be built with this adapter's settings: "
+                               f"{str(error)[:300]}") from None
         expected = (config.get("base_fingerprint") or {}).get("digest")
         if expected != kind.digest:
             raise AdapterError(f"{where}: trained on other base weights (fingerprint {str(expected)[:12]}.., this "
-                               f"server's base {kind.digest[:12]}..)")
-        with self._kinds_lock:  # a skeleton is kept only once an adapter of its kind is accepted
-            kind = self.kinds.setdefault(kind.key, kind)
+                               f"server's base {base.name} {kind.digest[:12]}..)")
+        kind = base.keep_kind(kind)  # a skeleton is kept only once an adapter of its kind is accepted
         return AdapterVersion(name, layout.fingerprint(config_bytes, weights_bytes), config, tensors, kind)
+
+    def base_for(self, config, where):
+        """The loaded base whose tensors are those the adapter was trained on (matched tensor by tensor)."""
+        model = config.get("model") or "visual_bert_pe"
+        for base in self.bases.values():
+            if base.holds(config):
+                return base
+        same = [b for b in self.bases.values() if model in b.family.names]
+        if len(same) == 1 and not self.base_errors:
+            return same[0]  # the one base of its family: the fingerprint check says what differs
+        digest = str((config.get("base_fingerprint") or {}).get("digest"))[:12]
+        loaded = ", ".join(f"{n} ({b.family.name} {b.fingerprint})" for n, b in self.bases.items())
+        failed = "; ".join(f"{n}: {e}" for n, e in self.base_errors.items())
+        raise AdapterError(f"{where}: its base is not loaded here: a {model} base with the frozen weights it was "
+                           f"trained on (fingerprint {digest}..; it was trained on other base weights than those "
+                           f"loaded); loaded bases: {loaded}" + (f"; bases that failed to load: {failed}" if failed
+                                                                  else ""))
 
     def read_folder_version(self, name):
         path = os.path.join(self.folder, name)
-        with open(os.path.join(path, CONFIG_NAME), "rb") as f:
-            config_bytes = f.read()
-        with open(os.path.join(path, WEIGHTS_NAME), "rb") as f:
-            weights_bytes = f.read()
+        config_bytes, weights_bytes = read_adapter_files(path)
         return self.read_version(name, config_bytes, weights_bytes, path)
-
-    def kind_for(self, config, tensors, where):
-        architecture = config.get("architecture") or {}
-        base_model = self.config["model_config"]
-        clashes = {k: (v, base_model[k]) for k, v in architecture.items() if k in base_model and base_model[k] != v}
-        if clashes:
-            text = ", ".join(f"{k}: adapter {a!r} vs base {b!r}" for k, a, b in ((k, *v) for k, v in clashes.items()))
-            raise AdapterError(f"{where}: architecture differs from the base: {text}")
-        mode = config.get("training_mode")
-        if mode not in ("fc", "pe"):
-            raise AdapterError(f"{where}: training_mode {mode!r}; only fc and pe exports share a frozen base")
-        pe = config.get("pe") if mode == "pe" else None
-        projection = any(n.startswith("model.bert.embeddings.projection.") for n in tensors)
-        key = json.dumps([mode, pe, projection], sort_keys=True)
-        with self._kinds_lock:
-            kind = self.kinds.get(key) or self._built_kind(mode, pe, projection, where)
-        kind.key = key
-        missing = sorted(set(kind.slots) - set(tensors))
-        extra = sorted(set(tensors) - set(kind.slots))
-        wrong = [f"{n}: {tuple(t.shape)} vs {tuple(kind.slots[n].shape)}" for n, t in tensors.items()
-                 if n in kind.slots and kind.slots[n].shape != t.shape]
-        if missing or extra or wrong:
-            raise AdapterError(f"{where}/{WEIGHTS_NAME}: does not fit the {mode} model: missing {missing[:5]}, "
-                               f"unexpected {extra[:5]}, shapes {wrong[:5]}")
-        return kind
-
-    def _built_kind(self, mode, pe, projection, where):
-        """`_build_kind`, with what the PE method refuses while building (e.g. target modules matching nothing, a
-        pattern that is no regex) an AdapterError naming the adapter, never a 500."""
-        try:
-            return self._build_kind(mode, pe, projection, where)
-        except AdapterError:
-            raise
-        except (ValueError, TypeError, KeyError, re.error) as error:
-            raise AdapterError(f"{where}: the {mode} model cannot be built with this adapter's settings: "
-                               f"{str(error)[:300]}") from None
-
-    def _build_kind(self, mode, pe, projection, where):
-        from omegaconf import OmegaConf
-
-        from mmf_pe.compat import install
-
-        install()
-        import mmf.utils.env  # noqa: F401  (registers MMF's components)
-
-        from mmf_pe.models.visual_bert_pe import VisualBERTPE
-        from mmf_pe.tools.table1 import model_config
-        from mmf_pe.tuners.peft_methods.model import base_key
-
-        config = model_config(mode)
-        for key, value in self.config["model_config"].items():
-            config[key] = value
-        config.bert_model_name = None
-        config.training_mode = mode
-        config.train_visual_projection = projection
-        if pe is not None:
-            config.pe = OmegaConf.create(pe)
-        with torch.random.fork_rng(devices=[]):
-            model = VisualBERTPE(config)
-            model.build()
-        slots, missing = {}, []
-        for name, parameter in list(model.named_parameters(remove_duplicate=False)):
-            if parameter.requires_grad:
-                slots[name] = parameter
-                continue
-            shared = self.base_tensors.get(base_key(name))
-            if shared is None or shared.shape != parameter.shape:
-                missing.append(name)
-                continue
-            module_path, _, leaf = name.rpartition(".")
-            setattr(model.get_submodule(module_path), leaf, torch.nn.Parameter(shared, requires_grad=False))
-        if missing:
-            raise AdapterError(f"{where}: the base ({layout.BASE_DIR}/{layout.BASE_WEIGHTS}) lacks or mis-shapes "
-                               f"{len(missing)} weights the {mode} model needs, e.g. {missing[:5]}")
-        model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        digest = base_fingerprint(model, exclude=set(slots))["digest"]
-        return Kind(model, {n: p for n, p in model.named_parameters() if n in slots}, digest)
 
     # ---- scoring -------------------------------------------------------------------------------------------------
 
-    def encode_text(self, text):
-        """MMF's bert_tokenizer processor: [CLS] word pieces [SEP], padded to max_seq_length."""
-        tokens = self.tokenizer.tokenize(text)[: self.max_seq_length - 2]
-        ids = self.tokenizer.convert_tokens_to_ids(["[CLS]"] + tokens + ["[SEP]"])
-        mask = [1] * len(ids)
-        padding = self.max_seq_length - len(ids)
-        return torch.tensor(ids + [0] * padding), torch.tensor(mask + [0] * padding)
+    def prepare(self, version, text, image=None, features=None):
+        """One request's model input through its base's own processors (RequestError on input the base refuses)."""
+        return version.base.prepare(text, image=image, features=features)
 
-    def score(self, version, texts, features):
-        """Hate probabilities for a batch of one adapter: texts [str], features [(N_i, D) float32 tensors]."""
-        sample = self.sample_list(texts, features)
-        kind = version.kind
+    def sample_list(self, texts, features, version=None):
+        """The model's input batch for texts [str] and region features [(N_i, D) tensors] on `version`'s base (the
+        primary base when None); also what `mmf_pe adapt` trains on, so training and serving see the same inputs."""
+        base = version.base if version is not None else self.primary
+        return base.collate(texts, [base.prepare(t, features=f) for t, f in zip(texts, features)])
+
+    def score(self, version, texts, inputs):
+        """Hate probabilities for a batch of one adapter: texts [str]; inputs: `prepare`d items, {"image": ..} /
+        {"features": ..} dicts, or (N_i, D) float32 region-feature tensors."""
         from mmf_pe.utils.precision import autocast
 
+        base = version.base
+        items = []
+        for text, given in zip(texts, inputs):
+            if isinstance(given, torch.Tensor):
+                given = {"features": given}
+            items.append(base.prepare(text, **given) if isinstance(given, dict) else given)
+        batch = base.collate(texts, items)
+        kind = version.kind
         with kind.lock, torch.inference_mode():
             switched = kind.put_on(version)
-            with autocast(self.precision, "cpu"):  # weights stay fp32; matmuls in bf16 with --precision bf16
-                scores = kind.model.forward(sample)["scores"]  # forward: MMF's __call__ would add losses
-        return torch.softmax(scores.float(), dim=-1)[:, 1].tolist(), switched
+            with autocast(self.precision, self.device.type):  # weights stay fp32; matmuls in bf16 with bf16
+                probabilities = base.probabilities(kind.model, batch)
+        return probabilities.float().cpu().tolist(), switched
 
-    def sample_list(self, texts, features):
-        """The model's input batch (MMF SampleList) for texts [str] and features [(N_i, D) tensors], zero-padded;
-        also what `mmf_pe adapt` trains on, so training and serving see the same inputs."""
-        from mmf.common.sample import Sample, SampleList
 
-        encoded = [self.encode_text(t) for t in texts]
-        regions = max(f.shape[0] for f in features)
-        visual = torch.zeros(len(features), regions, self.feature_dim)
-        for i, f in enumerate(features):
-            visual[i, : f.shape[0]] = f
-        sample = SampleList()
-        sample.input_ids = torch.stack([ids for ids, _ in encoded])
-        sample.input_mask = torch.stack([mask for _, mask in encoded])
-        sample.segment_ids = torch.zeros_like(sample.input_ids)
-        sample.image_feature_0 = visual
-        sample.image_info_0 = Sample({"max_features": torch.tensor([f.shape[0] for f in features])})
-        for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
-            sample[name] = None
-        return sample
+__all__ = ["AdapterError", "AdapterVersion", "Engine", "Kind", "RequestError"]

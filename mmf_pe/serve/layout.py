@@ -18,7 +18,7 @@ import time
 import uuid
 
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
-from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
+from mmf_pe.utils.io import atomic_write_bytes
 
 BASE_DIR = "base"
 BASE_FORMAT = "mmf_pe.base/1"
@@ -26,16 +26,10 @@ BASE_CONFIG = "base_config.json"
 BASE_WEIGHTS = "base_model.safetensors"
 VERSIONS_DIR = ".versions"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no trailing newline
-# names the folder's own files take (the demo writes index.json beside the adapters): never adapter names
-RESERVED_NAMES = (BASE_DIR, "index.json")
+# base/ and more bases under bases/<name>/ (mmf_pe.serve.engine), and the folder's own files (the demo writes
+# index.json beside the adapters): never adapter names
+RESERVED_NAMES = (BASE_DIR, "bases", "index.json")
 RESERVED_SUFFIXES = (".json", ".tmp", ".link")
-MODEL_KEYS = (
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "initializer_range", "visual_embedding_dim",
-    "num_labels", "training_head_type", "embedding_strategy", "bypass_transformer", "special_visual_initialize",
-    "output_attentions", "output_hidden_states", "random_initialize", "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-)
 
 
 def is_name(name):
@@ -52,26 +46,11 @@ def check_name(name):
 
 
 def save_base(model, folder, tokenizer_dir, max_seq_length=128, default_adapter=None):
-    """Write `<folder>/base/` from a built VisualBERTPE with its base weights loaded (PE-added tensors left out)."""
-    from safetensors.torch import save
+    """Write `<folder>/base/` from a built model with its base weights loaded (its family's `export_base`)."""
+    from mmf_pe.models.contract import family_of_model
 
-    from mmf_pe.tuners.peft_methods.model import base_key
-
-    out = os.path.join(folder, BASE_DIR)
-    os.makedirs(out, exist_ok=True)
-    added = {f"model.bert.{name}" for name in getattr(model, "pe_parameter_names", [])}
-    state = {base_key(n): p.detach().contiguous().cpu() for n, p in model.named_parameters() if n not in added}
-    atomic_write_bytes(os.path.join(out, BASE_WEIGHTS), save(state, metadata={"format": BASE_FORMAT}))
-    model_config = {k: _plain(model.config.get(k)) for k in MODEL_KEYS if k in model.config}
-    tokenizer_out = os.path.join(out, "tokenizer")
-    os.makedirs(tokenizer_out, exist_ok=True)
-    for name in os.listdir(tokenizer_dir):
-        if name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
-            shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(tokenizer_out, name))
-    config = {"format": BASE_FORMAT, "model_config": model_config, "max_seq_length": int(max_seq_length),
-              "default_adapter": default_adapter}
-    atomic_write_text(os.path.join(out, BASE_CONFIG), json.dumps(config, indent=2) + "\n")
-    return out
+    return family_of_model(model).export_base(model, None, os.path.join(folder, BASE_DIR), default_adapter,
+                                              tokenizer_dir=tokenizer_dir, max_seq_length=max_seq_length)
 
 
 def read_base_config(folder):
@@ -211,8 +190,3 @@ def collect_garbage(folder, grace_s=300):
         if old and os.path.realpath(path) not in live:
             shutil.rmtree(path, ignore_errors=True)
 
-
-def _plain(value):
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

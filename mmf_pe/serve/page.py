@@ -23,8 +23,8 @@ PAGE = """<!doctype html>
 <div id="result"></div>
 <div id="error"></div>
 <canvas id="canvas" width="0" height="0"></canvas>
-<p><small>Probability of "hateful" from VisualBERT with the chosen adapter; label at the adapter's threshold.
-Boxes: the detected regions the model saw.</small></p>
+<p><small>Probability of "hateful" from the chosen adapter's model (its base is named beside it); label at the
+adapter's threshold. Boxes: the detected regions the model saw (detector-based bases only).</small></p>
 <script>
 const $ = (id) => document.getElementById(id);
 async function loadAdapters() {
@@ -35,8 +35,10 @@ async function loadAdapters() {
   for (const a of data.adapters) {
     const option = document.createElement('option');
     option.value = a.name;
-    option.textContent = a.name + ' (' + (a.method || a.training_mode) + ', ' + a.fingerprint.slice(0, 8) + ')' +
-      (a.accepts_images ? '' : ' - precomputed features only');
+    const base = a.base ? ', base ' + a.base.name + ' ' + (a.base.encoder || a.base.model) + ' ' +
+      a.base.fingerprint.slice(0, 8) : '';
+    option.textContent = a.name + ' (' + (a.method || a.training_mode) + ', ' + a.fingerprint.slice(0, 8) + base +
+      ')' + (a.accepts_images ? ' - takes images' : ' - precomputed features only');
     if (a.name === data.default) option.selected = true;
     select.appendChild(option);
   }

@@ -3,40 +3,15 @@
     mmf_pe table1 [--modes fc full pe] [--set key=value ...]
 """
 import argparse
-import os
-
-import yaml
-from omegaconf import OmegaConf
-
-from mmf_pe import PACKAGE_DIR
 
 PAPER_TABLE_I = {"fc": (112_044_290, 593_666), "full": (112_044_290, 112_044_290), "pe": (113_455_250, 2_004_626)}
 
 
-def model_config(mode, overrides=()):
-    """visual_bert_pe's default config (bert-base dimensions, random init) for one training mode."""
-    base = OmegaConf.load(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"))
-    config = base.model_config.visual_bert_pe
-    config.training_mode = mode
-    if mode == "pe" and not config.pe.method:
-        config.pe.method = "paper"
-    for item in overrides:
-        key, value = item.split("=", 1)
-        OmegaConf.update(config, key, yaml.safe_load(value) if value else None, merge=True)
-    return config
+def build_model(mode, overrides=(), model="visual_bert_pe"):
+    """The family's default model for one training mode (random weights; mmf_pe.models.contract)."""
+    from mmf_pe.models.contract import get_family
 
-
-def build_model(mode, overrides=()):
-    from mmf_pe.compat import install
-
-    install()
-    import mmf.utils.env  # noqa: F401  (registers everything)
-
-    from mmf_pe.models.visual_bert_pe import VisualBERTPE
-
-    model = VisualBERTPE(model_config(mode, overrides))
-    model.build()
-    return model
+    return get_family(model).build_default(mode, overrides)
 
 
 def count(mode, overrides=()):

@@ -64,18 +64,21 @@ def _fingerprint_differences(model, exclude, expected):
     return lines
 
 
-def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None, lineage=None):
-    """Write the trained parameters of a built VisualBERTPE and its config. Returns the weights file's path.
+def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None, model_name="visual_bert_pe",
+                 extra=None, lineage=None):
+    """Write the trained parameters of a built model (VisualBERTPE unless `model_name` says otherwise) and its
+    config. Returns the weights file's path.
 
     `feature_provenance` (see mmf_pe.tuners.provenance) lets `mmf_pe serve` run the same detector on images;
-    `threshold` is the label threshold a server uses (0.5 when None); `lineage` (written by `mmf_pe adapt`) says
-    which adapter version and data this one was trained from."""
+    `threshold` is the label threshold a server uses (0.5 when None); `extra`: keys the model's family adds
+    (mmf_pe.models.contract); `lineage` (written by `mmf_pe adapt`) says which adapter version and data this one
+    was trained from."""
     from safetensors.torch import save
 
     state = trained_state(model)
     config = {
         "format": FORMAT,
-        "model": "visual_bert_pe",
+        "model": model_name,
         "training_mode": model.training_mode,
         "pe": model.pe_config.to_dict() if model.training_mode == "pe" else None,
         "architecture": {k: _plain(model.config.get(k)) for k in ARCHITECTURE_KEYS if k in model.config},
@@ -85,6 +88,7 @@ def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold
         "source": source,
         "feature_provenance": feature_provenance,
         "threshold": threshold,
+        **(extra or {}),
     }
     if lineage is not None:
         config["lineage"] = lineage

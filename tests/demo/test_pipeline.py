@@ -123,6 +123,14 @@ def test_adapters_over_one_base(demo, tmp_path):
     key = next(k for k in sorted(base) if k.endswith("attention.self.query.weight"))
     base[key] = base[key] + 1.0
     save_file(base, weights)
+    with pytest.raises(ValueError, match="base_model.safetensors: not the file base_config.json lists"):
+        served_model(adapters, "fc")  # the base's manifest (sha256 per file) refuses the edited file by name
+    config_path = os.path.join(adapters, "base", "base_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config.pop("files")  # as a base exported before manifests: the adapter's fingerprint check still refuses it
+    with open(config_path, "w") as f:
+        json.dump(config, f)
     with pytest.raises(AdapterError, match="trained on other base weights"):
         served_model(adapters, "fc")
 

@@ -52,3 +52,24 @@ def server(served, featurizer):
     with ThreadedServer(create_app(settings, featurizer=featurizer)) as running:
         running.served = served
         yield running
+
+
+@pytest.fixture(scope="session")
+def vl_served(tmp_path_factory, vl_hmd):
+    """One folder, several bases: tiny VisualBERT in base/, a frozen_vl base per encoder class in bases/, adapters
+    exported from real 2-update MMF runs, and their `mmf_pe evaluate` scores (tests/serve/contract_helpers.py)."""
+    from tests.serve.contract_helpers import make_multi_base_folder
+
+    return make_multi_base_folder(str(tmp_path_factory.mktemp("vl_served")), vl_hmd)
+
+
+@pytest.fixture(scope="session")
+def vl_server(vl_served):
+    """A real uvicorn server over that folder (no region detector: the frozen_vl bases read images themselves)."""
+    from mmf_pe.serve.app import Settings, create_app
+
+    settings = Settings(vl_served["served"], max_batch=8, max_wait_ms=20, max_queue=64, timeout_s=60,
+                        max_upload_bytes=2 * 2**20, max_pixels=4_000_000, poll_s=0.2, admin_token=ADMIN_TOKEN,
+                        score_token="")
+    with ThreadedServer(create_app(settings)) as running:
+        yield running

@@ -106,7 +106,7 @@ def test_export_adapter_records_feature_provenance(served, tmp_path, capsys):
     from omegaconf import OmegaConf
 
     from mmf_pe.experiments.export import main
-    from mmf_pe.tools.table1 import model_config
+    from mmf_pe.models.visual_bert_family import model_config
     from tests.serve.helpers import TINY, build
 
     model = build("pe", "pe.method=paper", seed=0)

@@ -86,7 +86,7 @@ def test_bad_json_names_file_and_line(tmp_path):
 
 def test_cli_on_an_mmf_checkpoint(tmp_path, capsys):
     """`mmf_pe export-adapter` reads an MMF checkpoint (model + config) with weights_only and writes a few %."""
-    from mmf_pe.tools.table1 import model_config
+    from mmf_pe.models.visual_bert_family import model_config
     from tests.tuners.helpers import BOTTLENECK, TINY
 
     model = trained_like(build("pe", "pe.method=houlsby", seed=0))
