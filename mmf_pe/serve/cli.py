@@ -32,6 +32,9 @@ def parser():
     p.add_argument("--max-pixels", type=int, default=40_000_000)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
+    p.add_argument("--ocr", choices=("on", "off"), default="on", help="read the text of images sent without "
+                   "text (Tesseract, docs/ocr.md); off: clients must send the text")
+    p.add_argument("--ocr-command", default="tesseract", help="the OCR engine's executable (default: on PATH)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
     g = p.add_argument_group("detector (images); must match the adapters' recorded feature provenance")
     g.add_argument("--no-detector", action="store_true", help="precomputed features only")
@@ -110,7 +113,8 @@ def build_app(options):
     settings = Settings(options["folder"], options["default_adapter"], options["max_batch"], options["max_wait_ms"],
                         options["max_queue"], options["timeout_s"], int(options["max_upload_mb"] * 2**20),
                         options["max_pixels"], options["poll_s"])
-    return create_app(settings, engine=engine, featurizer=featurizer)
+    reader = options.get("ocr_command", "tesseract") if options.get("ocr", "on") == "on" else None
+    return create_app(settings, engine=engine, featurizer=featurizer, reader=reader)
 
 
 def app_from_env():
@@ -135,7 +139,7 @@ def main(argv=None):
                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
                "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
                "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
-               "detector_args": detector_args}
+               "detector_args": detector_args, "ocr": args.ocr, "ocr_command": args.ocr_command}
     os.environ[ENV_SETTINGS] = json.dumps(options)
     import uvicorn
 
