@@ -95,3 +95,16 @@ def test_a_missing_engine_is_named_and_the_server_stays_up(other_servers, meme):
     assert requests.get(missing.url + "/healthz", timeout=10).status_code == 200
     scored = post(missing.url, {"adapter": "pe_img", "text": CAPTION}, meme)  # client text needs no engine
     assert scored.status_code == 200 and scored.json()["text_source"] == "client"
+
+
+def test_the_command_line_switches_ocr(served):
+    from mmf_pe.ocr import OcrEngine
+    from mmf_pe.serve.cli import build_app, parser
+
+    assert parser().parse_args(["f"]).ocr == "on"
+    options = {"folder": served["served"], "default_adapter": None, "max_batch": 4, "max_wait_ms": 1.0,
+               "max_queue": 8, "timeout_s": 10.0, "max_upload_mb": 1.0, "max_pixels": 10**6, "poll_s": 1.0,
+               "no_detector": True, "detector_args": {}}
+    assert build_app(dict(options, ocr="off")).state.reader is None
+    reader = build_app(dict(options, ocr="on", ocr_command="/opt/tess")).state.reader
+    assert isinstance(reader, OcrEngine) and reader.command == "/opt/tess"
