@@ -69,7 +69,8 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
 
         reader = OcrEngine(reader)
     app.state.reader = reader
-    add_ocr_route(app, reader, settings, read_form)
+    add_ocr_route(app, reader, settings, read_form,
+                  lambda request: not settings.score_token or _bearer_matches(request, settings.score_token))
 
     def default_name():
         if default and adapters.get(default):

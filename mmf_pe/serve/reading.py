@@ -42,15 +42,17 @@ async def text_for(fields, reader, max_pixels):
     return answer
 
 
-def add_ocr_route(app, reader, settings, read_form):
+def add_ocr_route(app, reader, settings, read_form, authorised):
     """POST /v1/ocr (multipart field 'image'): the text OCR reads from it, for the page's caption box.
-    `read_form`: the app's size-limited multipart reader."""
+    `read_form`: the app's size-limited multipart reader; `authorised(request)`: the scoring token's check."""
     from fastapi import Request
     from fastapi.responses import JSONResponse
 
     @app.post("/v1/ocr")
     async def ocr(request: Request):
         try:
+            if not authorised(request):
+                raise BadInput(401, "missing or wrong bearer token for OCR (MMF_PE_SCORE_TOKEN, as for scoring)")
             form = await read_form(request, settings.max_upload_bytes, max_files=1)
             part = form.get("image")
             if part is None or isinstance(part, str) or (part.filename == "" and not part.size):

@@ -11,6 +11,7 @@ from mmf_pe.serve.reading import EMPTY_OCR
 from tests.serve.helpers import ThreadedServer
 
 CAPTION = "look at this lovely family"
+TOKEN = "score-token"
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None,
                                 reason="needs the Debian packages tesseract-ocr tesseract-ocr-eng")
@@ -32,8 +33,9 @@ def meme():
     return png(draw_meme(scene, CAPTION, size=192))
 
 
-def post(url, data, image, path="/v1/score"):
-    return requests.post(url + path, data=data, files={"image": ("meme.png", image)}, timeout=120)
+def post(url, data, image, path="/v1/score", token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return requests.post(url + path, data=data, files={"image": ("meme.png", image)}, headers=headers, timeout=120)
 
 
 def test_an_image_alone_is_scored_on_its_ocr_caption(server, meme):
@@ -64,13 +66,14 @@ def test_an_image_without_text_is_scored_on_empty_text_and_says_so(server):
 
 @pytest.fixture(scope="module")
 def other_servers(served, featurizer):
-    """Two more servers on the folder: OCR off, and OCR pointed at a missing engine binary."""
+    """Two more servers on the folder: OCR off, and OCR pointed at a missing engine binary (with a scoring token)."""
     from mmf_pe.ocr import OcrEngine
     from mmf_pe.serve.app import Settings, create_app
 
     settings = Settings(served["served"], timeout_s=60, poll_s=0.5, admin_token="", score_token="")
+    guarded = Settings(served["served"], timeout_s=60, poll_s=0.5, admin_token="", score_token=TOKEN)
     with ThreadedServer(create_app(settings, featurizer=featurizer, reader=None)) as off, \
-            ThreadedServer(create_app(settings, featurizer=featurizer,
+            ThreadedServer(create_app(guarded, featurizer=featurizer,
                                       reader=OcrEngine("/nonexistent/bin/tesseract"))) as missing:
         yield off, missing
 
@@ -87,13 +90,14 @@ def test_ocr_off_requires_the_client_text(other_servers, meme):
 
 def test_a_missing_engine_is_named_and_the_server_stays_up(other_servers, meme):
     _, missing = other_servers
+    assert post(missing.url, {}, meme, "/v1/ocr").status_code == 401  # OCR needs the scoring token too
     for path in ("/v1/score", "/v1/ocr"):
-        answer = post(missing.url, {"adapter": "pe_img"}, meme, path)
+        answer = post(missing.url, {"adapter": "pe_img"}, meme, path, TOKEN)
         assert answer.status_code == 503, answer.text
         error = answer.json()["error"]
         assert "OCR engine tesseract not found" in error and "apt-get install tesseract-ocr tesseract-ocr-eng" in error
     assert requests.get(missing.url + "/healthz", timeout=10).status_code == 200
-    scored = post(missing.url, {"adapter": "pe_img", "text": CAPTION}, meme)  # client text needs no engine
+    scored = post(missing.url, {"adapter": "pe_img", "text": CAPTION}, meme, token=TOKEN)  # client text: no engine
     assert scored.status_code == 200 and scored.json()["text_source"] == "client"
 
 
