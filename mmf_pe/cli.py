@@ -15,6 +15,7 @@ TOOLS = {
     "table1": ("mmf_pe.tools.table1", "main", "print Table I parameter counts at bert-base size"),
     "demo": ("mmf_pe.demo.main", "main", "the main job: synthetic memes, FC/Full/PE, report"),
     "extract": ("mmf_pe.extraction.cli", "main", "extract Faster R-CNN region features into MMF's LMDB format"),
+    "ocr": ("mmf_pe.ocr.batch", "main", "read memes' text from their images (Tesseract) beside the given text"),
     "extract-merge": ("mmf_pe.extraction.cli", "merge_main", "join `extract --shard i/n` LMDBs into one"),
     "download": ("mmf_pe.datasets.zoo", "main", "fetch COCO VisualBERT / HM features / BERT (verified, resumable)"),
     "convert-hm": ("mmf_pe.datasets.hateful_memes.convert", "main", "Hateful Memes zip/folder -> MMF's layout"),

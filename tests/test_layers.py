@@ -11,13 +11,14 @@ from mmf_pe import PACKAGE_DIR
 
 # Tier of each top-level part of mmf_pe; a file may import its own tier and those below, never above.
 TIERS = {
-    1: ["mmf_pe", "mmf_pe.tuners", "mmf_pe.utils", "mmf_pe.compat", "mmf_pe.metrics", "mmf_pe.data"],
+    1: ["mmf_pe", "mmf_pe.tuners", "mmf_pe.utils", "mmf_pe.compat", "mmf_pe.metrics", "mmf_pe.data",
+        "mmf_pe.ocr"],
     2: ["mmf_pe.models"],
     # data.checks: the trainer's pre-flight over MMF dataset configs (names the zoo command that fetches a file)
     3: ["mmf_pe.trainers", "mmf_pe.datasets", "mmf_pe.launch", "mmf_pe.tracking", "mmf_pe.register",
         "mmf_pe.data.checks"],
     4: ["mmf_pe.cli", "mmf_pe.demo", "mmf_pe.experiments", "mmf_pe.reporting", "mmf_pe.tools", "mmf_pe.extraction",
-        "mmf_pe.serve"],
+        "mmf_pe.serve", "mmf_pe.ocr.batch"],  # ocr.batch: `mmf_pe ocr` reads images as `mmf_pe extract` does
 }
 # The compatibility hook plugs our components into MMF when MMF is imported: it names them (the only upward edges).
 UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat.fixes", "mmf_pe.launch.devices"),

@@ -115,8 +115,10 @@ def _check_loaded(trainer, saved_keys, checkpoint):
                             "was it written by this run's model?")
 
 
-def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_size=None):
+def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_size=None, text_source="given",
+                 image_root=None):
     """Evaluate one run; returns {split: metrics}. `overrides` are MMF `key=value` options (e.g. env.data_dir=...).
+    `text_source="ocr"`: the splits' text read from their images (`<split>_ocr`, mmf_pe/experiments/ocr_text.py).
     (Options are rc10-parsed: booleans must be written True/False; `false` would stay a truthy string.)"""
     from mmf_pe.reporting.runs import load_run
     from mmf_pe.tracking.jsonl import JsonlTracker, find_metrics_file
@@ -141,6 +143,10 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
                 raise EvaluateError(f"{name}: annotations {os.path.join(data_dir, path)} not found")
     metrics_file = find_metrics_file(run_dir) or os.path.join(run_dir, "logs", "metrics.jsonl")
     log_dir = os.path.dirname(metrics_file)
+    if text_source == "ocr":
+        from mmf_pe.experiments.ocr_text import ocr_splits
+
+        chosen = ocr_splits(chosen, data_dir, os.path.join(log_dir, "ocr"), image_root)
     run_info = load_run(metrics_file).info if os.path.exists(metrics_file) else {}
     if not run_info:  # a run trained without tracking: give the report what it needs
         run_info = {"event": "run", "schema": 1, "model": saved.model, "dataset": dataset, "datasets": datasets,
@@ -179,7 +185,7 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
             pending_info = None
         tracker.log_event({"event": "test", "step": int(trainer.num_updates), "split": name, "dataset": dataset,
                            "checkpoint": os.path.basename(checkpoint_path), "annotations": paths, "metrics": metrics,
-                           "n": n, "predictions": relative})
+                           "n": n, "predictions": relative, "text_source": text_source})
         results[name] = metrics
     return results
 
@@ -191,6 +197,10 @@ def main(argv=None):
                         help="split names (test_seen test_unseen / test) or name:annotations.jsonl")
     parser.add_argument("--checkpoint", default="best", help="best | current | a file name in the run dir")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--text-source", choices=("given", "ocr"), default="given",
+                        help="ocr: score each split with the text read from its images (`mmf_pe ocr`, docs/ocr.md)")
+    parser.add_argument("--image-root", default=None, help="with --text-source ocr: the folder of the annotations' "
+                        "img paths (default: found beside the annotations, as `mmf_pe ocr`)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
                         help="autocast precision (default: the run's training.precision); fp16 needs CUDA")
     argv = list(argv) if argv is not None else None
@@ -199,7 +209,8 @@ def main(argv=None):
     if args.precision:
         overrides += [f"training.precision={args.precision}", "training.fp16=False"]
     for run_dir in args.run_dirs:
-        results = evaluate_run(run_dir, args.splits, args.checkpoint, overrides, args.batch_size)
+        results = evaluate_run(run_dir, args.splits, args.checkpoint, overrides, args.batch_size, args.text_source,
+                               args.image_root)
         for split, metrics in results.items():
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                               if k in ("roc_auc", "accuracy", "binary_f1") and v is not None)

@@ -19,9 +19,10 @@ from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
 from mmf_pe.serve.contract_inputs import contract_input
 from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
-from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
+from mmf_pe.serve.inputs import BadInput, check_filename, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
+from mmf_pe.serve.reading import add_ocr_route, text_for
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -44,8 +45,9 @@ class Settings:
         self.score_token = os.environ.get("MMF_PE_SCORE_TOKEN") if score_token is None else score_token
 
 
-def create_app(settings, engine=None, featurizer=None):
-    """The app over `settings.folder` (base loaded now, adapters on startup and whenever the folder changes)."""
+def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
+    """The app over `settings.folder` (base loaded now, adapters on startup and whenever the folder changes).
+    `reader`: the OCR engine for images sent without text (an `OcrEngine`, its command name, or None: text required)."""
     from mmf_pe.serve.engine import Engine
 
     engine = engine or Engine(settings.folder)
@@ -71,6 +73,13 @@ def create_app(settings, engine=None, featurizer=None):
     app = FastAPI(title="mmf_pe serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine, app.state.adapters, app.state.batcher, app.state.metrics = engine, adapters, batcher, metrics
     app.state.featurizer, app.state.image_gate = featurizer, gate
+    if isinstance(reader, str):
+        from mmf_pe.ocr import OcrEngine
+
+        reader = OcrEngine(reader)
+    app.state.reader = reader
+    add_ocr_route(app, reader, settings, read_form,
+                  lambda request: not settings.score_token or _bearer_matches(request, settings.score_token), gate)
 
     def default_name():
         if default and adapters.get(default):
@@ -183,10 +192,13 @@ def create_app(settings, engine=None, featurizer=None):
                 why = f" ({without_paths(adapters.errors[name], settings.folder)})" if name in adapters.errors else ""
                 raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
-            text = check_text(fields.get("text"))
+            try:  # client text, else OCR of the image (inside the image gate, within the request's deadline)
+                scored = await text_for(fields, reader, settings.max_pixels, gate, deadline)
+            except (Expired, TimeoutError):
+                raise timed_out() from None
             features, regions, features_ms = await features_for(fields, version, deadline)
             try:
-                future = batcher.submit(version, text, features)
+                future = batcher.submit(version, scored["text"], features)
             except QueueFull as error:
                 metrics.rejected.inc()
                 raise BadInput(429, f"server busy: {error}; retry later") from None
@@ -207,9 +219,13 @@ def create_app(settings, engine=None, featurizer=None):
                     "threshold": version.threshold,
                     "adapter": {"name": version.name, "fingerprint": version.fingerprint},
                     "timings_ms": {"features": round(features_ms, 3), "queue": timings["queue_ms"],
-                                   "model": timings["model_ms"], "total": round(total_ms, 3)},
+                                   "model": timings["model_ms"], "ocr": scored["ocr_ms"],
+                                   "total": round(total_ms, 3)},
+                    "text": scored["text"], "text_source": scored["source"],
                     "batch_size": timings["batch_size"], "features_source": "image" if fields.get("image") is not None
                     else "precomputed"}
+            if scored.get("note"):
+                body["note"] = scored["note"]
             if regions is not None:
                 body["regions"] = dict(regions, boxes=regions["boxes"][:MAX_REGIONS_SHOWN])
             metrics.observe_request(200, adapter_label, total_ms / 1000, features_ms / 1000, timings["model_ms"] / 1000)

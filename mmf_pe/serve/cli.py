@@ -35,6 +35,9 @@ def parser():
                    "(bounds the memory images take: docs/serving.md)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
+    p.add_argument("--ocr", choices=("on", "off"), default="on", help="read the text of images sent without "
+                   "text (Tesseract, docs/ocr.md); off: clients must send the text")
+    p.add_argument("--ocr-command", default="tesseract", help="the OCR engine's executable (default: on PATH)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: bases, adapters, encoders and the detector")
     p.add_argument("--embedding-cache-mb", type=float, default=256.0,
@@ -117,7 +120,8 @@ def build_app(options):
                         options["max_queue"], options["timeout_s"], int(options["max_upload_mb"] * 2**20),
                         options["max_pixels"], options["poll_s"],
                         decode_concurrency=options.get("decode_concurrency", 2))
-    return create_app(settings, engine=engine, featurizer=featurizer)
+    reader = options.get("ocr_command", "tesseract") if options.get("ocr", "on") == "on" else None
+    return create_app(settings, engine=engine, featurizer=featurizer, reader=reader)
 
 
 def options_from_args(args, folder):
@@ -130,7 +134,8 @@ def options_from_args(args, folder):
             "timeout_s": args.timeout_s, "max_upload_mb": args.max_upload_mb, "max_pixels": args.max_pixels,
             "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
             "device": args.device, "embedding_cache_mb": args.embedding_cache_mb,
-            "decode_concurrency": args.decode_concurrency, "detector_args": detector_args}
+            "decode_concurrency": args.decode_concurrency, "detector_args": detector_args,
+            "ocr": args.ocr, "ocr_command": args.ocr_command}
 
 
 def app_from_env():

@@ -1,4 +1,5 @@
-"""The moderator's page: upload a meme, give its text, pick an adapter; see the score and the regions scored."""
+"""The moderator's page: upload a meme (its caption box is filled by OCR, editable), pick an adapter; see the score,
+the text scored and the regions scored."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mmf_pe moderator</title>
@@ -17,6 +18,7 @@ PAGE = """<!doctype html>
 <form id="form">
  <label for="image">Meme image</label><input type="file" id="image" name="image" accept="image/*">
  <label for="text">Text on the meme (caption / OCR)</label><textarea id="text" name="text"></textarea>
+ <small id="ocr-note"></small>
  <label for="adapter">Adapter</label><select id="adapter" name="adapter"></select>
  <p><button type="submit" id="score">Score</button></p>
 </form>
@@ -58,6 +60,25 @@ function draw(file, regions) {
   };
   image.src = URL.createObjectURL(file);
 }
+// on upload the caption box is filled with the text OCR reads from the image (editable before scoring)
+$('image').addEventListener('change', async () => {
+  const file = $('image').files[0];
+  if (!file) return;
+  const body = new FormData();
+  body.append('image', file);
+  $('ocr-note').textContent = 'Reading the text of the image...';
+  $('ocr-note').dataset.state = 'reading';
+  try {
+    const r = await fetch('/v1/ocr', {method: 'POST', body});
+    const data = await r.json();
+    if (!r.ok) { $('ocr-note').textContent = 'Type the caption (OCR: ' + data.error + ')'; return; }
+    $('text').value = data.text;
+    $('ocr-note').textContent = data.text ? 'Caption read from the image (OCR, ' + data.timings_ms.ocr.toFixed(0) +
+      ' ms): check and edit it before scoring.' : 'No text found in the image: type the caption, or score on none.';
+  } catch (e) {
+    $('ocr-note').textContent = 'Type the caption (OCR request failed: ' + e + ')';
+  } finally { $('ocr-note').dataset.state = 'done'; }
+});
 $('form').addEventListener('submit', async (event) => {
   event.preventDefault();
   $('result').textContent = ''; $('error').textContent = '';
@@ -74,7 +95,9 @@ $('form').addEventListener('submit', async (event) => {
     $('result').innerHTML = 'Score <b id="probability">' + data.probability.toFixed(4) + '</b> &rarr; ' + label +
       ' <small>(threshold ' + data.threshold + ', adapter ' + data.adapter.name + ' ' +
       data.adapter.fingerprint.slice(0, 8) + ', features ' + data.timings_ms.features.toFixed(0) + ' ms, model ' +
-      data.timings_ms.model.toFixed(0) + ' ms)</small>';
+      data.timings_ms.model.toFixed(0) + ' ms)</small><br><small>Text scored (' + data.text_source + '): ' +
+      '<span id="scored-text"></span>' + (data.note ? ' - ' + data.note : '') + '</small>';
+    $('scored-text').textContent = data.text;
     draw(file, data.regions);
   } catch (e) {
     $('error').textContent = 'Request failed: ' + e;

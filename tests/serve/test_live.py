@@ -78,7 +78,7 @@ def test_concurrent_scoring_while_an_adapter_is_replaced(server, tmp_path):
         assert body["probability"] == pytest.approx(expected[fingerprint][index], abs=1e-5), (adapter, index)
         threshold = 0.3 if fingerprint == answer.json()["fingerprint"] else 0.5
         assert body["threshold"] == threshold and body["label"] == int(body["probability"] >= threshold)
-        assert set(body["timings_ms"]) == {"features", "queue", "model", "total"}
+        assert set(body["timings_ms"]) == {"features", "queue", "model", "ocr", "total"}
         seen.add(fingerprint)
         batch_sizes.append(body["batch_size"])
     assert len(seen) == 4  # both PE versions answered, plus fc and lora

@@ -14,6 +14,7 @@ from tests.serve.helpers import free_port
 
 PACKAGES = "Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver)"
 SCREENSHOT = os.path.join(REPO_ROOT, "logs", "serve", "moderator_page.png")
+OCR_SCREENSHOT = os.path.join(REPO_ROOT, "logs", "serve", "moderator_page_ocr.png")  # caption filled by OCR
 
 
 def browser_paths():
@@ -76,6 +77,15 @@ def test_moderator_page_scores_an_upload_and_shows_errors(served, cli_server, tm
         assert Select(browser.find_element(By.ID, "adapter")).first_selected_option.get_attribute("value") == "pe_img"
         browser.find_element(By.ID, "image").send_keys(served["meme"])
         caption = "look at this lovely family"
+        if shutil.which("tesseract"):  # the upload fills the caption box by OCR (Debian tesseract-ocr)
+            wait.until(lambda b: b.find_element(By.ID, "ocr-note").get_attribute("data-state") == "done")
+            with open(served["meme"], "rb") as f:
+                read = requests.post(f"{cli_server}/v1/ocr", files={"image": ("01.png", f.read())}, timeout=60).json()
+            assert read["text"] and browser.find_element(By.ID, "text").get_attribute("value") == read["text"]
+            assert "Caption read from the image" in browser.find_element(By.ID, "ocr-note").text
+            os.makedirs(os.path.dirname(OCR_SCREENSHOT), exist_ok=True)
+            browser.save_screenshot(OCR_SCREENSHOT)
+            browser.find_element(By.ID, "text").clear()  # editable before scoring
         browser.find_element(By.ID, "text").send_keys(caption)
         browser.find_element(By.ID, "score").click()
         shown = wait.until(ec.presence_of_element_located((By.ID, "probability"))).text
@@ -85,6 +95,7 @@ def test_moderator_page_scores_an_upload_and_shows_errors(served, cli_server, tm
                                 files={"image": ("01.png", f.read())}, timeout=60).json()
         assert shown == f"{api['probability']:.4f}"
         assert "hateful" in browser.find_element(By.ID, "result").text
+        assert browser.find_element(By.ID, "scored-text").text == caption and api["text_source"] == "client"
         os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
         browser.save_screenshot(SCREENSHOT)
 

@@ -174,3 +174,33 @@ def test_evaluate_refuses_a_checkpoint_missing_weights(tracked_run, monkeypatch)
             evaluate_run(tracked_run["save_dir"], splits=["test_seen"], checkpoint="partial.ckpt")
     finally:
         os.remove(partial)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("tesseract"), reason="needs Debian tesseract-ocr tesseract-ocr-eng")
+def test_evaluate_with_ocr_text_scores_the_text_read_from_the_images(tracked_run, monkeypatch, tmp_path):
+    """Images that hold no text: OCR reads nothing, so the split is scored on empty text (not the given captions)."""
+    import csv
+
+    from mmf_pe.experiments.evaluate import evaluate_run
+
+    monkeypatch.setenv("MMF_DATA_DIR", tracked_run["data"]["data_dir"])
+    annotations = glob.glob(os.path.join(tracked_run["data"]["data_dir"], "**", "test_seen.jsonl"), recursive=True)
+    records = [json.loads(line) for line in open(annotations[0]) if line.strip()]
+    for record in records:
+        path = tmp_path / record["img"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (200, 120, 40)).save(path)
+    given = evaluate_run(tracked_run["save_dir"], splits=["test_seen"])
+    results = evaluate_run(tracked_run["save_dir"], splits=["test_seen"], text_source="ocr", image_root=str(tmp_path))
+    assert list(results) == ["test_seen_ocr"] and list(given) == ["test_seen"]
+    log_dir = os.path.dirname(find_metrics_file(tracked_run["save_dir"]))
+    scored = [json.loads(line) for line in open(os.path.join(log_dir, "ocr", "test_seen.0.scored.jsonl"))]
+    assert [r["text"] for r in scored] == [""] * len(records)
+    assert [r["given_text"] for r in scored] == [r["text"] for r in records]
+    event = [e for e in read_events(find_metrics_file(tracked_run["save_dir"])) if e["event"] == "test"][-1]
+    assert event["split"] == "test_seen_ocr" and event["text_source"] == "ocr" and event["n"] == len(records)
+
+    def probabilities(split):
+        with open(os.path.join(log_dir, "predictions", f"{split}.csv")) as f:
+            return sorted(row for row in csv.reader(f))
+    assert probabilities("test_seen_ocr") != probabilities("test_seen")  # the text scored changed
