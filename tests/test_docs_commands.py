@@ -19,7 +19,11 @@ PLACEHOLDER = re.compile(r"<[^<>]*>")
 
 
 def _fenced_lines(text):
-    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S):
+    # every fenced block, whatever its language, so a ```json block's closing fence never opens the next one;
+    # only shell blocks (or untagged ones) hold commands
+    for language, block in re.findall(r"```([\w-]*)\n(.*?)```", text, flags=re.S):
+        if language not in ("", "bash", "sh", "console"):
+            continue
         block = block.replace("\\\n", " ")
         loop = re.search(r"for (\w+) in ([^;]+); do[^\n]*\n(.*?)\ndone", block, flags=re.S)
         if loop:
