@@ -192,7 +192,10 @@ def format_table(results, matmul, args):
     def ratio(row, key):
         return f"{row[key] / full[key]:.2f}" if full and full[key] else "-"
 
+    from mmf_pe.utils.precision import hardware_header
+
     lines = [
+        hardware_header("cpu"),
         f"batch {args.batch}, {args.tokens} tokens + {args.regions} regions, "
         f"{'tiny model' if args.tiny else 'bert-base'}, CPU threads {results[0]['threads']}, "
         f"median of {args.steps} steps after {args.warmup} warm-up",

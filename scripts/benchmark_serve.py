@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """`mmf_pe serve` under load on 127.0.0.1 (a script, not a test): a bounded number of requests per row.
 
-    .venv/bin/python scripts/benchmark_serve.py [--size small|base] [--requests 64] [--out logs/serve/bench]
+    .venv/bin/python scripts/benchmark_serve.py [--size small|base] [--requests 64] [--precision fp32|bf16|auto]
+                                                [--out logs/serve/bench]
 
 Builds a served folder (random base of --size, PE "paper" adapters), starts the real `mmf_pe serve` command and
 measures, all in one run: throughput and p50/p99 latency at concurrency 1 / 8 / 32 (precomputed features, 100
 regions x 2048 as HMD's); the same at concurrency 32 with --max-batch 1 (the micro-batching speed-up); the cost of an
 adapter switch (in-process `put_on`, and over HTTP: alternating adapters vs one adapter); resident memory of the
 server with 1 and with 10 adapters loaded; features vs model time per meme (images through the detector:
-torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights). Prints a markdown table.
+torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights). Prints a markdown table under a header
+naming the machine (CPU model, torch's CPU capability, bf16 native or emulated by the probe, GPU) and the precision the
+server scored in (`--precision`; bf16 is forced where emulated, so the table can show what that costs).
 """
 import argparse
 import concurrent.futures
@@ -171,8 +174,11 @@ def main(argv=None):
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--requests", type=int, default=64, help="requests per load row")
     parser.add_argument("--images", type=int, default=4, help="image requests for the features-vs-model row")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the server's --precision (bf16 with --precision-force)")
     parser.add_argument("--out", default=os.path.join(ROOT, "logs", "serve", "bench"))
     args = parser.parse_args(argv)
+    served_precision = ["--precision", args.precision] + (["--precision-force"] if args.precision == "bf16" else [])
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     with tempfile.TemporaryDirectory() as root:
@@ -182,13 +188,13 @@ def main(argv=None):
         switch_ms, adapter_mib = switch_cost_in_process(folder, spare)
         base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20
 
-        server = Server(folder, "--max-batch", "1")
+        server = Server(folder, "--max-batch", "1", *served_precision)
         try:
             load(server.url, 4, 1)  # warm-up
             batch1 = load(server.url, args.requests, 32)
         finally:
             server.stop()
-        server = Server(folder, "--max-batch", "16")
+        server = Server(folder, "--max-batch", "16", *served_precision)
         try:
             load(server.url, 8, 8)  # warm-up
             results = {c: load(server.url, args.requests if c > 1 else max(8, args.requests // 4), c)
@@ -235,8 +241,12 @@ def main(argv=None):
     table = ["| row | result | latency / detail | note |", "|---|---|---|---|"]
     table += [f"| {' | '.join(row)} |" for row in rows]
     text = "\n".join(table)
+    from mmf_pe.utils.precision import hardware_header, resolve_precision
+
+    print(hardware_header("cpu"))
     print(f"size {args.size}, {args.requests} requests per load row, torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, served in {resolve_precision(args.precision, 'cpu').name} (--precision "
+          f"{args.precision})")
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:

@@ -31,6 +31,21 @@ def _projection_trained(run, hidden):
     return isinstance(trained, int) and trained >= 2048 * hidden + hidden
 
 
+def precision_line(runs):
+    """What the runs computed in and why (each run's `run` event records the resolver's decision): one sentence."""
+    chosen = {}
+    for run in runs:
+        decision = run.info.get("precision") or {}
+        chosen.setdefault((decision.get("name") or "fp32 (not recorded)", decision.get("reason") or "",
+                           decision.get("capability") or ""), []).append(run.mode)
+    parts = []
+    for (name, reason, capability), modes in chosen.items():
+        where = "every run" if len(chosen) == 1 else ", ".join(modes)
+        detail = "; ".join(p for p in (reason, f"capability {capability}" if capability else "") if p)
+        parts.append(f"**{name}** in {where}" + (f" ({detail})" if detail else ""))
+    return "Precision: `training.precision=auto` ran " + "; ".join(parts) + "."
+
+
 def _confounder_markdown(confounders):
     lines = ["| Split | Memes | Positive rate | Captions (with both labels) | Caption-lookup acc. | "
              "Scene patterns (with both labels) | Pattern-lookup acc. |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -97,6 +112,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
             "the best checkpoint by dev_seen AUROC goes to `mmf_pe evaluate` on test_seen / test_unseen (held "
             "out). Configs: `projects/visual_bert_pe/demo_*.yaml` and `configs/*.yaml` beside this report's "
             "folder. Fixed seeds and a fixed thread count per run: a rerun gives the same metrics.",
+            f"- **{precision_line(runs).replace(': ', '**: ', 1)}",
             f"- **Wall time** of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s)"
             + (f", load average at the end {load[0]:.1f}" if load else "") + " (a rerun reuses finished stages).",
         ]),
@@ -111,9 +127,10 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
     ]
     markdown, summary = write_report_files(report_dir, sections, plots, runs, confounders=confounders,
                                            seconds=round(seconds, 1), fc_trains_visual_projection=projection,
-                                           demo_table=rows, stages=stages, adapters=adapters)
+                                           demo_table=rows, stages=stages, adapters=adapters,
+                                           precision={run.mode: run.info.get("precision") for run in runs})
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": demo_markdown,
-            "rows": rows}
+            "rows": rows, "precision": precision_line(runs)}
 
 
 def _stages_markdown(stages):

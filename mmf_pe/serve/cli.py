@@ -30,8 +30,11 @@ def parser():
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request timeout (504 after it)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--max-pixels", type=int, default=40_000_000)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="scoring precision: auto = bf16 where the CPU computes it natively (AVX512-BF16/AMX, checked "
+                   "by a probe), else fp32; bf16 where it is emulated is refused (fp16 is refused on CPU)")
+    p.add_argument("--precision-force", action="store_true",
+                   help="serve --precision bf16 even where bf16 is emulated (many times slower than fp32)")
     p.add_argument("--poll-s", type=float, default=1.0, help="how often the adapter folder is re-read")
     g = p.add_argument_group("detector (images); must match the adapters' recorded feature provenance")
     g.add_argument("--no-detector", action="store_true", help="precomputed features only")
@@ -83,6 +86,22 @@ def detector_options(args, provenance):
     return options
 
 
+def precision_refusal(requested, force=False):
+    """Why `--precision` is refused on the engine's device (CPU), or None. A server must not silently run many times
+    slower: an explicit bf16 where the probe finds it emulated is refused unless forced (the resolver then warns)."""
+    from mmf_pe.utils.precision import PrecisionError, resolve_precision
+
+    try:
+        decision = resolve_precision(requested, "cpu")
+    except PrecisionError as error:
+        return str(error)
+    print(f"[serve] {decision.describe()}", file=sys.stderr)
+    if decision.warning and not force:
+        return (f"--precision {requested} refused: {decision.warning} Give --precision-force to serve in bf16 "
+                "anyway.")
+    return None
+
+
 def build_app(options):
     """The app for a dict of options (what `--workers` processes rebuild from the environment)."""
     from mmf_pe.serve.app import Settings, create_app
@@ -127,6 +146,10 @@ def main(argv=None):
         hint = "run `make demo` first (it exports the FC/PE adapters and their base there)" if args.demo else \
             "see docs/serving.md for the layout (base/ + adapter folders)"
         print(f"mmf_pe serve: {folder} has no base/base_config.json: {hint}", file=sys.stderr)
+        return 2
+    refusal = precision_refusal(args.precision, args.precision_force)
+    if refusal:
+        print(f"mmf_pe serve: {refusal}", file=sys.stderr)
         return 2
     detector_args = {k: getattr(args, k) for k in ("detector", "detector_weights", "allow_random_weights",
                                                    "num_boxes", "min_boxes", "selection", "min_size", "max_size",

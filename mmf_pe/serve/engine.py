@@ -76,10 +76,12 @@ class Engine:
         from safetensors.torch import load_file
         from transformers import BertTokenizer
 
-        from mmf_pe.utils.precision import check_precision
+        from mmf_pe.utils.precision import resolve_precision
 
         self.folder = folder
-        self.precision = check_precision(precision, "cpu")  # the engine scores on CPU; fp16 is refused there
+        # the engine scores on CPU; fp16 is refused there, auto is bf16 only where the CPU computes it natively
+        self.precision_decision = resolve_precision(precision, "cpu")
+        self.precision = self.precision_decision.name
         self.config = layout.read_base_config(folder)
         base = os.path.join(folder, layout.BASE_DIR)
         self.base_tensors = load_file(os.path.join(base, layout.BASE_WEIGHTS))
