@@ -101,3 +101,33 @@ def test_frozen_encoder_dtype_auto_follows_the_resolver(emulating_cpu, monkeypat
     assert model._encoder_dtype_name("auto") == "bf16"
     model.training_mode = "full"
     assert model._encoder_dtype_name("auto") == "fp32"  # the encoder trains: its weights stay fp32
+
+
+def test_extraction_auto_is_bf16_only_where_native(monkeypatch):
+    from mmf_pe.extraction.runner import extraction_precision
+
+    logged = []
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda: ())
+    monkeypatch.setattr(amp, "probe_bf16_ratio", lambda kind="cpu", **_: 47.0)
+    assert extraction_precision("auto", "cpu", logged.append) == "fp32"
+    assert extraction_precision("bf16", "cpu", logged.append) == "bf16" and "47.0x slower" in logged[-1]
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    monkeypatch.setattr(amp, "probe_bf16_ratio", lambda kind="cpu", **_: 0.45)
+    assert extraction_precision("auto", "cpu", logged.append) == "bf16"
+    with pytest.raises(ValueError, match="fp32, bf16 or auto"):
+        extraction_precision("fp16", "cpu", logged.append)
+
+
+def test_demo_report_precision_line():
+    from types import SimpleNamespace
+
+    from mmf_pe.demo.report import precision_line
+
+    decision = {"name": "fp32", "reason": "auto: no native bf16 on cpu (probe: bf16 47.00x fp32's time)",
+                "capability": "AVX2 (bf16 flags: none)"}
+    runs = [SimpleNamespace(mode=mode, info={"precision": decision}) for mode in ("fc", "pe/paper")]
+    line = precision_line(runs)
+    assert line.startswith("Precision: `training.precision=auto` ran **fp32** in every run (auto: no native bf16")
+    assert "capability AVX2 (bf16 flags: none)" in line
+    runs[1].info = {"precision": {**decision, "name": "bf16", "reason": "auto: native bf16"}}
+    assert "**fp32** in fc" in precision_line(runs) and "**bf16** in pe/paper" in precision_line(runs)
