@@ -3,6 +3,7 @@ metrics.jsonl) plus what a reader of the numbers must know (data, label rule, co
 import json
 import math
 import os
+import re
 
 from mmf_pe.demo import memes
 
@@ -32,16 +33,28 @@ def _projection_trained(run, hidden):
 
 
 def precision_line(runs):
-    """What the runs computed in and why (each run's `run` event records the resolver's decision): one sentence."""
+    """What the runs computed in and why (each run's `run` event records the resolver's decision): one sentence, one
+    part per precision chosen (the probe's ratio varies a little between runs: shown as a range)."""
     chosen = {}
     for run in runs:
         decision = run.info.get("precision") or {}
-        chosen.setdefault((decision.get("name") or "fp32 (not recorded)", decision.get("reason") or "",
-                           decision.get("capability") or ""), []).append(run.mode)
+        name = decision.get("name") or "fp32 (not recorded)"
+        group = chosen.setdefault(name, {"modes": [], "reasons": [], "capabilities": [], "ratios": []})
+        group["modes"].append(run.mode)
+        reason = re.sub(r" \(probe: [^)]*\)", "", decision.get("reason") or "")
+        for key, value in (("reasons", reason), ("capabilities", decision.get("capability"))):
+            if value and value not in group[key]:
+                group[key].append(value)
+        if decision.get("probe_ratio") is not None:
+            group["ratios"].append(decision["probe_ratio"])
     parts = []
-    for (name, reason, capability), modes in chosen.items():
-        where = "every run" if len(chosen) == 1 else ", ".join(modes)
-        detail = "; ".join(p for p in (reason, f"capability {capability}" if capability else "") if p)
+    for name, group in chosen.items():
+        where = "every run" if len(chosen) == 1 else ", ".join(group["modes"])
+        ratios = sorted(group["ratios"])
+        probe = (f"probe bf16/fp32 time {ratios[0]:.2f}x" + (f"–{ratios[-1]:.2f}x" if ratios[-1] != ratios[0] else "")
+                 if ratios else "")
+        detail = "; ".join(group["reasons"] + ([probe] if probe else [])
+                           + [f"capability {c}" for c in group["capabilities"]])
         parts.append(f"**{name}** in {where}" + (f" ({detail})" if detail else ""))
     return "Precision: `training.precision=auto` ran " + "; ".join(parts) + "."
 

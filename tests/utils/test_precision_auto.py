@@ -124,10 +124,11 @@ def test_demo_report_precision_line():
     from mmf_pe.demo.report import precision_line
 
     decision = {"name": "fp32", "reason": "auto: no native bf16 on cpu (probe: bf16 47.00x fp32's time)",
-                "capability": "AVX2 (bf16 flags: none)"}
-    runs = [SimpleNamespace(mode=mode, info={"precision": decision}) for mode in ("fc", "pe/paper")]
+                "capability": "AVX2 (bf16 flags: none)", "probe_ratio": 47.0}
+    runs = [SimpleNamespace(mode=mode, info={"precision": dict(decision, probe_ratio=ratio)})
+            for mode, ratio in (("fc", 47.0), ("pe/paper", 45.5))]  # each run probes for itself
     line = precision_line(runs)
-    assert line.startswith("Precision: `training.precision=auto` ran **fp32** in every run (auto: no native bf16")
-    assert "capability AVX2 (bf16 flags: none)" in line
+    assert line == ("Precision: `training.precision=auto` ran **fp32** in every run (auto: no native bf16 on cpu; "
+                    "probe bf16/fp32 time 45.50x–47.00x; capability AVX2 (bf16 flags: none)).")
     runs[1].info = {"precision": {**decision, "name": "bf16", "reason": "auto: native bf16"}}
     assert "**fp32** in fc" in precision_line(runs) and "**bf16** in pe/paper" in precision_line(runs)
