@@ -277,6 +277,9 @@ def main(argv=None):
                     stages.append(_run_child(["--stages", json.dumps({**spec, "workers": 0})]))
     load_after = os.getloadavg()
     needed = args.batch / (args.gpu_step_ms / 1000)
+    from mmf_pe.utils.precision import hardware_header
+
+    print(hardware_header("cpu"))
     print(f"{args.samples} training samples per dataset (MMH: fewer, the generated tree's bad tweets are skipped), "
           f"{args.regions} x {args.dim} region features, {TEXT_TOKENS}-token texts, batch {args.batch}; "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after the run.\n")

@@ -2,7 +2,7 @@
 """`mmf_pe serve` under load on 127.0.0.1 (a script, not a test): a bounded number of requests per row.
 
     .venv/bin/python scripts/benchmark_serve.py [--size small|base] [--requests 64] [--out logs/serve/bench]
-        [--image-requests 16] [--only-images] [--device cpu|cuda]
+        [--image-requests 16] [--only-images] [--device cpu|cuda] [--precision fp32|bf16|auto]
 
 Builds a served folder (random base of --size, PE "paper" adapters), starts the real `mmf_pe serve` command and
 measures, all in one run: throughput and p50/p99 latency at concurrency 1 / 8 / 32 (precomputed features, 100
@@ -12,7 +12,9 @@ server with 1 and with 10 adapters loaded; features vs model time per meme (imag
 torchvision Faster R-CNN R50-FPN at its 800-pixel default, random weights); and latency per meme, image in, score
 out: a ViT-B/32-sized CLIP `frozen_vl` (real architecture sizes, random weights, served from `bases/clip/` beside the
 VisualBERT base) against VisualBERT + region detector, p50 / p99 at concurrency 1 and 8, for uncached (every meme
-new) and cached (re-posted) memes. Prints a markdown table.
+new) and cached (re-posted) memes. Prints a markdown table under a header
+naming the machine (CPU model, torch's CPU capability, bf16 native or emulated by the probe, GPU) and the precision the
+server scored in (`--precision`; bf16 is forced where emulated, so the table can show what that costs).
 """
 import argparse
 import concurrent.futures
@@ -275,8 +277,11 @@ def main(argv=None):
                         help="memes per CLIP image row (the detector rows post a quarter as many)")
     parser.add_argument("--only-images", action="store_true", help="only the image-in, score-out rows")
     parser.add_argument("--device", default="cpu", help="the server's --device (cpu, cuda)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the server's --precision (bf16 with --precision-force)")
     parser.add_argument("--out", default=os.path.join(ROOT, "logs", "serve", "bench"))
     args = parser.parse_args(argv)
+    served_precision = ["--precision", args.precision] + (["--precision-force"] if args.precision == "bf16" else [])
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     with tempfile.TemporaryDirectory() as root:
@@ -288,13 +293,13 @@ def main(argv=None):
         switch_ms, adapter_mib = switch_cost_in_process(folder, spare)
         base_mib = os.path.getsize(os.path.join(folder, "base", "base_model.safetensors")) / 2**20
 
-        server = Server(folder, "--max-batch", "1", "--device", args.device)
+        server = Server(folder, "--max-batch", "1", "--device", args.device, *served_precision)
         try:
             load(server.url, 4, 1)  # warm-up
             batch1 = load(server.url, args.requests, 32)
         finally:
             server.stop()
-        server = Server(folder, "--max-batch", "16", "--device", args.device)
+        server = Server(folder, "--max-batch", "16", "--device", args.device, *served_precision)
         try:
             load(server.url, 8, 8)  # warm-up
             results = {c: load(server.url, args.requests if c > 1 else max(8, args.requests // 4), c)
@@ -346,8 +351,12 @@ def print_table(rows, args):
     table = ["| row | result | latency / detail | note |", "|---|---|---|---|"]
     table += [f"| {' | '.join(row)} |" for row in rows]
     text = "\n".join(table)
+    from mmf_pe.utils.precision import hardware_header, resolve_precision
+
+    print(hardware_header(args.device))
     print(f"size {args.size}, {args.requests} requests per load row, torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, device {args.device}")
+          f"{os.cpu_count()} CPUs, device {args.device}, served in "
+          f"{resolve_precision(args.precision, args.device).name} (--precision {args.precision})")
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:

@@ -39,5 +39,6 @@ def main(argv=None):
     print("\nStage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in result["stages"].items())
           + f"; total {sum(result['stages'].values()):.0f} s", flush=True)
     print("\nTable II (measured; detector weights are random, see the report):\n" + result["table2"], flush=True)
+    print("\n" + result["precision"], flush=True)
     log(f"report: {result['markdown']}")
     return 0

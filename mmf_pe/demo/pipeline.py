@@ -22,6 +22,9 @@ from mmf_pe.demo.runs import RUNS, read_stamp
 from mmf_pe.utils.io import atomic_write_text
 
 PROJECT = os.path.join(REPO_ROOT, "projects", "visual_bert_pe")
+# training.precision of every run: bf16 where this machine computes it natively, else fp32 (docs/precision.md). The
+# features stay fp32 extractions: they are data, the same on every machine.
+DEMO_PRECISION = "auto"
 TINY_MODEL = {  # tests: a random 2-layer BERT instead of MiniLM (the project's test-size convention)
     "bert_model_name": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
     "intermediate_size": 64, "max_position_embeddings": 64,
@@ -144,9 +147,10 @@ def _extract(paths, raw, settings, threads, jobs):
 
 
 def run_overrides(name, settings, seed):
-    """The demo's scale on top of a mode's project config (nested dict, written as the run's YAML)."""
+    """The demo's scale on top of a mode's project config (nested dict, written as the run's YAML). Precision `auto`:
+    bf16 where this machine computes it natively, else fp32 (the report says which, and why)."""
     training = {"seed": seed, "evaluation_interval": settings.eval_every, "log_interval": settings.eval_every,
-                "batch_size": settings.batch_size, "early_stop": {"enabled": True}}
+                "batch_size": settings.batch_size, "early_stop": {"enabled": True}, "precision": DEMO_PRECISION}
     overrides = {"training": training,
                  "dataset_config": {"hateful_memes": {"max_features": 1 if name == "text_only" else
                                                       settings.num_regions}}}

@@ -3,6 +3,7 @@ metrics.jsonl) plus what a reader of the numbers must know (data, label rule, co
 import json
 import math
 import os
+import re
 
 from mmf_pe.demo import memes
 
@@ -29,6 +30,33 @@ def _projection_trained(run, hidden):
     """Whether a run trained the visual projection (2048 x hidden + hidden), judged from its trained count."""
     trained = (run.info.get("params") or {}).get("trained")
     return isinstance(trained, int) and trained >= 2048 * hidden + hidden
+
+
+def precision_line(runs):
+    """What the runs computed in and why (each run's `run` event records the resolver's decision): one sentence, one
+    part per precision chosen (the probe's ratio varies a little between runs: shown as a range)."""
+    chosen = {}
+    for run in runs:
+        decision = run.info.get("precision") or {}
+        name = decision.get("name") or "fp32 (not recorded)"
+        group = chosen.setdefault(name, {"modes": [], "reasons": [], "capabilities": [], "ratios": []})
+        group["modes"].append(run.mode)
+        reason = re.sub(r" \(probe: [^)]*\)", "", decision.get("reason") or "")
+        for key, value in (("reasons", reason), ("capabilities", decision.get("capability"))):
+            if value and value not in group[key]:
+                group[key].append(value)
+        if decision.get("probe_ratio") is not None:
+            group["ratios"].append(decision["probe_ratio"])
+    parts = []
+    for name, group in chosen.items():
+        where = "every run" if len(chosen) == 1 else ", ".join(group["modes"])
+        ratios = sorted(group["ratios"])
+        probe = (f"probe bf16/fp32 time {ratios[0]:.2f}x" + (f"–{ratios[-1]:.2f}x" if ratios[-1] != ratios[0] else "")
+                 if ratios else "")
+        detail = "; ".join(group["reasons"] + ([probe] if probe else [])
+                           + [f"capability {c}" for c in group["capabilities"]])
+        parts.append(f"**{name}** in {where}" + (f" ({detail})" if detail else ""))
+    return "Precision: `training.precision=auto` ran " + "; ".join(parts) + "."
 
 
 def _confounder_markdown(confounders):
@@ -97,6 +125,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
             "the best checkpoint by dev_seen AUROC goes to `mmf_pe evaluate` on test_seen / test_unseen (held "
             "out). Configs: `projects/visual_bert_pe/demo_*.yaml` and `configs/*.yaml` beside this report's "
             "folder. Fixed seeds and a fixed thread count per run: a rerun gives the same metrics.",
+            f"- **{precision_line(runs).replace(': ', '**: ', 1)}",
             f"- **Wall time** of this invocation: {seconds / 60:.1f} min on {os.cpu_count()} CPU core(s)"
             + (f", load average at the end {load[0]:.1f}" if load else "") + " (a rerun reuses finished stages).",
         ]),
@@ -111,9 +140,10 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
     ]
     markdown, summary = write_report_files(report_dir, sections, plots, runs, confounders=confounders,
                                            seconds=round(seconds, 1), fc_trains_visual_projection=projection,
-                                           demo_table=rows, stages=stages, adapters=adapters)
+                                           demo_table=rows, stages=stages, adapters=adapters,
+                                           precision={run.mode: run.info.get("precision") for run in runs})
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": demo_markdown,
-            "rows": rows}
+            "rows": rows, "precision": precision_line(runs)}
 
 
 def _stages_markdown(stages):

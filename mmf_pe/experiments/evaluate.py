@@ -183,9 +183,11 @@ def evaluate_run(run_dir, splits=None, checkpoint="best", overrides=(), batch_si
         if pending_info:
             tracker.log_event(pending_info)
             pending_info = None
+        decision = getattr(trainer, "precision_decision", None)
         tracker.log_event({"event": "test", "step": int(trainer.num_updates), "split": name, "dataset": dataset,
                            "checkpoint": os.path.basename(checkpoint_path), "annotations": paths, "metrics": metrics,
-                           "n": n, "predictions": relative, "text_source": text_source})
+                           "n": n, "predictions": relative, "text_source": text_source,
+                           "precision": decision.as_dict() if decision is not None else None})
         results[name] = metrics
     return results
 
@@ -201,8 +203,9 @@ def main(argv=None):
                         help="ocr: score each split with the text read from its images (`mmf_pe ocr`, docs/ocr.md)")
     parser.add_argument("--image-root", default=None, help="with --text-source ocr: the folder of the annotations' "
                         "img paths (default: found beside the annotations, as `mmf_pe ocr`)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                        help="autocast precision (default: the run's training.precision); fp16 needs CUDA")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                        help="autocast precision (default: the run's training.precision); auto: bf16 where the "
+                        "hardware computes it natively, else fp32 (fp16 on a CUDA GPU without bf16); fp16 needs CUDA")
     argv = list(argv) if argv is not None else None
     overrides = [a for a in (argv or []) if "=" in a and not a.startswith("-")]
     args = parser.parse_args([a for a in (argv or []) if a not in overrides] if argv is not None else None)

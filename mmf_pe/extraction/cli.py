@@ -48,7 +48,9 @@ def build_parser():
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward (helps on a GPU, not on CPU)")
     p.add_argument("--num-workers", type=int, help="decoding workers (default 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast (deviates)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="bf16 autocast (deviates from fp32 features); auto: bf16 only where the device computes it "
+                   "natively, else fp32")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"],
                    help="float16 halves the LMDB; MMF's reader casts back to float32")

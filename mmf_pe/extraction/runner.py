@@ -101,6 +101,21 @@ def compact(record, feature_dtype="float32", cls_prob="full"):
     return record
 
 
+def extraction_precision(requested, device, log):
+    """fp32 or bf16 (extraction's only mixed type) for `--precision fp32 | bf16 | auto`, by the core resolver: auto is
+    bf16 only where `device` computes it natively (a CUDA GPU without bf16 gets fp32 here, not fp16); an explicit bf16
+    where it is emulated is kept and warned about with the probe's slowdown. The choice and its reason are logged."""
+    from mmf_pe.utils.precision import resolve_precision
+
+    if requested not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be fp32, bf16 or auto, not {requested!r}")
+    decision = resolve_precision(requested, device)
+    name = "bf16" if decision.name == "bf16" else "fp32"
+    fallback = "" if name == decision.name else "; extraction runs fp32 instead of fp16"
+    log(f"[extract] {decision.describe()}{fallback}")
+    return name
+
+
 def extract_features(images, out, detector="torchvision_frcnn", weights=None, allow_random_weights=False,
                      num_boxes=100, min_boxes=None, selection="vmb", nms_thresh=0.5, conf_thresh=0.0, min_size=800,
                      max_size=1333, device="cpu", batch_size=1, num_workers=None, feature_dtype="float32",
@@ -116,8 +131,7 @@ def extract_features(images, out, detector="torchvision_frcnn", weights=None, al
         raise ValueError(f"feature_dtype must be float32 or float16, not {feature_dtype!r}")
     if cls_prob not in ("full", "off") and not str(cls_prob).isdigit():
         raise ValueError(f"cls_prob must be 'full', 'off' or a top-k count, not {cls_prob!r}")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
+    precision = extraction_precision(precision, device, log)
     select = SelectionConfig(method=selection, max_boxes=num_boxes,
                              min_boxes=num_boxes if min_boxes is None else min_boxes, nms_thresh=nms_thresh,
                              conf_thresh=conf_thresh)

@@ -33,8 +33,12 @@ def parser():
                    "detector works at ~800 x 1333, and decoding costs ~3 bytes per pixel (default: 4096 x 4096)")
     p.add_argument("--decode-concurrency", type=int, default=2, help="images decoded / in the detector at once "
                    "(bounds the memory images take: docs/serving.md)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="scoring precision: bf16 autocast on CPUs with AVX512-BF16/AMX (fp16 is refused on CPU)")
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="scoring precision: auto = bf16 where the device computes it natively (AVX512-BF16/AMX, "
+                   "checked by a probe; CUDA with bf16), else fp32 (fp16 on a CUDA GPU without bf16); bf16 where "
+                   "it is emulated is refused; fp16 is refused on CPU")
+    p.add_argument("--precision-force", action="store_true",
+                   help="serve --precision bf16 even where bf16 is emulated (many times slower than fp32)")
     p.add_argument("--ocr", choices=("on", "off"), default="on", help="read the text of images sent without "
                    "text (Tesseract, docs/ocr.md); off: clients must send the text")
     p.add_argument("--ocr-command", default="tesseract", help="the OCR engine's executable (default: on PATH)")
@@ -89,6 +93,22 @@ def detector_options(args, provenance):
         if recorded:
             options["detector_options"] = recorded
     return options
+
+
+def precision_refusal(requested, force=False, device="cpu"):
+    """Why `--precision` is refused on the engine's device, or None. A server must not silently run many times
+    slower: an explicit bf16 where the probe finds it emulated is refused unless forced (the resolver then warns)."""
+    from mmf_pe.utils.precision import PrecisionError, resolve_precision
+
+    try:
+        decision = resolve_precision(requested, device)
+    except PrecisionError as error:
+        return str(error)
+    print(f"[serve] {decision.describe()}", file=sys.stderr)
+    if decision.warning and not force:
+        return (f"--precision {requested} refused: {decision.warning} Give --precision-force to serve in bf16 "
+                "anyway.")
+    return None
 
 
 def build_app(options):
@@ -152,6 +172,10 @@ def main(argv=None):
         hint = "run `make demo` first (it exports the FC/PE adapters and their base there)" if args.demo else \
             "see docs/serving.md for the layout (base/ + adapter folders)"
         print(f"mmf_pe serve: {folder} has no base/base_config.json: {hint}", file=sys.stderr)
+        return 2
+    refusal = precision_refusal(args.precision, args.precision_force, args.device)
+    if refusal:
+        print(f"mmf_pe serve: {refusal}", file=sys.stderr)
         return 2
     os.environ[ENV_SETTINGS] = json.dumps(options_from_args(args, folder))
     import uvicorn

@@ -85,11 +85,13 @@ class Engine:
     the others serve."""
 
     def __init__(self, folder, precision="fp32", device="cpu", embedding_cache_mb=256.0):
-        from mmf_pe.utils.precision import check_precision
+        from mmf_pe.utils.precision import resolve_precision
 
         self.folder = folder
         self.device = check_device(device)
-        self.precision = check_precision(precision, self.device.type)
+        # auto is bf16 only where the device computes it natively; fp16 is refused on CPU
+        self.precision_decision = resolve_precision(precision, self.device.type)
+        self.precision = self.precision_decision.name
         self.config = layout.read_base_config(folder)
         cache_bytes = int(float(embedding_cache_mb) * 2**20)
         self.bases, self.base_errors = {}, {}

@@ -12,16 +12,18 @@ metrics.jsonl (schema version 1): `<log dir>/metrics.jsonl`, the log dir being `
 Readers should take the last line of a kind where lines repeat (a resumed run appends).
 
     run    {"schema": 1, "run_id", "experiment", "model", "dataset", "datasets": [...], "mode", "training_mode",
-            "pe_method", "seed", "max_updates", "params": {"total", "trained", "adapter"}, "save_dir"}
+            "pe_method", "seed", "max_updates", "params": {"total", "trained", "adapter"}, "precision", "save_dir"}
     train  {"step", "metrics": {"total_loss", "lr", "<dataset>/<loss name>", ...}}
     eval   {"step", "split": "val", "dataset", "metrics": {...}, "n", "is_best": bool}   one per validation
     final  {"step", "split": "val" | "test", "dataset", "metrics", "n", "predictions"}  rc10's closing inference,
                                                                   on the restored best checkpoint (step = its update)
     test   {"step", "split": "test_seen" | "test_unseen" | "test" | ..., "dataset", "checkpoint", "metrics", "n",
-            "predictions"}                                                      written by `mmf_pe evaluate`
+            "predictions", "precision"}                                         written by `mmf_pe evaluate`
     end    {"step", "status": "completed" | "failed", "error"?}
 
 `mode` is the report label: `training_mode`, plus `/<pe method>` for PE runs (e.g. `fc`, `full`, `pe/paper`).
+`precision` is the precision resolver's decision (`{requested, name, device, native_bf16, capability, probe_ratio,
+reason, warning}`, docs/precision.md), null for a trainer without it.
 `predictions` is a CSV path relative to the log dir with columns `id,proba,target,prediction` (proba = P(class 1)).
 """
 from mmf_pe.tracking.base import MultiTracker, Tracker

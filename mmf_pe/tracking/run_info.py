@@ -86,6 +86,7 @@ def describe_run(trainer):
     mode, method = training_mode_and_method(trainer.model, model_config)
     datasets = [d for d in str(config.datasets).split(",") if d]
     seed = config.training.get("seed", None)
+    decision = getattr(trainer, "precision_decision", None)  # the mmf_pe trainer's (mmf_pe/trainers/precision.py)
     return {
         "event": "run",
         "schema": 1,
@@ -99,5 +100,6 @@ def describe_run(trainer):
         "seed": int(seed) if seed is not None else None,
         "max_updates": config.training.get("max_updates", None),
         "params": parameter_counts(trainer.model),
+        "precision": decision.as_dict() if decision is not None else None,
         "save_dir": str(config.env.save_dir),
     }

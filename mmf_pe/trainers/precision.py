@@ -1,20 +1,27 @@
-"""The `mmf_pe` trainer's mixed precision: `training.precision: fp32 | bf16 | fp16` (`training.fp16: true` = fp16).
+"""The `mmf_pe` trainer's mixed precision: `training.precision: auto | fp32 | bf16 | fp16` (`training.fp16: true` =
+fp16).
 
 rc10 has no mixed precision. Training, validation and `mmf_predict` forward passes run under `torch.autocast`; the
 model's outputs are cast back to fp32 before MMF computes losses and metrics. Weights, optimiser state and checkpoints
 stay fp32 (autocast never converts parameters). fp16 adds a GradScaler, set as `self.grad_scaler`, the hook run
 safety uses so that steps the scaler skips (inf/NaN gradients) are not failures; its state is saved with the
-resume state. What each precision does on which device: `mmf_pe/utils/precision.py`.
+resume state. What each precision does on which device, and what `auto` picks: `mmf_pe/utils/precision.py`; the
+decision (with its reason, the hardware and the bf16 probe) is written to the run log and kept as
+`self.precision_decision` for the run's metadata (the `run` event of metrics.jsonl).
 """
 from mmf_pe.utils import precision as amp
 
 
 class PrecisionMixin:
     precision = "fp32"
+    precision_decision = None
 
     def load_model_and_optimizer(self):
         # Decided before the model is built, so an fp16 request on CPU stops before any work is done.
-        self.precision = amp.check_precision(amp.resolve_precision(self.config.training), self.device)
+        self.precision_decision = amp.resolve_precision(amp.requested_precision(self.config.training), self.device)
+        self.precision = self.precision_decision.name
+        self.writer.write(self.precision_decision.describe(),
+                          "warning" if self.precision_decision.warning else "info")
         super().load_model_and_optimizer()
         if self.precision != "fp32":
             model = self.model.module if hasattr(self.model, "module") else self.model

@@ -59,6 +59,13 @@ def test_report_files_and_table2_values(demo):
     for row in rows.values():
         for metric in ("roc_auc", "accuracy", "binary_f1"):
             assert 0.0 <= row[metric]["mean"] <= 1.0 and row[metric]["n"] == 1
+    # the main job trains with precision auto and says what it ran in: the resolver's choice for this machine
+    from mmf_pe.utils.precision import resolve_precision
+
+    chosen = resolve_precision("auto", "cpu").name
+    assert {(d["requested"], d["name"]) for d in summary["precision"].values()} == {("auto", chosen)}
+    assert len(summary["precision"]) == 4 and result["precision"].split(" ran ", 1)[1] in markdown
+    assert f"ran **{chosen}** in every run" in result["precision"]
     names = {os.path.basename(p) for p in result["plots"]}
     assert "auroc_vs_updates_and_seconds.png" in names and len(names) >= 3
     for path in result["plots"]:

@@ -73,6 +73,14 @@ def test_full_bf16_trains_like_fp32(learnable_hmd, full_fp32, tmp_path):
     bf16 = mmf_train(learnable_hmd, "full", ["training.precision=bf16"], tmp_path)
     assert_parity({"fp32": full_fp32[0], "bf16": bf16})
     assert_fp32_checkpoint(tmp_path)
+    # the run log and the run's metadata (the `run` event) say what ran and why
+    assert "Precision: bf16 (requested bf16) on cpu" in bf16 and "Precision: fp32 (requested fp32)" in full_fp32[0]
+    from mmf_pe.reporting import load_run
+    from mmf_pe.tracking.jsonl import find_metrics_file
+
+    decision = load_run(find_metrics_file(str(tmp_path))).info["precision"]
+    assert decision["name"] == "bf16" and decision["requested"] == "bf16" and decision["probe_ratio"] > 0
+    assert decision["capability"].startswith(torch.backends.cpu.get_cpu_capability())
 
 
 @pytest.mark.parametrize("mode", ["fc", "pe"])
@@ -116,13 +124,15 @@ def test_fp16_is_refused_on_cpu_with_a_clear_message(learnable_hmd, tmp_path):
 
 
 def test_precision_resolution():
-    assert amp.resolve_precision({"precision": "BF16"}) == "bf16"
-    assert amp.resolve_precision({"fp16": True}) == "fp16"
-    assert amp.resolve_precision({}) == "fp32"
+    assert amp.requested_precision({"precision": "BF16"}) == "bf16"
+    assert amp.requested_precision({"precision": "auto"}) == "auto"
+    assert amp.requested_precision({"fp16": True}) == "fp16"
+    assert amp.requested_precision({"fp16": "False"}) == "fp32"  # rc10 leaves `training.fp16=false` a string
+    assert amp.requested_precision({}) == "fp32"
     with pytest.raises(amp.PrecisionError, match="contradicts"):
-        amp.resolve_precision({"precision": "bf16", "fp16": True})
+        amp.requested_precision({"precision": "bf16", "fp16": True})
     with pytest.raises(amp.PrecisionError, match="not one of"):
-        amp.resolve_precision({"precision": "fp8"})
+        amp.requested_precision({"precision": "fp8"})
     assert amp.make_grad_scaler("bf16", "cpu") is None
     out = amp.outputs_to_fp32({"scores": torch.ones(2, dtype=torch.bfloat16), "ids": torch.arange(2)})
     assert out["scores"].dtype == torch.float32 and out["ids"].dtype == torch.int64
@@ -178,8 +188,9 @@ def test_serve_and_evaluate_take_the_switch():
 
     assert parser().parse_args(["folder", "--precision", "bf16"]).precision == "bf16"
     assert parser().parse_args(["folder"]).precision == "fp32"
+    assert parser().parse_args(["folder", "--precision", "auto"]).precision == "auto"
     with pytest.raises(amp.PrecisionError, match="refused on cpu"):
-        amp.check_precision("fp16", "cpu")  # what the serving engine (CPU) calls with --precision fp16
+        amp.resolve_precision("fp16", "cpu")  # what the serving engine (CPU) calls with --precision fp16
 
 
 def test_benchmark_precision_rows_tiny():
@@ -196,7 +207,7 @@ def test_benchmark_precision_rows_tiny():
     assert [r["precision"] for r in rows] == ["fp32", "bf16"] and rows[0]["flops"] == rows[1]["flops"] > 0
     peaks = {name: benchmark.matmul_peak(name, shape=(64, 64, 64), repeats=1) for name in ("fp32", "bf16")}
     table = benchmark.format_precision_table(rows, peaks)
-    assert "| paper | bf16 |" in table and "MFU vs bf16 matmul" in table and "bf16 / fp32 =" in table
+    assert "| paper | bf16 |" in table and "MFU vs best matmul" in table and "bf16 / fp32 =" in table
 
 
 def test_benchmark_loader_reads_through_the_real_pipeline(tmp_path, monkeypatch):
@@ -215,3 +226,37 @@ def test_benchmark_loader_reads_through_the_real_pipeline(tmp_path, monkeypatch)
                                     "dim": 16, "data_dir": data_dir})
     assert result["samples"] == 32 and result["samples_per_s"] > 0  # 3 batches, the first one not timed
     assert result["batch_dtype"] == "float16" and result["cpu_ms_per_sample"] > 0  # fp16 kept (F28)
+
+
+
+def test_run_log_warns_with_the_factor_where_bf16_is_emulated(monkeypatch):
+    """The trainer's precision step with the CPU's bf16 mocked as emulated (no bf16 instructions, a probe 47x
+    slower): an explicit bf16 is kept, and the run log gets the decision as a warning naming the factor; `auto`
+    logs fp32 with its reason. (Real runs: the bf16 / fp32 runs above log the same line; their metadata below.)"""
+    from omegaconf import OmegaConf
+
+    from mmf_pe.trainers.precision import PrecisionMixin
+    from mmf_pe.utils import hardware
+
+    monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda: ())
+    monkeypatch.setattr(amp, "probe_bf16_ratio", lambda kind="cpu", **_: 47.0)
+
+    class Base:
+        def load_model_and_optimizer(self):
+            self.model = torch.nn.Linear(2, 2)
+
+    class Trainer(PrecisionMixin, Base):
+        device = torch.device("cpu")
+
+    written = []
+    for requested in ("bf16", "auto"):
+        trainer = Trainer()
+        trainer.writer = type("Writer", (), {"write": lambda self, text, level="info": written.append((level, text))})()
+        trainer.config = OmegaConf.create({"training": {"precision": requested, "fp16": False}})
+        trainer.load_model_and_optimizer()
+        assert trainer.precision == {"bf16": "bf16", "auto": "fp32"}[requested]
+    level, text = written[0]
+    assert level == "warning" and text.startswith("Precision: bf16 (requested bf16) on cpu: as requested, emulated")
+    assert "47.0x slower in bf16 than in fp32" in text
+    assert any(level == "info" and text.startswith("Precision: fp32 (requested auto) on cpu: auto: no native bf16")
+               for level, text in written)

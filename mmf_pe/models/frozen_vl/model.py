@@ -5,7 +5,7 @@ Modes as for visual_bert_pe (`training_mode`, or `freeze_base` + `pe.method`): f
 trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
 (`pe_towers`) + head; full = everything trains. With a frozen encoder the embedding cache makes later epochs cost
 only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
-(fp32 | bf16 | fp16) loads the encoder in half precision; the head stays fp32.
+(fp32 | bf16 | fp16 | auto) loads the encoder in half precision; the head stays fp32.
 """
 import logging
 import os
@@ -50,7 +50,7 @@ class FrozenVL(BaseModel):
         pe_node = pe_settings(config.get("pe", None), self.MODEL_NAME)
         self.pe_config = pe_config_for(pe_node, self.MODEL_NAME)
         self.spec = get_encoder(self.encoder_name(), config)
-        dtype_name = str(config.get("encoder_dtype", "fp32"))
+        dtype_name = self._encoder_dtype_name(str(config.get("encoder_dtype", "fp32")))
         dtype = torch_dtype(dtype_name, f"model_config.{self.MODEL_NAME}.encoder_dtype")
         if self.training_mode == "full" and dtype != torch.float32:
             raise ValueError(f"{self.MODEL_NAME}: training_mode full updates the encoder's own weights, which an "
@@ -85,6 +85,22 @@ class FrozenVL(BaseModel):
         self.cache = self._open_cache()
 
     # -- setup -------------------------------------------------------------------------------------------------
+    def _encoder_dtype_name(self, requested):
+        """`encoder_dtype: auto`: the core resolver's choice for the device this run uses (bf16 where native, fp16 on
+        a CUDA GPU without bf16, else fp32), fp32 whenever the encoder itself trains (full); other values as given."""
+        if requested != "auto":
+            return requested
+        if self.training_mode == "full":
+            self._log(f"{self.MODEL_NAME}: encoder_dtype auto -> fp32 (training_mode full trains the encoder's "
+                      "weights)")
+            return "fp32"
+        from mmf_pe.utils.precision import resolve_precision
+
+        device = registry.get("current_device", no_warning=True) or ("cuda" if torch.cuda.is_available() else "cpu")
+        decision = resolve_precision("auto", device)
+        self._log(f"{self.MODEL_NAME}: encoder_dtype auto -> {decision.describe()}")
+        return decision.name
+
     def _prefix(self):
         return f"{self.MODEL_NAME}[{self.spec.name}]"
 
