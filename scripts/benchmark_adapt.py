@@ -62,8 +62,8 @@ def make_period(folder, name, period, count, seed):
 
 
 def build_folder(root):
-    from mmf_pe.data.tiny_hmd import write_tokenizer
     from mmf_pe.serve.layout import save_base
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
     from mmf_pe.tools.table1 import build_model
     from mmf_pe.tuners.export import save_adapter
 

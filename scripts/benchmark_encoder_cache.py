@@ -162,8 +162,8 @@ def main(argv=None):
     from mmf_pe.compat import install
 
     install()
-    from mmf_pe.models.clip_pe.synthetic import make_image_memes
-    from mmf_pe.models.frozen_vl.synthetic import make_tiny_encoder
+    from mmf_pe.testing.tiny_clip import make_image_memes
+    from mmf_pe.testing.tiny_vl import make_tiny_encoder
 
     work = tempfile.mkdtemp(prefix="encoder_cache_bench_")
     data_dir = args.data_dir or work

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/benchmark_loader.py [--datasets hmd mmh] [--samples 256] [--workers 0 1 2]
                                                  [--dtypes float32 float16] [--gpu-step-ms 50]
 
-Generates an HMD-layout dataset (`mmf_pe/data/tiny_hmd.py`) and an MMH-layout one (a miniature MMHS150K tree,
+Generates an HMD-layout dataset (`mmf_pe/testing/tiny_hmd.py`) and an MMH-layout one (a miniature MMHS150K tree,
 converted by `mmf_pe convert-mmh`, region features keyed by tweet id, as the MMH tests make them) with 100 x 2048
 region features per sample, stored fp32 or fp16, and 128-token texts. Each row builds the `mmf_pe` trainer as
 `mmf_run` does (rc10's dataset, its LMDB reader through our safe reader, the BERT text processor, the collate and our
@@ -31,7 +31,7 @@ MODEL_STEPS = {"Full, bf16": 8 / 8.09, "paper PE, bf16": 8 / 5.59, "FC, bf16": 8
 
 
 def make_hmd(root, samples, regions, dim, dtype):
-    from mmf_pe.data.tiny_hmd import make_tiny_hmd
+    from mmf_pe.testing.tiny_hmd import make_tiny_hmd
 
     return make_tiny_hmd(os.path.join(root, f"hmd_{dtype}"), feature_dim=dim, num_regions=regions,
                          splits={"train": samples, **SPLITS}, feature_dtype=dtype)["data_dir"]
@@ -45,9 +45,9 @@ def make_mmh(root, samples, regions, dim, dtype):
     import numpy as np
 
     from mmf_pe.data.lmdb_features import LMDBFeatureWriter
-    from mmf_pe.data.tiny_hmd import write_tokenizer
     from mmf_pe.datasets.mmh import convert
-    from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
+    from mmf_pe.testing.tiny_mmh import make_tiny_mmhs150k
 
     base = os.path.join(root, f"mmh_{dtype}")
     data_dir = os.path.join(base, "data")

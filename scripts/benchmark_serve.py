@@ -41,8 +41,8 @@ TOKEN = "benchmark-token"
 
 
 def build_folder(root, size, adapters=10):
-    from mmf_pe.data.tiny_hmd import write_tokenizer
     from mmf_pe.serve.layout import save_base
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
     from mmf_pe.tools.table1 import build_model
     from mmf_pe.tuners.export import save_adapter
 
@@ -178,8 +178,8 @@ def add_clip_base(folder, root):
     head, written through the model contract as `export-base` / `export-adapter` write a run's."""
     from transformers import CLIPConfig, CLIPModel
 
-    from mmf_pe.models.clip_pe.synthetic import BOS, EOS, write_clip_tokenizer
     from mmf_pe.models.contract import get_family
+    from mmf_pe.testing.tiny_clip import BOS, EOS, write_clip_tokenizer
 
     encoder_dir = os.path.join(root, "clip-vit-b32-random")
     vocab = write_clip_tokenizer(encoder_dir)

@@ -71,7 +71,7 @@ write_config() {  # write_config <mode>: a run config = the project's config + i
 }
 
 [ "$DRY" = 1 ] || ROWS+=("| GPU | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo unknown) | - | - |")
-check "tiny data" "$PYTHON" -c "from mmf_pe.data.tiny_hmd import make_tiny_hmd; make_tiny_hmd('$DATA')"
+check "tiny data" "$PYTHON" -c "from mmf_pe.testing.tiny_hmd import make_tiny_hmd; make_tiny_hmd('$DATA')"
 for mode in fc full pe; do
   write_config "$mode"
 done

@@ -12,7 +12,7 @@ from mmf_pe_testing import read_log, reset_mmf_state
 @pytest.fixture(scope="session")
 def tiny_hmd(tmp_path_factory):
     """A tiny HMD-layout dataset: annotations jsonl, features/detectron.lmdb (8 x 32), a local tokenizer."""
-    from mmf_pe.data.tiny_hmd import make_tiny_hmd
+    from mmf_pe.testing.tiny_hmd import make_tiny_hmd
 
     return make_tiny_hmd(str(tmp_path_factory.mktemp("hmd_data")))
 
@@ -20,7 +20,7 @@ def tiny_hmd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vl_hmd(tmp_path_factory):
     """Generated PNG memes + a tiny random model of every frozen_vl encoder class (tests/models/frozen_vl, serve)."""
-    from mmf_pe.models.frozen_vl.synthetic import make_tiny_vl_hmd
+    from mmf_pe.testing.tiny_vl import make_tiny_vl_hmd
 
     return make_tiny_vl_hmd(str(tmp_path_factory.mktemp("vl_hmd")))
 

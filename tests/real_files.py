@@ -16,7 +16,7 @@ import os
 import torch
 from omegaconf import OmegaConf
 
-from mmf_pe.data.tiny_hmd import local_tokenizer_dir
+from mmf_pe.testing.tiny_hmd import local_tokenizer_dir
 
 TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
              "max_position_embeddings": 64, "type_vocab_size": 2, "vocab_size": 30522}

@@ -17,8 +17,10 @@ TIERS = {
     # data.checks: the trainer's pre-flight over MMF dataset configs (names the zoo command that fetches a file)
     3: ["mmf_pe.trainers", "mmf_pe.datasets", "mmf_pe.launch", "mmf_pe.tracking", "mmf_pe.register",
         "mmf_pe.data.checks"],
+    # ocr.batch: `mmf_pe ocr` reads images as `mmf_pe extract` does; testing: generated data and tiny models (tests,
+    # benchmarks, the demo)
     4: ["mmf_pe.cli", "mmf_pe.demo", "mmf_pe.experiments", "mmf_pe.reporting", "mmf_pe.tools", "mmf_pe.extraction",
-        "mmf_pe.serve", "mmf_pe.ocr.batch"],  # ocr.batch: `mmf_pe ocr` reads images as `mmf_pe extract` does
+        "mmf_pe.serve", "mmf_pe.ocr.batch", "mmf_pe.testing"],
 }
 # The compatibility hook plugs our components into MMF when MMF is imported: it names them (the only upward edges).
 UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat.fixes", "mmf_pe.launch.devices"),

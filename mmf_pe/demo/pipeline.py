@@ -86,7 +86,7 @@ FEATURES_DIR = ("datasets", "hateful_memes", "defaults", "features")  # under th
 
 def prepare_data(out, settings):
     """Memes, tokenizer, text encoder link and both feature LMDBs under `<out>/data` (MMF_DATA_DIR)."""
-    from mmf_pe.data.tiny_hmd import local_tokenizer_dir, write_tokenizer
+    from mmf_pe.testing.tiny_hmd import local_tokenizer_dir, write_tokenizer
 
     data_dir = os.path.join(out, "data")
     log(f"memes (HMD layout) in {data_dir}")

@@ -18,6 +18,6 @@ def hmd(tiny_hmd, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_hmd_fp16(tmp_path_factory):
     """The tiny HMD dataset with its region features stored float16 (as `mmf_pe extract --feature-dtype float16`)."""
-    from mmf_pe.data.tiny_hmd import make_tiny_hmd
+    from mmf_pe.testing.tiny_hmd import make_tiny_hmd
 
     return make_tiny_hmd(str(tmp_path_factory.mktemp("hmd_fp16")), feature_dtype="float16")

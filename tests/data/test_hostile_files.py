@@ -403,7 +403,7 @@ def test_extract_refuses_paths_outside_the_image_root(tmp_path):
 # --- item 10: convert-mmh and a GT entry without tweet_text -------------------------------------------------------
 def test_convert_mmh_reports_a_gt_entry_without_tweet_text(tmp_path, capsys):
     from mmf_pe.datasets.mmh import convert
-    from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
+    from mmf_pe.testing.tiny_mmh import make_tiny_mmhs150k
 
     facts = make_tiny_mmhs150k(str(tmp_path / "src" / "MMHS150K"))
     gt_path = os.path.join(facts["root"], "MMHS150K_GT.json")

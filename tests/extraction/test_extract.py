@@ -167,7 +167,7 @@ def test_visual_bert_pe_trains_on_extracted_features(tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from mmf_pe.data.tiny_hmd import make_tiny_hmd
+    from mmf_pe.testing.tiny_hmd import make_tiny_hmd
     from mmf_pe_testing import metric_values, read_log, write_run_config
     from tests.extraction.helpers import random_rgb
 

@@ -71,10 +71,10 @@ def memes(vl_hmd, split=SPLIT):
 def make_multi_base_folder(root, vl_hmd):
     """<root>/served: base/ = a tiny VisualBERT (+ its PE adapter `vb_pe`), bases/<encoder>/ per VL_ADAPTERS encoder,
     each adapter exported from its run; returns {"served", "offline": {adapter: {id: p}}, "runs": {adapter: dir}}."""
-    from mmf_pe.data.tiny_hmd import write_tokenizer
     from mmf_pe.experiments.export import export
     from mmf_pe.serve.base_export import export_base
     from mmf_pe.serve.layout import save_base
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
     from tests.serve.helpers import MAX_SEQ, build, export_adapter
 
     served = os.path.join(root, "served")

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from mmf_pe.data.tiny_hmd import write_tokenizer
 from mmf_pe.serve.layout import save_base
+from mmf_pe.testing.tiny_hmd import write_tokenizer
 from mmf_pe.tuners.export import load_adapter, save_adapter
 
 ADMIN_TOKEN = "test-admin-token"

@@ -71,11 +71,11 @@ def test_export_base_and_adapter_from_one_run_serve_together(tmp_path):
     import torch
     from omegaconf import OmegaConf
 
-    from mmf_pe.data.tiny_hmd import write_tokenizer
     from mmf_pe.experiments.export import main as export_adapter_main
     from mmf_pe.models.visual_bert_family import model_config
     from mmf_pe.serve.base_export import main as export_base_main
     from mmf_pe.serve.engine import Engine
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
     from tests.serve.helpers import TINY, build, trained_like
 
     model = trained_like(build("pe", "pe.method=houlsby", seed=0), seed=3)

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from mmf_pe.data.tiny_hmd import make_tiny_hmd
+from mmf_pe.testing.tiny_hmd import make_tiny_hmd
 from mmf_pe.utils import precision as amp
 from mmf_pe_testing import metric_values, write_run_config
 

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from mmf_pe.data.tiny_hmd import write_tokenizer
 from mmf_pe.datasets.mmh import convert
-from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
+from mmf_pe.testing.tiny_hmd import write_tokenizer
+from mmf_pe.testing.tiny_mmh import make_tiny_mmhs150k
 from tests.datasets.mmh.helpers import read_jsonl, write_features
 
 

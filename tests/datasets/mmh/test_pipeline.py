@@ -6,8 +6,8 @@ import os
 
 from mmf_pe import cli
 from mmf_pe.data.lmdb_features import read_keys, read_record
-from mmf_pe.data.tiny_hmd import write_tokenizer
-from mmf_pe.datasets.mmh.tiny import make_tiny_mmhs150k
+from mmf_pe.testing.tiny_hmd import write_tokenizer
+from mmf_pe.testing.tiny_mmh import make_tiny_mmhs150k
 from mmf_pe_testing import metric_values, write_run_config
 from tests.datasets.mmh.helpers import BASE, RUN_YAML, read_jsonl, run_mmf
 

@@ -4,6 +4,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def clip_hmd(tmp_path_factory):
-    from mmf_pe.models.clip_pe.synthetic import make_tiny_clip_hmd
+    from mmf_pe.testing.tiny_clip import make_tiny_clip_hmd
 
     return make_tiny_clip_hmd(str(tmp_path_factory.mktemp("clip_hmd")))

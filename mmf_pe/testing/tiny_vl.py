@@ -5,7 +5,7 @@ One character-level WordPiece vocabulary serves every tiny model (the ids only h
 """
 import os
 
-from mmf_pe.models.clip_pe.synthetic import WORDS, make_image_memes, make_tiny_clip
+from mmf_pe.testing.tiny_clip import WORDS, make_image_memes, make_tiny_clip
 from mmf_pe.utils.io import atomic_write_text
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
