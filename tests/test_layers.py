@@ -147,6 +147,14 @@ def test_imports_point_down_the_tiers():
     assert not upward, "\n".join(upward)
 
 
+def test_only_the_demo_imports_the_test_data_generators():
+    """mmf_pe.testing (generated data, tiny models) serves tests, benchmarks and the demo: no training, evaluation
+    or serving module imports it."""
+    found = [f"{module} imports {target}" for module, targets in _graph().items() for target in sorted(targets)
+             if target.startswith("mmf_pe.testing") and not module.startswith(("mmf_pe.testing", "mmf_pe.demo"))]
+    assert not found, found
+
+
 def test_foundations_name_no_mmf_module():
     """Tier 1 never imports MMF itself (the compat hook names MMF modules as strings only)."""
     found = [
