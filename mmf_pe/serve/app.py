@@ -52,8 +52,8 @@ def create_app(settings, engine=None, featurizer=None):
     adapters = Adapters(engine)
     metrics = Metrics()
     default = settings.default_adapter or engine.config.get("default_adapter")
-    batcher = Batcher(engine.score, settings.max_batch, settings.max_wait_ms, settings.max_queue,
-                      on_batch=metrics.observe_batch)
+    batcher = Batcher(engine.score_batch, settings.max_batch, settings.max_wait_ms, settings.max_queue,
+                      on_batch=metrics.observe_batch, group_of=engine.batch_group)  # mixed adapters: serve/mixed.py
     gate = ImageGate(settings.decode_concurrency)
 
     @contextlib.asynccontextmanager

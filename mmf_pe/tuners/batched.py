@@ -1,0 +1,214 @@
+"""Mixed-adapter batches: one forward pass where each row of the batch carries its own adapter's tensors.
+
+A served skeleton (one model over a base's shared frozen tensors) is copied once, sharing every frozen tensor, and
+each module that owns a trained slot is replaced by a *row* module: `RowLinear` (bottleneck down/up, LoRA's A and B,
+classifier heads), `RowLayerNorm` (trained LayerNorms: Houlsby, heads) and `RowIA3Linear` (IA3's scales). A row
+module reads the batch's tensors from `use_rows(...)` (a context variable set by the caller for one forward), so no
+module is mutated while serving: the per-row weights are gathered (`tensors[index]`) and applied with batched
+matmuls in plain torch. A batch of a single adapter takes the ordinary `F.linear` / `F.layer_norm` path.
+
+Which row modules a method needs is registered beside the method (`register_batched(name, handlers)` in its
+folder's `__init__.py`); `batched_model` refuses, by name, a method with no registered implementation or a slot no
+handler covers, and its adapters are then scored one adapter per batch. Imports no MMF.
+"""
+import contextlib
+import contextvars
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_ONLY = "fc"  # the key of adapters that train no PE method (fc mode: classifier head only)
+BATCHED = {}  # method name -> tuple of handlers (module, path, slots) -> row module or None
+_ROWS = contextvars.ContextVar("mmf_pe_rows", default=None)
+
+
+class NotBatchable(ValueError):
+    """A skeleton whose adapters cannot share a mixed batch (the message says which method or slot, and why)."""
+
+
+class Rows:
+    """One batch's adapter tensors: `tensors[name]` is (U, ...) for the U distinct adapters, `index` (B,) the
+    adapter of each row."""
+
+    def __init__(self, index, tensors):
+        self.index, self.tensors = index, tensors
+        self.single = len(index) == 0 or bool((index == index[0]).all())
+        self.first = int(index[0]) if len(index) else 0
+
+    def per_row(self, name):
+        """(1, ...) when every row has the same adapter, else (B, ...)."""
+        stacked = self.tensors[name]
+        return stacked[self.first:self.first + 1] if self.single else stacked[self.index]
+
+
+@contextlib.contextmanager
+def use_rows(index, tensors):
+    """Make `Rows(index, tensors)` the tensors of every row module run inside the block (this context only)."""
+    token = _ROWS.set(Rows(index, tensors))
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
+def _rows():
+    rows = _ROWS.get()
+    if rows is None:
+        raise RuntimeError("a row module ran outside use_rows(...): no adapter tensors for this batch")
+    return rows
+
+
+def _take(rows, slot, fixed):
+    """(R, ...) tensor of a parameter: per row when it is a slot, the fixed (shared) one otherwise; None if absent."""
+    if slot is not None:
+        return rows.per_row(slot)
+    return None if fixed is None else fixed[None]
+
+
+def _broadcast(values, x):
+    """(R, D) values shaped to multiply x (B, ..., D) row by row."""
+    return values.reshape(values.shape[0], *([1] * (x.dim() - 2)), values.shape[-1])
+
+
+class RowLinear(nn.Module):
+    """An nn.Linear whose trained weight / bias are each row's own."""
+
+    def __init__(self, linear, weight_slot, bias_slot):
+        super().__init__()
+        self.weight, self.bias = linear.weight, linear.bias  # shape / dtype (peft reads `.weight.dtype`); shared
+        self.weight_slot, self.bias_slot = weight_slot, bias_slot
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x):
+        rows = _rows()
+        weight = _take(rows, self.weight_slot, self.weight)
+        bias = _take(rows, self.bias_slot, self.bias)
+        if weight.shape[0] == 1 and (bias is None or bias.shape[0] == 1):
+            return F.linear(x, weight[0], None if bias is None else bias[0])
+        count = x.shape[0]
+        weight = weight.expand(count, -1, -1)
+        flat = x.reshape(count, -1, x.shape[-1])
+        out = torch.bmm(flat, weight.transpose(1, 2).to(flat.dtype))
+        if bias is not None:
+            out = out + bias.expand(count, -1)[:, None, :].to(out.dtype)
+        return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
+class RowLayerNorm(nn.Module):
+    """An nn.LayerNorm whose trained scale / shift are each row's own."""
+
+    def __init__(self, norm, weight_slot, bias_slot):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+        self.weight_slot, self.bias_slot = weight_slot, bias_slot
+        self.normalized_shape, self.eps = norm.normalized_shape, norm.eps
+
+    def forward(self, x):
+        rows = _rows()
+        weight = _take(rows, self.weight_slot, self.weight)
+        bias = _take(rows, self.bias_slot, self.bias)
+        if (weight is None or weight.shape[0] == 1) and (bias is None or bias.shape[0] == 1):
+            return F.layer_norm(x, self.normalized_shape, None if weight is None else weight[0],
+                                None if bias is None else bias[0], self.eps)
+        out = F.layer_norm(x, self.normalized_shape, None, None, self.eps)
+        if weight is not None:
+            out = out * _broadcast(weight, out).to(out.dtype)
+        if bias is not None:
+            out = out + _broadcast(bias, out).to(out.dtype)
+        return out
+
+
+class RowIA3Linear(nn.Module):
+    """peft's IA3 Linear (its frozen `base_layer` kept) with each row's own scaling vector."""
+
+    def __init__(self, layer, slot):
+        super().__init__()
+        self.base_layer, self.slot, self.is_feedforward = layer.base_layer, slot, layer.is_feedforward
+
+    def forward(self, x, *args, **kwargs):
+        scales = _rows().per_row(self.slot)
+        scales = scales.reshape(scales.shape[0], -1)
+        if self.is_feedforward:
+            return self.base_layer(x * _broadcast(scales, x).to(x.dtype), *args, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)
+        return result * _broadcast(scales, result).to(result.dtype)
+
+
+def _own_slots(path, module, slots):
+    """{leaf: full slot name} of `module`'s direct parameters that are trained slots."""
+    prefix = f"{path}." if path else ""
+    return {leaf: prefix + leaf for leaf, _ in module.named_parameters(recurse=False) if prefix + leaf in slots}
+
+
+def row_linear(module, path, slots):
+    if type(module) is not nn.Linear:
+        return None
+    own = _own_slots(path, module, slots)
+    return RowLinear(module, own.get("weight"), own.get("bias")) if own else None
+
+
+def row_layer_norm(module, path, slots):
+    if type(module) is not nn.LayerNorm:
+        return None
+    own = _own_slots(path, module, slots)
+    return RowLayerNorm(module, own.get("weight"), own.get("bias")) if own else None
+
+
+def row_ia3(module, path, slots):
+    """peft's IA3 Linear with one adapter (`default`); its base layer stays shared."""
+    if type(module).__name__ != "Linear" or not hasattr(module, "ia3_l"):
+        return None
+    slot = f"{path}.ia3_l.default"
+    if slot not in slots or set(module.ia3_l) != {"default"}:
+        return None
+    return RowIA3Linear(module, slot)
+
+
+BOTTLENECK_HANDLERS = (row_linear, row_layer_norm)  # bottleneck down/up, trained LayerNorms, heads
+LORA_HANDLERS = (row_linear, row_layer_norm)        # peft's lora_A / lora_B are plain nn.Linear
+IA3_HANDLERS = (row_ia3, row_linear, row_layer_norm)
+
+
+def register_batched(method, handlers):
+    """Register the row modules a PE method's adapters need to share a mixed batch (call beside the method)."""
+    BATCHED[method] = tuple(handlers)
+
+
+def batched_method_name(training_mode, method):
+    return HEAD_ONLY if training_mode == HEAD_ONLY else method
+
+
+def batched_model(model, slots, method):
+    """A copy of `model` (every non-slot tensor shared, not copied) whose slot-owning modules are row modules.
+
+    `slots`: {name: parameter} of the trained tensors; `method`: the registry key (`HEAD_ONLY` for fc). Raises
+    NotBatchable naming the method or the first slot no handler covers."""
+    handlers = BATCHED.get(method)
+    if handlers is None:
+        raise NotBatchable(f"pe.method {method!r} has no batched implementation (register_batched in "
+                           f"mmf_pe.tuners.batched); its adapters are scored one adapter per batch")
+    memo = {id(p): p for n, p in model.named_parameters(remove_duplicate=False) if n not in slots}
+    memo.update({id(b): b for b in model.buffers()})
+    mixed = copy.deepcopy(model, memo)
+    covered = set()
+    for path, module in list(mixed.named_modules()):
+        if not path:
+            continue
+        for handler in handlers:
+            row = handler(module, path, slots)
+            if row is None:
+                continue
+            parent_path, _, leaf = path.rpartition(".")
+            setattr(mixed.get_submodule(parent_path) if parent_path else mixed, leaf, row)
+            covered |= {name for name in slots if name.startswith(path + ".")}
+            break
+    left = sorted(set(slots) - covered)
+    if left:
+        raise NotBatchable(f"pe.method {method!r}: its batched implementation covers no module owning {left[0]} "
+                           f"({len(left)} slots uncovered); its adapters are scored one adapter per batch")
+    return mixed.eval()
+
+
+register_batched(HEAD_ONLY, BOTTLENECK_HANDLERS)
