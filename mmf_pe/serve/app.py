@@ -18,6 +18,7 @@ from mmf_pe.serve import layout
 from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
 from mmf_pe.serve.contract_inputs import contract_input
+from mmf_pe.serve.fanout import DEFAULT_MAX_FANOUT, score_many
 from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
 from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
@@ -35,11 +36,11 @@ MAX_REGIONS_SHOWN = 36
 class Settings:
     def __init__(self, folder, default_adapter=None, max_batch=16, max_wait_ms=5.0, max_queue=256, timeout_s=30.0,
                  max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, poll_s=1.0, admin_token=None,
-                 score_token=None, decode_concurrency=DECODE_CONCURRENCY):
+                 score_token=None, decode_concurrency=DECODE_CONCURRENCY, max_fanout=DEFAULT_MAX_FANOUT):
         self.folder, self.default_adapter = folder, default_adapter
         self.max_batch, self.max_wait_ms, self.max_queue, self.timeout_s = max_batch, max_wait_ms, max_queue, timeout_s
         self.max_upload_bytes, self.max_pixels, self.poll_s = max_upload_bytes, max_pixels, poll_s
-        self.decode_concurrency = decode_concurrency
+        self.decode_concurrency, self.max_fanout = decode_concurrency, int(max_fanout)
         self.admin_token = os.environ.get("MMF_PE_ADMIN_TOKEN") if admin_token is None else admin_token
         self.score_token = os.environ.get("MMF_PE_SCORE_TOKEN") if score_token is None else score_token
 
@@ -173,6 +174,12 @@ def create_app(settings, engine=None, featurizer=None):
             if settings.score_token and not _bearer_matches(request, settings.score_token):
                 raise BadInput(401, "missing or wrong bearer token for scoring (MMF_PE_SCORE_TOKEN)")
             fields = await read_score_fields(request, settings.max_upload_bytes)
+            if fields.get("adapters") is not None:  # fan-out: one result per adapter (serve/fanout.py)
+                adapter_label = "(fan-out)"
+                body = await score_many(fields, adapters, batcher, features_for, deadline, settings.max_fanout,
+                                        timed_out)
+                metrics.observe_request(200, adapter_label, time.perf_counter() - started)
+                return body
             name = fields.get("adapter") or default_name()
             if not name:
                 raise BadInput(422, f"name an adapter (adapter=...); loaded: {adapters.names()}", "adapter")
@@ -325,7 +332,8 @@ async def read_form(request, limit, max_files=2):
 
 
 async def read_score_fields(request, limit):
-    """{'text', 'adapter', 'image': (filename, bytes), 'features': (filename, bytes) | JSON value} of a request."""
+    """{'text', 'adapter', 'adapters', 'image': (filename, bytes), 'features': (filename, bytes) | JSON value} of a
+    request."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await read_body(request, limit)
@@ -334,10 +342,10 @@ async def read_score_fields(request, limit):
             raise BadInput(400, "the JSON body must be an object {\"text\": ..., \"features\": [[...]], ...}")
         if "image" in data:
             raise BadInput(422, "images go as multipart uploads (field 'image'), not in JSON", "image")
-        return {k: data.get(k) for k in ("text", "adapter", "features") if data.get(k) is not None}
+        return {k: data.get(k) for k in ("text", "adapter", "adapters", "features") if data.get(k) is not None}
     form = await read_form(request, limit)
     fields = {}
-    for key in ("text", "adapter"):
+    for key in ("text", "adapter", "adapters"):
         value = form.get(key)
         if isinstance(value, UploadFile):
             raise BadInput(422, f"field {key!r} must be a plain form field, not a file", key)

@@ -33,6 +33,9 @@ def prepare(kind, config):
         except NotBatchable as error:
             kind.mixed, kind.mixed_refusal = None, str(error)
             log.info("%s", error)
+        except Exception as error:  # noqa: BLE001 - a model the row copy cannot handle still serves, unmixed
+            kind.mixed, kind.mixed_refusal = None, f"no mixed batches for this model: {error}"
+            log.warning("%s", kind.mixed_refusal)
         kind.mixed_ready = True
     return kind
 

@@ -1,11 +1,11 @@
 """Mixed-adapter batches: one forward pass where each row of the batch carries its own adapter's tensors.
 
-A served skeleton (one model over a base's shared frozen tensors) is copied once, sharing every frozen tensor, and
-each module that owns a trained slot is replaced by a *row* module: `RowLinear` (bottleneck down/up, LoRA's A and B,
-classifier heads), `RowLayerNorm` (trained LayerNorms: Houlsby, heads) and `RowIA3Linear` (IA3's scales). A row
-module reads the batch's tensors from `use_rows(...)` (a context variable set by the caller for one forward), so no
-module is mutated while serving: the per-row weights are gathered (`tensors[index]`) and applied with batched
-matmuls in plain torch. A batch of a single adapter takes the ordinary `F.linear` / `F.layer_norm` path.
+A served skeleton (one model over a base's shared frozen tensors) has its module tree copied once (every tensor
+shared), and each module that owns a trained slot is replaced by a *row* module: `RowLinear` (bottleneck down/up,
+LoRA's A and B, classifier heads), `RowLayerNorm` (trained LayerNorms: Houlsby, heads) and `RowIA3Linear` (IA3's
+scales). A row module reads the batch's tensors from `use_rows(...)` (a context variable set by the caller for one
+forward), so no module is mutated while serving: the per-row weights are gathered (`tensors[index]`) and applied
+with batched matmuls in plain torch. A batch of a single adapter takes the ordinary `F.linear` / `F.layer_norm` path.
 
 Which row modules a method needs is registered beside the method (`register_batched(name, handlers)` in its
 folder's `__init__.py`); `batched_model` refuses, by name, a method with no registered implementation or a slot no
@@ -180,8 +180,19 @@ def batched_method_name(training_mode, method):
     return HEAD_ONLY if training_mode == HEAD_ONLY else method
 
 
+def _tree_copy(module, memo):
+    """A copy of the module tree only: every parameter, buffer and other attribute (caches, configs) is shared;
+    only the `_modules` dicts are new, so replacing a submodule of the copy leaves `module` untouched."""
+    if id(module) in memo:
+        return memo[id(module)]
+    clone = memo[id(module)] = copy.copy(module)
+    clone._modules = {name: None if child is None else _tree_copy(child, memo)
+                      for name, child in module._modules.items()}
+    return clone
+
+
 def batched_model(model, slots, method):
-    """A copy of `model` (every non-slot tensor shared, not copied) whose slot-owning modules are row modules.
+    """A copy of `model`'s module tree (every tensor shared, none copied) whose slot-owning modules are row modules.
 
     `slots`: {name: parameter} of the trained tensors; `method`: the registry key (`HEAD_ONLY` for fc). Raises
     NotBatchable naming the method or the first slot no handler covers."""
@@ -189,9 +200,7 @@ def batched_model(model, slots, method):
     if handlers is None:
         raise NotBatchable(f"pe.method {method!r} has no batched implementation (register_batched in "
                            f"mmf_pe.tuners.batched); its adapters are scored one adapter per batch")
-    memo = {id(p): p for n, p in model.named_parameters(remove_duplicate=False) if n not in slots}
-    memo.update({id(b): b for b in model.buffers()})
-    mixed = copy.deepcopy(model, memo)
+    mixed = _tree_copy(model, {})
     covered = set()
     for path, module in list(mixed.named_modules()):
         if not path:

@@ -106,3 +106,49 @@ def test_a_method_without_a_batched_implementation_keeps_one_adapter_batches(mix
                                         for t, x in zip(texts, inputs)], atol=1e-5)
     with pytest.raises(ValueError, match="'lora' has no batched implementation"):
         fresh.score_batch([one, two], texts, inputs)
+
+
+@pytest.fixture(scope="module")
+def mixed_server(mixed_engine):
+    """A real uvicorn server on 127.0.0.1 over the mixed folder (fan-out limit 8)."""
+    from mmf_pe.serve.app import Settings, create_app
+    from tests.serve.helpers import ADMIN_TOKEN, ThreadedServer
+
+    engine, _ = mixed_engine
+    settings = Settings(engine.folder, max_batch=8, max_wait_ms=20, max_queue=256, timeout_s=60, poll_s=0.2,
+                        admin_token=ADMIN_TOKEN, score_token="", max_fanout=8)
+    with ThreadedServer(create_app(settings)) as running:
+        yield running
+
+
+def _post(server, **body):
+    import requests
+
+    return requests.post(f"{server.url}/v1/score", json=body, timeout=60)
+
+
+def test_fan_out_answers_equal_single_adapter_answers(mixed_server):
+    text, features = feature_set(1, seed=13)[0]
+    names = ["fc_21", "paper_22", "lora_21", "ia3_23", "houlsby_21", "pfeiffer_22", "lora_22"]
+    answer = _post(mixed_server, text=text, features=features.tolist(), adapters=",".join(names))
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["adapter"]["name"] for r in results] == names
+    for result in results:
+        alone = _post(mixed_server, text=text, features=features.tolist(), adapter=result["adapter"]["name"]).json()
+        assert result["adapter"] == alone["adapter"]  # name and fingerprint
+        assert abs(result["probability"] - alone["probability"]) < 1e-5
+        assert result["label"] == alone["label"] and result["threshold"] == alone["threshold"]
+    assert max(r["batch_size"] for r in results) > 1  # the two LoRA adapters shared a forward pass
+
+
+def test_fan_out_bad_input_names_the_problem(mixed_server):
+    text, features = feature_set(1, seed=14)[0]
+    unknown = _post(mixed_server, text=text, features=features.tolist(), adapters="fc_21,nope,paper_22,gone")
+    assert unknown.status_code == 404 and "['nope', 'gone']" in unknown.json()["error"]
+    everything = _post(mixed_server, text=text, features=features.tolist(), adapters="*")
+    assert everything.status_code == 413 and "fan-out limit 8" in everything.json()["error"]
+    assert everything.json()["field"] == "adapters"
+    empty = _post(mixed_server, text=text, features=features.tolist(), adapters=" , ")
+    assert empty.status_code == 422
+    assert _post(mixed_server, text=text, features=features.tolist(), adapter="fc_21").status_code == 200  # still up
