@@ -23,6 +23,7 @@ from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode
 from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
+from mmf_pe.serve.residency import LazyAdapters
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -36,11 +37,13 @@ MAX_REGIONS_SHOWN = 36
 class Settings:
     def __init__(self, folder, default_adapter=None, max_batch=16, max_wait_ms=5.0, max_queue=256, timeout_s=30.0,
                  max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, poll_s=1.0, admin_token=None,
-                 score_token=None, decode_concurrency=DECODE_CONCURRENCY, max_fanout=DEFAULT_MAX_FANOUT):
+                 score_token=None, decode_concurrency=DECODE_CONCURRENCY, max_fanout=DEFAULT_MAX_FANOUT,
+                 max_adapters_in_memory=None):
         self.folder, self.default_adapter = folder, default_adapter
         self.max_batch, self.max_wait_ms, self.max_queue, self.timeout_s = max_batch, max_wait_ms, max_queue, timeout_s
         self.max_upload_bytes, self.max_pixels, self.poll_s = max_upload_bytes, max_pixels, poll_s
         self.decode_concurrency, self.max_fanout = decode_concurrency, int(max_fanout)
+        self.max_adapters_in_memory = max_adapters_in_memory  # None: every adapter resident (serve/residency.py)
         self.admin_token = os.environ.get("MMF_PE_ADMIN_TOKEN") if admin_token is None else admin_token
         self.score_token = os.environ.get("MMF_PE_SCORE_TOKEN") if score_token is None else score_token
 
@@ -50,11 +53,13 @@ def create_app(settings, engine=None, featurizer=None):
     from mmf_pe.serve.engine import Engine
 
     engine = engine or Engine(settings.folder)
-    adapters = Adapters(engine)
     metrics = Metrics()
+    adapters = Adapters(engine) if settings.max_adapters_in_memory is None else \
+        LazyAdapters(engine, settings.max_adapters_in_memory, metrics)
     default = settings.default_adapter or engine.config.get("default_adapter")
     batcher = Batcher(engine.score_batch, settings.max_batch, settings.max_wait_ms, settings.max_queue,
-                      on_batch=metrics.observe_batch, group_of=engine.batch_group)  # mixed adapters: serve/mixed.py
+                      on_batch=metrics.observe_batch, group_of=engine.batch_group,  # mixed adapters: serve/mixed.py
+                      hold=getattr(adapters, "hold", None))
     gate = ImageGate(settings.decode_concurrency)
 
     @contextlib.asynccontextmanager
@@ -99,7 +104,7 @@ def create_app(settings, engine=None, featurizer=None):
 
     @app.get("/readyz")
     async def readyz():
-        ready = bool(adapters.versions)
+        ready = bool(adapters.names())
         body = {"ready": ready, "base_loaded": True, "adapters": adapters.names(),
                 "errors": without_paths(adapters.errors, settings.folder)}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -142,7 +147,7 @@ def create_app(settings, engine=None, featurizer=None):
                                                   f"upload {name}")
             except AdapterError as error:
                 raise BadInput(422, str(error), error.field or "config") from None
-            replaced = adapters.get(name) is not None
+            replaced = name in adapters.names()  # (no lazy load just to say so)
             fingerprint = await run_in_threadpool(layout.publish, settings.folder, name, parts["config"],
                                                   parts["weights"])
             await run_in_threadpool(adapters.refresh)

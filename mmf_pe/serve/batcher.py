@@ -21,7 +21,9 @@ class Item:
 
 
 class Batcher:
-    def __init__(self, run_batch, max_batch=16, max_wait_ms=5.0, max_queue=256, on_batch=None, group_of=None):
+    def __init__(self, run_batch, max_batch=16, max_wait_ms=5.0, max_queue=256, on_batch=None, group_of=None,
+                 hold=None):
+        self.hold = hold  # hold(version, +1 / -1) while a request for it is queued or running (residency.py)
         self.group_of = group_of  # version -> batch group; None: one version per batch, run_batch(version, ..)
         self.run_batch, self.max_batch, self.max_wait = run_batch, max(1, int(max_batch)), max_wait_ms / 1000.0
         self.max_queue, self.on_batch = int(max_queue), on_batch
@@ -52,6 +54,9 @@ class Batcher:
         if len(self.waiting) >= self.max_queue:
             raise QueueFull(f"{len(self.waiting)} requests already queued (limit {self.max_queue})")
         future = asyncio.get_running_loop().create_future()
+        if self.hold is not None:
+            self.hold(version, 1)
+            future.add_done_callback(lambda _: self.hold(version, -1))
         self.waiting.append(Item(version, text, features, future))
         self.wakeup.set()
         return future
