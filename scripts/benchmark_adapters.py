@@ -28,7 +28,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from benchmark_serve import SIZES, Server, load, npy  # noqa: E402  (the serve benchmark's server and load loop)
+from benchmark_serve import SIZES, Server, add_clip_base, load, meme_images, npy  # noqa: E402  (its server, loads)
 
 DISTINCT = 64
 
@@ -75,6 +75,41 @@ def fan_out(url, names, payload, repeats):
 
     text = "when you look like this"
     return timed({"text": text, "adapters": ",".join(names)}), timed({"text": text, "adapter": names[0]})
+
+
+def clip_heads(folder, root, count):
+    """A ViT-B/32-sized CLIP base (scripts/benchmark_serve.py) and `count` FC heads on it: clip_fc, clip_fc_1, .."""
+    from safetensors.torch import load_file, save_file
+
+    parameters = add_clip_base(folder, root)
+    source = os.path.join(folder, "clip_fc")
+    tensors = load_file(os.path.join(source, "adapter_model.safetensors"))
+    generator = torch.Generator().manual_seed(0)
+    names = ["clip_fc"]
+    for i in range(1, count):
+        target = os.path.join(folder, f"clip_fc_{i}")
+        os.makedirs(target)
+        os.link(os.path.join(source, "adapter_config.json"), os.path.join(target, "adapter_config.json"))
+        save_file({k: v + 0.01 * torch.randn(v.shape, generator=generator) for k, v in tensors.items()},
+                  os.path.join(target, "adapter_model.safetensors"), metadata={"format": "mmf_pe.adapter/1"})
+        names.append(f"clip_fc_{i}")
+    return names, parameters
+
+
+def image_fan_out(url, names, images):
+    """p50 ms of fan-out over `names` vs names[0] alone, each request a new (uncached) meme."""
+    def timed(field, value, batch):
+        times = []
+        for i, image in enumerate(batch):
+            started = time.perf_counter()
+            answer = requests.post(f"{url}/v1/score", data={"text": f"meme {i}", field: value},
+                                   files={"image": (f"{i}.png", image, "image/png")}, timeout=1200)
+            assert answer.status_code == 200, answer.text
+            times.append(1000 * (time.perf_counter() - started))
+        return statistics.median(times)
+
+    half = len(images) // 2
+    return timed("adapters", ",".join(names), images[:half]), timed("adapter", names[0], images[half:])
 
 
 def cold_loads(folder, count):
@@ -141,6 +176,15 @@ def main(argv=None):
                 server.stop()
             rows.append((f"RSS, {args.registered} registered, N={resident} resident", f"{rss:.0f} MiB",
                          f"idle {idle:.0f} MiB", f"+{rss - baseline:.0f} MiB over 1 adapter"))
+        heads, parameters = clip_heads(folder, root, 16)
+        server = Server(folder, "--no-detector", "--max-batch", "16", "--max-adapters-in-memory", "64")
+        try:
+            image_fan_out(server.url, heads[:2], meme_images(root, 2, seed=98))  # warm-up
+            many, one = image_fan_out(server.url, heads, meme_images(root, 8, seed=99))
+        finally:
+            server.stop()
+        rows.append((f"fan-out 16 FC heads vs 1, CLIP ViT-B/32 frozen_vl ({parameters / 1e6:.0f} M), image in",
+                     f"{many:.0f} ms vs {one:.0f} ms", f"{many / one:.2f}x", "p50, each post a new meme"))
         p50, worst = cold_loads(folder, 32)
         rows.append(("cold load of one adapter (in process, 32 loads)", f"p50 {p50:.1f} ms", f"max {worst:.1f} ms",
                      f"{adapter_mib:.2f} MiB file"))

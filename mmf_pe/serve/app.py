@@ -190,7 +190,7 @@ def create_app(settings, engine=None, featurizer=None):
                 raise BadInput(422, f"name an adapter (adapter=...); loaded: {adapters.names()}", "adapter")
             if not isinstance(name, str):
                 raise BadInput(422, "adapter must be a string", "adapter")
-            version = adapters.get(name)
+            version = await adapters.get_async(name)  # a lazy load (serve/residency.py) off the event loop
             if version is None:
                 why = f" ({without_paths(adapters.errors[name], settings.folder)})" if name in adapters.errors else ""
                 raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")

@@ -34,7 +34,7 @@ def requested_names(value, loaded, limit):
 async def score_many(fields, adapters, batcher, features_for, deadline, limit, timed_out):
     """The fan-out answer body: {"results": [{adapter, probability, label, threshold}, ...], ...}."""
     names = requested_names(fields.get("adapters"), adapters.names(), limit)
-    versions = [adapters.get(name) for name in names]
+    versions = [await adapters.get_async(name) for name in names]
     unknown = [n for n, v in zip(names, versions) if v is None]
     if unknown:
         raise BadInput(404, f"adapters: unknown adapter(s) {[n[:80] for n in unknown]}; loaded: {adapters.names()}",

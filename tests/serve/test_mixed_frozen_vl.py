@@ -25,3 +25,26 @@ def test_a_frozen_vl_mixed_batch_equals_one_at_a_time(vl_served, vl_hmd, name):
     assert switched is False
     np.testing.assert_allclose(mixed, alone, rtol=0, atol=1e-5)
     assert abs(mixed[0] - vl_served["offline"][name][picked[0][0]]) < 1e-5  # `mmf_pe evaluate`'s score
+
+
+def test_fan_out_heads_on_one_meme_run_the_frozen_encoder_once(vl_served, vl_hmd, monkeypatch):
+    """Several FC heads on one image in one mixed batch: the embedding cache computes image and text once."""
+    from mmf_pe.serve.engine import Engine
+
+    engine = Engine(vl_served["served"], embedding_cache_mb=1)
+    heads = [engine.read_folder_version("clip_fc")]
+    heads += [engine.read_version(f"clip_fc_{seed}", *another_fc_head(os.path.join(vl_served["served"], "clip_fc"),
+                                                                      seed), "clip_fc") for seed in (3, 4, 5)]
+    spec = heads[0].kind.mixed.spec  # shared with the skeleton (only the module tree is copied)
+    encoded, encode = [], spec.encode
+
+    def counting(backbone, names, pixels, *rest):
+        encoded.append((tuple(names), pixels.shape[0]))
+        return encode(backbone, names, pixels, *rest)
+
+    monkeypatch.setattr(spec, "encode", counting)
+    _, text, image = memes(vl_hmd)[1]
+    scores, _ = engine.score_batch(heads, [text] * 4, [{"image": image}] * 4)
+    assert encoded and all(rows == 1 for _, rows in encoded), encoded  # each stream encoded for one row, not four
+    assert len(set(scores)) == 4
+    np.testing.assert_allclose(scores, [engine.score(h, [text], [{"image": image}])[0][0] for h in heads], atol=1e-5)
