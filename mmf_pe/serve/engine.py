@@ -218,7 +218,7 @@ class Engine:
             return self.score(versions[0], texts, inputs)
         batch = self._collate(kind.base, texts, inputs)
         with torch.inference_mode(), autocast(self.precision, self.device.type):
-            probabilities = mixed.run(kind, versions, batch, kind.base.probabilities, self.device)
+            probabilities = mixed.run(kind, versions, batch, kind.base.probabilities)
         return probabilities.float().cpu().tolist(), False
 
     def score(self, version, texts, inputs):

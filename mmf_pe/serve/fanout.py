@@ -17,7 +17,9 @@ DEFAULT_MAX_FANOUT = 16
 
 
 def requested_names(value, loaded, limit):
-    """The adapter names of an `adapters` field ('a,b,c' or '*'), checked: each known, at most `limit`."""
+    """The adapter names of an `adapters` field ('a,b,c', '*', or in JSON a list of names), at most `limit`."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
     if not isinstance(value, str) or not value.strip():
         raise BadInput(422, "adapters must be a comma-separated list of adapter names, or * for all", "adapters")
     names = list(loaded) if value.strip() == "*" else [n.strip() for n in value.split(",") if n.strip()]

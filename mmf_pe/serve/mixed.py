@@ -2,14 +2,13 @@
 
 Each `Kind` (one base, one trained-parameter layout) gets, when its method has a batched implementation
 (mmf_pe.tuners.batched), a row-batched copy of its skeleton sharing the base tensors. A batch's rows then carry
-their own adapter's tensors (stacked once per batch, distinct adapters only); nothing is copied into shared slots and
-no lock is taken. A kind whose method has none keeps the one-adapter batches (`Kind.put_on` under its lock), and
-`refusal` says why. Adapters of different kinds (other base, other method or settings) never share a batch.
+their own adapter's tensors (each linear runs once per distinct adapter on its rows); nothing is copied into shared
+slots and no lock is taken. A kind whose method has none keeps the one-adapter batches (`Kind.put_on` under its
+lock), and `mixed_refusal` says why. Adapters of different kinds (other base, other method or settings) never
+share a batch.
 """
 import logging
 import threading
-
-import torch
 
 from mmf_pe.tuners.batched import NotBatchable, batched_method_name, batched_model, use_rows
 
@@ -46,19 +45,17 @@ def group_of(version):
     return kind if getattr(kind, "mixed", None) is not None else version
 
 
-def stacked(versions):
-    """(row index (B,), {slot: (U, ...)}) over the distinct versions of a batch, in first-seen order."""
+def rows_of(versions):
+    """(adapter of each row [B ints], {slot: [tensor of each distinct version]}), distinct versions in first-seen
+    order; nothing is stacked or copied."""
     order = {}
-    index = torch.tensor([order.setdefault(id(v), len(order)) for v in versions], dtype=torch.long)
+    index = [order.setdefault(id(v), len(order)) for v in versions]
     distinct = list({id(v): v for v in versions}.values())
-    if len(distinct) == 1:
-        return index, {name: tensor[None] for name, tensor in distinct[0].tensors.items()}
-    names = distinct[0].tensors
-    return index, {name: torch.stack([v.tensors[name] for v in distinct]) for name in names}
+    return index, {name: [v.tensors[name] for v in distinct] for name in distinct[0].tensors}
 
 
-def run(kind, versions, batch, probabilities, index_device):
+def run(kind, versions, batch, probabilities):
     """`probabilities(model, batch)` on the kind's row-batched model with each row's adapter tensors."""
-    index, tensors = stacked(versions)
-    with use_rows(index.to(index_device), tensors):
+    index, tensors = rows_of(versions)
+    with use_rows(index, tensors):
         return probabilities(kind.mixed, batch)

@@ -4,8 +4,9 @@ A served skeleton (one model over a base's shared frozen tensors) has its module
 shared), and each module that owns a trained slot is replaced by a *row* module: `RowLinear` (bottleneck down/up,
 LoRA's A and B, classifier heads), `RowLayerNorm` (trained LayerNorms: Houlsby, heads) and `RowIA3Linear` (IA3's
 scales). A row module reads the batch's tensors from `use_rows(...)` (a context variable set by the caller for one
-forward), so no module is mutated while serving: the per-row weights are gathered (`tensors[index]`) and applied
-with batched matmuls in plain torch. A batch of a single adapter takes the ordinary `F.linear` / `F.layer_norm` path.
+forward), so no module is mutated while serving: a linear or LayerNorm runs once per distinct adapter of the
+batch on that adapter's rows (no weight gathered or copied), IA3's scale vectors are assembled per row; plain torch,
+no custom kernel. A batch of a single adapter is one ordinary `F.linear` / `F.layer_norm` call.
 
 Which row modules a method needs is registered beside the method (`register_batched(name, handlers)` in its
 folder's `__init__.py`); `batched_model` refuses, by name, a method with no registered implementation or a slot no
@@ -29,18 +30,33 @@ class NotBatchable(ValueError):
 
 
 class Rows:
-    """One batch's adapter tensors: `tensors[name]` is (U, ...) for the U distinct adapters, `index` (B,) the
-    adapter of each row."""
+    """One batch's adapter tensors: `tensors[name]` lists the tensor of each of the U distinct adapters, `index`
+    (B ints) the adapter of each row. `groups`: (adapter, rows) with rows a slice where they are contiguous."""
 
     def __init__(self, index, tensors):
-        self.index, self.tensors = index, tensors
-        self.single = len(index) == 0 or bool((index == index[0]).all())
-        self.first = int(index[0]) if len(index) else 0
+        self.index, self.tensors = list(index), tensors
+        self.single = len(set(self.index)) <= 1
+        self.first = self.index[0] if self.index else 0
+        rows = {}
+        for row, adapter in enumerate(self.index):
+            rows.setdefault(adapter, []).append(row)
+        self.groups = [(adapter, _rows_of(members)) for adapter, members in rows.items()]
 
-    def per_row(self, name):
-        """(1, ...) when every row has the same adapter, else (B, ...)."""
-        stacked = self.tensors[name]
-        return stacked[self.first:self.first + 1] if self.single else stacked[self.index]
+    def get(self, slot, adapter, fixed):
+        return fixed if slot is None else self.tensors[slot][adapter]
+
+    def per_row(self, slot, like):
+        """(B, D) of a vector slot, each row its adapter's (vectors only: a cheap copy)."""
+        out = like.new_empty((len(self.index), self.tensors[slot][0].numel()))
+        for adapter, part in self.groups:
+            out[part] = self.tensors[slot][adapter].reshape(-1).to(out.dtype)
+        return out
+
+
+def _rows_of(members):
+    if members == list(range(members[0], members[-1] + 1)):
+        return slice(members[0], members[-1] + 1)
+    return torch.tensor(members, dtype=torch.long)
 
 
 @contextlib.contextmanager
@@ -60,20 +76,27 @@ def _rows():
     return rows
 
 
-def _take(rows, slot, fixed):
-    """(R, ...) tensor of a parameter: per row when it is a slot, the fixed (shared) one otherwise; None if absent."""
-    if slot is not None:
-        return rows.per_row(slot)
-    return None if fixed is None else fixed[None]
+def _per_segment(rows, x, run):
+    """`run(x[part], adapter)` for each adapter's rows, put back in row order (one call when all rows share one)."""
+    if rows.single:
+        return run(x, rows.first)
+    out = None
+    for adapter, part in rows.groups:
+        result = run(x[part], adapter)
+        if out is None:
+            out = result.new_empty((x.shape[0],) + tuple(result.shape[1:]))
+        out[part] = result
+    return out
 
 
 def _broadcast(values, x):
-    """(R, D) values shaped to multiply x (B, ..., D) row by row."""
+    """(B, D) values shaped to multiply x (B, ..., D) row by row."""
     return values.reshape(values.shape[0], *([1] * (x.dim() - 2)), values.shape[-1])
 
 
 class RowLinear(nn.Module):
-    """An nn.Linear whose trained weight / bias are each row's own."""
+    """An nn.Linear whose trained weight / bias are each row's own (one matmul per distinct adapter of the batch:
+    no weight is gathered or copied)."""
 
     def __init__(self, linear, weight_slot, bias_slot):
         super().__init__()
@@ -83,17 +106,8 @@ class RowLinear(nn.Module):
 
     def forward(self, x):
         rows = _rows()
-        weight = _take(rows, self.weight_slot, self.weight)
-        bias = _take(rows, self.bias_slot, self.bias)
-        if weight.shape[0] == 1 and (bias is None or bias.shape[0] == 1):
-            return F.linear(x, weight[0], None if bias is None else bias[0])
-        count = x.shape[0]
-        weight = weight.expand(count, -1, -1)
-        flat = x.reshape(count, -1, x.shape[-1])
-        out = torch.bmm(flat, weight.transpose(1, 2).to(flat.dtype))
-        if bias is not None:
-            out = out + bias.expand(count, -1)[:, None, :].to(out.dtype)
-        return out.reshape(*x.shape[:-1], weight.shape[1])
+        return _per_segment(rows, x, lambda part, a: F.linear(part, rows.get(self.weight_slot, a, self.weight),
+                                                              rows.get(self.bias_slot, a, self.bias)))
 
 
 class RowLayerNorm(nn.Module):
@@ -107,33 +121,25 @@ class RowLayerNorm(nn.Module):
 
     def forward(self, x):
         rows = _rows()
-        weight = _take(rows, self.weight_slot, self.weight)
-        bias = _take(rows, self.bias_slot, self.bias)
-        if (weight is None or weight.shape[0] == 1) and (bias is None or bias.shape[0] == 1):
-            return F.layer_norm(x, self.normalized_shape, None if weight is None else weight[0],
-                                None if bias is None else bias[0], self.eps)
-        out = F.layer_norm(x, self.normalized_shape, None, None, self.eps)
-        if weight is not None:
-            out = out * _broadcast(weight, out).to(out.dtype)
-        if bias is not None:
-            out = out + _broadcast(bias, out).to(out.dtype)
-        return out
+        return _per_segment(rows, x, lambda part, a: F.layer_norm(
+            part, self.normalized_shape, rows.get(self.weight_slot, a, self.weight),
+            rows.get(self.bias_slot, a, self.bias), self.eps))
 
 
 class RowIA3Linear(nn.Module):
-    """peft's IA3 Linear (its frozen `base_layer` kept) with each row's own scaling vector."""
+    """peft's IA3 Linear (its frozen `base_layer` kept, run once for the batch) with each row's own scaling vector."""
 
     def __init__(self, layer, slot):
         super().__init__()
         self.base_layer, self.slot, self.is_feedforward = layer.base_layer, slot, layer.is_feedforward
 
     def forward(self, x, *args, **kwargs):
-        scales = _rows().per_row(self.slot)
-        scales = scales.reshape(scales.shape[0], -1)
+        rows = _rows()
         if self.is_feedforward:
-            return self.base_layer(x * _broadcast(scales, x).to(x.dtype), *args, **kwargs)
+            scales = rows.per_row(self.slot, x)
+            return self.base_layer(x * _broadcast(scales, x), *args, **kwargs)
         result = self.base_layer(x, *args, **kwargs)
-        return result * _broadcast(scales, result).to(result.dtype)
+        return result * _broadcast(rows.per_row(self.slot, result), result)
 
 
 def _own_slots(path, module, slots):

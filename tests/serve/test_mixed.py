@@ -150,5 +150,8 @@ def test_fan_out_bad_input_names_the_problem(mixed_server):
     assert everything.status_code == 413 and "fan-out limit 8" in everything.json()["error"]
     assert everything.json()["field"] == "adapters"
     empty = _post(mixed_server, text=text, features=features.tolist(), adapters=" , ")
-    assert empty.status_code == 422
+    assert empty.status_code == 422 and empty.json()["field"] == "adapters"
+    assert _post(mixed_server, text=text, features=features.tolist(), adapters=[1, 2]).status_code == 422
+    listed = _post(mixed_server, text=text, features=features.tolist(), adapters=["fc_21", "ia3_22"])
+    assert [r["adapter"]["name"] for r in listed.json()["results"]] == ["fc_21", "ia3_22"]
     assert _post(mixed_server, text=text, features=features.tolist(), adapter="fc_21").status_code == 200  # still up
