@@ -212,7 +212,7 @@ class Engine:
         kind = versions[0].kind
         if any(v.kind is not kind for v in versions):
             raise ValueError("a mixed batch holds adapters of one kind (one base, one layout) only")
-        if getattr(kind, "mixed", None) is None:
+        if kind.mixed is None:
             if any(v is not versions[0] for v in versions):
                 raise ValueError(f"{kind.mixed_refusal or 'this kind has no batched model'}")
             return self.score(versions[0], texts, inputs)

@@ -25,7 +25,7 @@ def method_of(config):
 def prepare(kind, config):
     """Build (once) the kind's row-batched model; a method without a batched implementation is logged by name."""
     with _build_lock:
-        if getattr(kind, "mixed_ready", False):
+        if kind.mixed_ready:
             return kind
         try:
             kind.mixed, kind.mixed_refusal = batched_model(kind.model, kind.slots, method_of(config)), None
@@ -42,7 +42,7 @@ def prepare(kind, config):
 def group_of(version):
     """What a request may share a batch with: its kind when the kind batches mixed adapters, else its version."""
     kind = version.kind
-    return kind if getattr(kind, "mixed", None) is not None else version
+    return kind if kind.mixed is not None else version
 
 
 def rows_of(versions):
