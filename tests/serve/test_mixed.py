@@ -155,3 +155,26 @@ def test_fan_out_bad_input_names_the_problem(mixed_server):
     listed = _post(mixed_server, text=text, features=features.tolist(), adapters=["fc_21", "ia3_22"])
     assert [r["adapter"]["name"] for r in listed.json()["results"]] == ["fc_21", "ia3_22"]
     assert _post(mixed_server, text=text, features=features.tolist(), adapter="fc_21").status_code == 200  # still up
+
+
+def test_the_command_line_options_reach_the_app(mixed_engine):
+    """`--max-fanout` and `--max-adapters-in-memory` go from `mmf_pe serve`'s command line to the app."""
+    from fastapi.testclient import TestClient
+
+    from mmf_pe.serve.cli import build_app, options_from_args, parser
+    from mmf_pe.serve.residency import LazyAdapters
+
+    engine, _ = mixed_engine
+    args = parser().parse_args([engine.folder, "--max-fanout", "3", "--max-adapters-in-memory", "2",
+                                "--no-detector"])
+    app = build_app(options_from_args(args, args.folder))
+    assert isinstance(app.state.adapters, LazyAdapters) and app.state.adapters.max_resident == 2
+    text, features = feature_set(1, seed=15)[0]
+    with TestClient(app) as client:
+        over = client.post("/v1/score", json={"text": text, "features": features.tolist(),
+                                              "adapters": "fc_21,fc_22,fc_23,paper_21"})
+        assert over.status_code == 413 and "fan-out limit 3" in over.json()["error"]
+        fine = client.post("/v1/score", json={"text": text, "features": features.tolist(),
+                                              "adapters": "fc_21,fc_22,paper_21"})
+        assert fine.status_code == 200 and len(fine.json()["results"]) == 3
+    assert len(app.state.adapters.versions) == 2  # three loaded, the least recently used evicted
