@@ -128,12 +128,16 @@ def _post(server, **body):
 
 
 def test_fan_out_answers_equal_single_adapter_answers(mixed_server):
+    import requests
+
     text, features = feature_set(1, seed=13)[0]
     names = ["fc_21", "paper_22", "lora_21", "ia3_23", "houlsby_21", "pfeiffer_22", "lora_22"]
     answer = _post(mixed_server, text=text, features=features.tolist(), adapters=",".join(names))
     assert answer.status_code == 200, answer.text
     results = answer.json()["results"]
     assert [r["adapter"]["name"] for r in results] == names
+    metrics = requests.get(f"{mixed_server.url}/metrics", timeout=60).text  # before any single request for it
+    assert 'mmf_pe_requests_total{adapter="ia3_23",status="200"} 1.0' in metrics  # counted per adapter scored
     for result in results:
         alone = _post(mixed_server, text=text, features=features.tolist(), adapter=result["adapter"]["name"]).json()
         assert result["adapter"] == alone["adapter"]  # name and fingerprint
