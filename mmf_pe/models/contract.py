@@ -270,6 +270,8 @@ class Kind:
         self.lock = threading.Lock()
         self.current = None
         self.switches = 0
+        # mixed-adapter batches (mmf_pe/serve/mixed.py): the row-batched copy, or why there is none
+        self.mixed, self.mixed_refusal, self.mixed_ready = None, None, False
 
     def put_on(self, version):
         """Make `version` the skeleton's adapter (call with `lock` held). Copies the adapter's tensors only."""

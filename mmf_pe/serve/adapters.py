@@ -22,6 +22,15 @@ class Adapters:
     def get(self, name):
         return self.versions.get(name)
 
+    async def get_async(self, name):
+        """`get` from the event loop: a version not yet in memory is loaded in a worker thread (residency.py)."""
+        version = self.versions.get(name)
+        if version is not None or name not in self.names():
+            return self.get(name) if version is not None else None
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self.get, name)
+
     def names(self):
         return sorted(self.versions)
 

@@ -18,11 +18,13 @@ from mmf_pe.serve import layout
 from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
 from mmf_pe.serve.contract_inputs import contract_input
+from mmf_pe.serve.fanout import DEFAULT_MAX_FANOUT, score_many
 from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
 from mmf_pe.serve.inputs import BadInput, check_filename, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
 from mmf_pe.serve.reading import add_ocr_route, text_for
+from mmf_pe.serve.residency import LazyAdapters
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -36,11 +38,13 @@ MAX_REGIONS_SHOWN = 36
 class Settings:
     def __init__(self, folder, default_adapter=None, max_batch=16, max_wait_ms=5.0, max_queue=256, timeout_s=30.0,
                  max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, poll_s=1.0, admin_token=None,
-                 score_token=None, decode_concurrency=DECODE_CONCURRENCY):
+                 score_token=None, decode_concurrency=DECODE_CONCURRENCY, max_fanout=DEFAULT_MAX_FANOUT,
+                 max_adapters_in_memory=None):
         self.folder, self.default_adapter = folder, default_adapter
         self.max_batch, self.max_wait_ms, self.max_queue, self.timeout_s = max_batch, max_wait_ms, max_queue, timeout_s
         self.max_upload_bytes, self.max_pixels, self.poll_s = max_upload_bytes, max_pixels, poll_s
-        self.decode_concurrency = decode_concurrency
+        self.decode_concurrency, self.max_fanout = decode_concurrency, int(max_fanout)
+        self.max_adapters_in_memory = max_adapters_in_memory  # None: every adapter resident (serve/residency.py)
         self.admin_token = os.environ.get("MMF_PE_ADMIN_TOKEN") if admin_token is None else admin_token
         self.score_token = os.environ.get("MMF_PE_SCORE_TOKEN") if score_token is None else score_token
 
@@ -51,11 +55,13 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
     from mmf_pe.serve.engine import Engine
 
     engine = engine or Engine(settings.folder)
-    adapters = Adapters(engine)
     metrics = Metrics()
+    adapters = Adapters(engine) if settings.max_adapters_in_memory is None else \
+        LazyAdapters(engine, settings.max_adapters_in_memory, metrics)
     default = settings.default_adapter or engine.config.get("default_adapter")
-    batcher = Batcher(engine.score, settings.max_batch, settings.max_wait_ms, settings.max_queue,
-                      on_batch=metrics.observe_batch)
+    batcher = Batcher(engine.score_batch, settings.max_batch, settings.max_wait_ms, settings.max_queue,
+                      on_batch=metrics.observe_batch, group_of=engine.batch_group,  # mixed adapters: serve/mixed.py
+                      hold=getattr(adapters, "hold", None))
     gate = ImageGate(settings.decode_concurrency)
 
     @contextlib.asynccontextmanager
@@ -107,7 +113,7 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
 
     @app.get("/readyz")
     async def readyz():
-        ready = bool(adapters.versions)
+        ready = bool(adapters.names())
         body = {"ready": ready, "base_loaded": True, "adapters": adapters.names(),
                 "errors": without_paths(adapters.errors, settings.folder)}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -150,7 +156,7 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
                                                   f"upload {name}")
             except AdapterError as error:
                 raise BadInput(422, str(error), error.field or "config") from None
-            replaced = adapters.get(name) is not None
+            replaced = name in adapters.names()  # (no lazy load just to say so)
             fingerprint = await run_in_threadpool(layout.publish, settings.folder, name, parts["config"],
                                                   parts["weights"])
             await run_in_threadpool(adapters.refresh)
@@ -182,20 +188,25 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
             if settings.score_token and not _bearer_matches(request, settings.score_token):
                 raise BadInput(401, "missing or wrong bearer token for scoring (MMF_PE_SCORE_TOKEN)")
             fields = await read_score_fields(request, settings.max_upload_bytes)
+            if fields.get("adapters") is not None:  # fan-out: one result per adapter (serve/fanout.py)
+                adapter_label = "(fan-out)"
+                body = await score_many(fields, adapters, batcher, features_for, deadline, settings.max_fanout,
+                                        timed_out, read_text)
+                for result in body["results"]:  # counted per adapter scored (an error: under "(fan-out)")
+                    metrics.observe_request(200, result["adapter"]["name"], time.perf_counter() - started, None,
+                                            result["timings_ms"]["model"] / 1000)
+                return body
             name = fields.get("adapter") or default_name()
             if not name:
                 raise BadInput(422, f"name an adapter (adapter=...); loaded: {adapters.names()}", "adapter")
             if not isinstance(name, str):
                 raise BadInput(422, "adapter must be a string", "adapter")
-            version = adapters.get(name)
+            version = await adapters.get_async(name)  # a lazy load (serve/residency.py) off the event loop
             if version is None:
                 why = f" ({without_paths(adapters.errors[name], settings.folder)})" if name in adapters.errors else ""
                 raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
-            try:  # client text, else OCR of the image (inside the image gate, within the request's deadline)
-                scored = await text_for(fields, reader, settings.max_pixels, gate, deadline)
-            except (Expired, TimeoutError):
-                raise timed_out() from None
+            scored = await read_text(fields, deadline)
             features, regions, features_ms = await features_for(fields, version, deadline)
             try:
                 future = batcher.submit(version, scored["text"], features)
@@ -234,6 +245,13 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
             metrics.observe_request(error.status, adapter_label, time.perf_counter() - started)
             headers = {"Retry-After": "1"} if error.status == 429 else None
             return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+    async def read_text(fields, deadline):
+        """Client text, else OCR of the image (inside the image gate, within the request's deadline)."""
+        try:
+            return await text_for(fields, reader, settings.max_pixels, gate, deadline)
+        except (Expired, TimeoutError):
+            raise timed_out() from None
 
     def timed_out():
         return BadInput(504, f"not scored within {settings.timeout_s} s (request timeout; image decoding and the "
@@ -341,7 +359,8 @@ async def read_form(request, limit, max_files=2):
 
 
 async def read_score_fields(request, limit):
-    """{'text', 'adapter', 'image': (filename, bytes), 'features': (filename, bytes) | JSON value} of a request."""
+    """{'text', 'adapter', 'adapters', 'image': (filename, bytes), 'features': (filename, bytes) | JSON value} of a
+    request."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await read_body(request, limit)
@@ -350,10 +369,10 @@ async def read_score_fields(request, limit):
             raise BadInput(400, "the JSON body must be an object {\"text\": ..., \"features\": [[...]], ...}")
         if "image" in data:
             raise BadInput(422, "images go as multipart uploads (field 'image'), not in JSON", "image")
-        return {k: data.get(k) for k in ("text", "adapter", "features") if data.get(k) is not None}
+        return {k: data.get(k) for k in ("text", "adapter", "adapters", "features") if data.get(k) is not None}
     form = await read_form(request, limit)
     fields = {}
-    for key in ("text", "adapter"):
+    for key in ("text", "adapter", "adapters"):
         value = form.get(key)
         if isinstance(value, UploadFile):
             raise BadInput(422, f"field {key!r} must be a plain form field, not a file", key)

@@ -28,6 +28,9 @@ def parser():
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 429 (busy)")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request timeout (504 after it)")
+    p.add_argument("--max-fanout", type=int, default=16, help="adapters one request may name (adapters=a,b,c or *)")
+    p.add_argument("--max-adapters-in-memory", type=int, default=None,
+                   help="keep at most N adapters resident (LRU), load the others on use (default: all resident)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--max-pixels", type=int, default=4096 * 4096, help="larger images are refused (413); the "
                    "detector works at ~800 x 1333, and decoding costs ~3 bytes per pixel (default: 4096 x 4096)")
@@ -139,7 +142,9 @@ def build_app(options):
     settings = Settings(options["folder"], options["default_adapter"], options["max_batch"], options["max_wait_ms"],
                         options["max_queue"], options["timeout_s"], int(options["max_upload_mb"] * 2**20),
                         options["max_pixels"], options["poll_s"],
-                        decode_concurrency=options.get("decode_concurrency", 2))
+                        decode_concurrency=options.get("decode_concurrency", 2),
+                        max_fanout=options.get("max_fanout", 16),
+                        max_adapters_in_memory=options.get("max_adapters_in_memory"))
     reader = options.get("ocr_command", "tesseract") if options.get("ocr", "on") == "on" else None
     return create_app(settings, engine=engine, featurizer=featurizer, reader=reader)
 
@@ -155,7 +160,8 @@ def options_from_args(args, folder):
             "poll_s": args.poll_s, "precision": args.precision, "no_detector": args.no_detector,
             "device": args.device, "embedding_cache_mb": args.embedding_cache_mb,
             "decode_concurrency": args.decode_concurrency, "detector_args": detector_args,
-            "ocr": args.ocr, "ocr_command": args.ocr_command}
+            "ocr": args.ocr, "ocr_command": args.ocr_command,
+            "max_fanout": args.max_fanout, "max_adapters_in_memory": args.max_adapters_in_memory}
 
 
 def app_from_env():

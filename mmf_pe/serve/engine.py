@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_files
-from mmf_pe.serve import layout
+from mmf_pe.serve import layout, mixed
 from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
 from mmf_pe.tuners.export import WEIGHTS_NAME
@@ -154,7 +154,7 @@ class Engine:
         if expected != kind.digest:
             raise AdapterError(f"{where}: trained on other base weights (fingerprint {str(expected)[:12]}.., this "
                                f"server's base {base.name} {kind.digest[:12]}..)")
-        kind = base.keep_kind(kind)  # a skeleton is kept only once an adapter of its kind is accepted
+        kind = mixed.prepare(base.keep_kind(kind), config)  # kept only once an adapter of its kind is accepted
         return AdapterVersion(name, layout.fingerprint(config_bytes, weights_bytes), config, tensors, kind)
 
     def base_for(self, config, where):
@@ -191,18 +191,45 @@ class Engine:
         base = version.base if version is not None else self.primary
         return base.collate(texts, [base.prepare(t, features=f) for t, f in zip(texts, features)])
 
+    @staticmethod
+    def _collate(base, texts, inputs):
+        items = []
+        for text, given in zip(texts, inputs):
+            if isinstance(given, torch.Tensor):
+                given = {"features": given}
+            items.append(base.prepare(text, **given) if isinstance(given, dict) else given)
+        return base.collate(texts, items)
+
+    @staticmethod
+    def batch_group(version):
+        """What a request may share a forward pass with (mmf_pe.serve.mixed.group_of)."""
+        return mixed.group_of(version)
+
+    def score_batch(self, versions, texts, inputs):
+        """Hate probabilities for a batch whose rows may carry different adapters of one kind (one per row), with
+        no adapter switch and no shared module written; a kind without a batched implementation takes one-adapter
+        batches (`score`)."""
+        from mmf_pe.utils.precision import autocast
+
+        kind = versions[0].kind
+        if any(v.kind is not kind for v in versions):
+            raise ValueError("a mixed batch holds adapters of one kind (one base, one layout) only")
+        if kind.mixed is None:
+            if any(v is not versions[0] for v in versions):
+                raise ValueError(f"{kind.mixed_refusal or 'this kind has no batched model'}")
+            return self.score(versions[0], texts, inputs)
+        batch = self._collate(kind.base, texts, inputs)
+        with torch.inference_mode(), autocast(self.precision, self.device.type):
+            probabilities = mixed.run(kind, versions, batch, kind.base.probabilities)
+        return probabilities.float().cpu().tolist(), False
+
     def score(self, version, texts, inputs):
         """Hate probabilities for a batch of one adapter: texts [str]; inputs: `prepare`d items, {"image": ..} /
         {"features": ..} dicts, or (N_i, D) float32 region-feature tensors."""
         from mmf_pe.utils.precision import autocast
 
         base = version.base
-        items = []
-        for text, given in zip(texts, inputs):
-            if isinstance(given, torch.Tensor):
-                given = {"features": given}
-            items.append(base.prepare(text, **given) if isinstance(given, dict) else given)
-        batch = base.collate(texts, items)
+        batch = self._collate(base, texts, inputs)
         kind = version.kind
         with kind.lock, torch.inference_mode():
             switched = kind.put_on(version)

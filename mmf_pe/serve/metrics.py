@@ -25,6 +25,20 @@ class Metrics:
         self.images_in_flight = Gauge("mmf_pe_images_in_flight", "Images being decoded or in the detector "
                                       "(at most --decode-concurrency)", registry=r)
 
+        self.adapter_events = Counter("mmf_pe_adapter_residency", "Adapter loads (lazy), LRU evictions and unloads "
+                                      "(replaced or removed) by adapter", ["event", "adapter"], registry=r)
+        self.adapter_load = Histogram("mmf_pe_adapter_load_seconds", "Time of a lazy adapter load", ["adapter"],
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.adapter_resident = Gauge("mmf_pe_adapter_resident", "1 while the adapter's tensors are in memory",
+                                      ["adapter"], registry=r)
+
+    def observe_residency(self, event, adapter, seconds=None):
+        """`event`: loads | evictions | unloads (--max-adapters-in-memory, mmf_pe/serve/residency.py)."""
+        self.adapter_events.labels(event=event, adapter=adapter).inc()
+        self.adapter_resident.labels(adapter=adapter).set(1 if event == "loads" else 0)
+        if seconds is not None:
+            self.adapter_load.labels(adapter=adapter).observe(seconds)
+
     def observe_request(self, status, adapter, seconds, features_s=None, model_s=None):
         self.requests.labels(status=str(status), adapter=adapter).inc()
         if status == 200:

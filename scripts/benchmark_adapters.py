@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Many adapters on one base (issue 25), against the real `mmf_pe serve` on 127.0.0.1 (a script, not a test).
+
+    .venv/bin/python scripts/benchmark_adapters.py [--requests 128] [--concurrency 16] [--registered 1000]
+        [--resident 8,64] [--out logs/serve/bench_adapters]
+
+Builds a served folder (the `small` random VisualBERT base of scripts/benchmark_serve.py, 64 distinct PE "paper"
+adapters, and up to --registered names in all: the others hard links to those 64 files, so they cost the disk
+nothing) and measures, in one run:
+  - throughput and p50 / p99 with 1, 8 and 64 distinct adapters in uniform traffic (mixed-adapter batches);
+  - fan-out: one meme scored with 16 adapters in one request vs one adapter (p50 of sequential requests);
+  - resident memory (VmRSS) of the server with --registered adapters and N resident (--max-adapters-in-memory N),
+    after traffic touched 64 of them, against the server with one adapter;
+  - cold-load time per adapter (in process: `LazyAdapters.get` of a registered, not yet resident adapter).
+Prints a markdown table.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import requests
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from benchmark_serve import SIZES, Server, add_clip_base, load, meme_images, npy  # noqa: E402  (its server, loads)
+
+DISTINCT = 64
+
+
+def build_folder(root, registered):
+    from mmf_pe.serve.layout import save_base
+    from mmf_pe.testing.tiny_hmd import write_tokenizer
+    from mmf_pe.tools.table1 import build_model
+    from mmf_pe.tuners.export import save_adapter
+
+    overrides = SIZES["small"] + ["max_position_embeddings=512"]
+    torch.manual_seed(0)
+    base = build_model("fc", overrides)
+    folder = os.path.join(root, "served")
+    save_base(base, folder, write_tokenizer(os.path.join(root, "tokenizer")), max_seq_length=64,
+              default_adapter="a0000")
+    model = build_model("pe", overrides + ["pe.method=paper"])
+    model.load_state_dict({model.format_state_key(k): v for k, v in base.state_dict().items()}, strict=False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    for i in range(DISTINCT):
+        with torch.no_grad():
+            for p in trained:
+                p.add_(torch.randn_like(p) * 0.05)
+        save_adapter(model, os.path.join(folder, f"a{i:04d}"), feature_provenance=None)
+    for i in range(DISTINCT, registered):  # more names, same bytes (hard links)
+        source, target = os.path.join(folder, f"a{i % DISTINCT:04d}"), os.path.join(folder, f"a{i:04d}")
+        os.makedirs(target)
+        for name in os.listdir(source):
+            os.link(os.path.join(source, name), os.path.join(target, name))
+    size = sum(os.path.getsize(os.path.join(folder, "a0000", n)) for n in os.listdir(os.path.join(folder, "a0000")))
+    return folder, size / 2**20
+
+
+def fan_out(url, names, payload, repeats):
+    """p50 ms of one request scoring `payload` with each of `names` (fan-out), and with names[0] alone."""
+    def timed(data):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            answer = requests.post(f"{url}/v1/score", data=data, files={"features": ("f.npy", payload)}, timeout=600)
+            assert answer.status_code == 200, answer.text
+            times.append(1000 * (time.perf_counter() - started))
+        return statistics.median(times)
+
+    text = "when you look like this"
+    return timed({"text": text, "adapters": ",".join(names)}), timed({"text": text, "adapter": names[0]})
+
+
+def clip_heads(folder, root, count):
+    """A ViT-B/32-sized CLIP base (scripts/benchmark_serve.py) and `count` FC heads on it: clip_fc, clip_fc_1, .."""
+    from safetensors.torch import load_file, save_file
+
+    parameters = add_clip_base(folder, root)
+    source = os.path.join(folder, "clip_fc")
+    tensors = load_file(os.path.join(source, "adapter_model.safetensors"))
+    generator = torch.Generator().manual_seed(0)
+    names = ["clip_fc"]
+    for i in range(1, count):
+        target = os.path.join(folder, f"clip_fc_{i}")
+        os.makedirs(target)
+        os.link(os.path.join(source, "adapter_config.json"), os.path.join(target, "adapter_config.json"))
+        save_file({k: v + 0.01 * torch.randn(v.shape, generator=generator) for k, v in tensors.items()},
+                  os.path.join(target, "adapter_model.safetensors"), metadata={"format": "mmf_pe.adapter/1"})
+        names.append(f"clip_fc_{i}")
+    return names, parameters
+
+
+def image_fan_out(url, names, images):
+    """p50 ms of fan-out over `names` vs names[0] alone, each request a new (uncached) meme."""
+    def timed(field, value, batch):
+        times = []
+        for i, image in enumerate(batch):
+            started = time.perf_counter()
+            answer = requests.post(f"{url}/v1/score", data={"text": f"meme {i}", field: value},
+                                   files={"image": (f"{i}.png", image, "image/png")}, timeout=1200)
+            assert answer.status_code == 200, answer.text
+            times.append(1000 * (time.perf_counter() - started))
+        return statistics.median(times)
+
+    half = len(images) // 2
+    return timed("adapters", ",".join(names), images[:half]), timed("adapter", names[0], images[half:])
+
+
+def cold_loads(folder, count):
+    from mmf_pe.serve.engine import Engine
+    from mmf_pe.serve.residency import LazyAdapters
+
+    adapters = LazyAdapters(Engine(folder), 4)
+    adapters.refresh()
+    adapters.get("a0000")  # the kind's skeleton is built once, on the first adapter of its layout
+    times = []
+    for i in range(1, count + 1):
+        started = time.perf_counter()
+        assert adapters.get(f"a{i:04d}") is not None
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times), max(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--registered", type=int, default=1000)
+    parser.add_argument("--resident", default="8,64")
+    parser.add_argument("--out", default=os.path.join(ROOT, "logs", "serve", "bench_adapters"))
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        folder, adapter_mib = build_folder(root, args.registered)
+        payload = npy(np.random.default_rng(1).normal(size=(100, 2048)).astype(np.float32))
+        names = [f"a{i:04d}" for i in range(DISTINCT)]
+        server = Server(folder, "--no-detector", "--max-batch", "16")
+        try:
+            load(server.url, 16, 4, adapters=names)  # warm-up: every distinct adapter loaded once
+            for distinct in (1, 8, 64):
+                rate, p50, p99, batch, _ = load(server.url, args.requests, args.concurrency,
+                                                adapters=names[:distinct])
+                rows.append((f"{distinct} distinct adapter(s), c={args.concurrency}", f"{rate:.1f} req/s",
+                             f"p50 {p50:.0f} ms / p99 {p99:.0f} ms", f"mean batch {batch:.1f}"))
+            many, one = fan_out(server.url, names[:16], payload, 8)
+            rows.append(("fan-out 16 adapters vs 1 (p50, sequential)", f"{many:.0f} ms vs {one:.0f} ms",
+                         f"{many / one:.2f}x", "one request each"))
+        finally:
+            server.stop()
+        single = os.path.join(root, "single")  # the same base and one adapter
+        os.makedirs(single)
+        for name in os.listdir(folder):
+            if not name.startswith("a") or name == "a0000":
+                os.symlink(os.path.join(folder, name), os.path.join(single, name))
+        server = Server(single, "--no-detector")
+        try:
+            load(server.url, 8, 2, adapters=["a0000"])
+            baseline = server.rss_mib()
+        finally:
+            server.stop()
+        rows.append(("RSS, 1 adapter registered and resident", f"{baseline:.0f} MiB", "-",
+                     f"adapter file {adapter_mib:.2f} MiB"))
+        for resident in [int(n) for n in args.resident.split(",")]:
+            server = Server(folder, "--no-detector", "--max-adapters-in-memory", str(resident))
+            try:
+                idle = server.rss_mib()
+                load(server.url, 2 * DISTINCT, 4, adapters=names)  # every distinct one loaded (LRU evicts)
+                rss = server.rss_mib()
+            finally:
+                server.stop()
+            rows.append((f"RSS, {args.registered} registered, N={resident} resident", f"{rss:.0f} MiB",
+                         f"idle {idle:.0f} MiB", f"+{rss - baseline:.0f} MiB over 1 adapter"))
+        heads, parameters = clip_heads(folder, root, 16)
+        server = Server(folder, "--no-detector", "--max-batch", "16", "--max-adapters-in-memory", "64")
+        try:
+            image_fan_out(server.url, heads[:2], meme_images(root, 2, seed=98))  # warm-up
+            many, one = image_fan_out(server.url, heads, meme_images(root, 8, seed=99))
+        finally:
+            server.stop()
+        rows.append((f"fan-out 16 FC heads vs 1, CLIP ViT-B/32 frozen_vl ({parameters / 1e6:.0f} M), image in",
+                     f"{many:.0f} ms vs {one:.0f} ms", f"{many / one:.2f}x", "p50, each post a new meme"))
+        p50, worst = cold_loads(folder, 32)
+        rows.append(("cold load of one adapter (in process, 32 loads)", f"p50 {p50:.1f} ms", f"max {worst:.1f} ms",
+                     f"{adapter_mib:.2f} MiB file"))
+    print_table(rows, args)
+
+
+def print_table(rows, args):
+    lines = ["| row | value | detail | note |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
