@@ -142,7 +142,8 @@ def adapt(parent, data, features, out, budget_minutes, replay=0, old_data=None, 
     }
     os.makedirs(out, exist_ok=True)
     save_adapter(version.kind.model, out, source=os.path.abspath(parent), feature_provenance=version.provenance,
-                 threshold=version.config.get("threshold"), lineage=lineage)
+                 threshold=version.config.get("threshold"), lineage=lineage,
+                 text_normalization=version.config.get("text_normalization"))
     config, _ = read_adapter(out)  # read back through the exporter's own checks
     if config["base_fingerprint"]["digest"] != version.kind.digest:
         raise AdaptError(f"{os.path.join(out, CONFIG_NAME)}: the new version's base fingerprint differs from its "

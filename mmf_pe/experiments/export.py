@@ -111,8 +111,10 @@ def export(source, out_dir, which="best", features=None, threshold=None):
     except RuntimeError as error:
         raise ValueError(f"{path}: does not match the model its config describes:\n{error}") from None
     os.makedirs(out_dir, exist_ok=True)
+    from mmf_pe.utils.text_normalization import mode_of_run_config
+
     weights = save_adapter(model, out_dir, source=os.path.abspath(path), feature_provenance=provenance,
-                           threshold=threshold)
+                           threshold=threshold, text_normalization=mode_of_run_config(config))
     return weights, path, model
 
 

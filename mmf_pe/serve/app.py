@@ -21,6 +21,7 @@ from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode
 from mmf_pe.serve.inputs import BadInput, check_filename, check_text, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
+from mmf_pe.utils.text_normalization import normalize_text
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -181,9 +182,10 @@ def create_app(settings, engine=None, featurizer=None):
                 raise BadInput(404, f"unknown adapter {name[:80]!r}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
             text = check_text(fields.get("text"))
+            scored_text = normalize_text(text, version.text_normalization)  # what the adapter's run trained on
             features, regions, features_ms = await features_for(fields, version, deadline)
             try:
-                future = batcher.submit(version, text, features)
+                future = batcher.submit(version, scored_text, features)
             except QueueFull as error:
                 metrics.rejected.inc()
                 raise BadInput(429, f"server busy: {error}; retry later") from None
@@ -199,6 +201,8 @@ def create_app(settings, engine=None, featurizer=None):
             total_ms = 1000 * (time.perf_counter() - started)
             body = {"probability": probability, "label": int(probability >= version.threshold),
                     "threshold": version.threshold,
+                    "text": {"scored": scored_text, "normalization": version.text_normalization,
+                             "changed": scored_text != text},  # a moderator sees an evasion attempt
                     "adapter": {"name": version.name, "fingerprint": version.fingerprint},
                     "timings_ms": {"features": round(features_ms, 3), "queue": timings["queue_ms"],
                                    "model": timings["model_ms"], "total": round(total_ms, 3)},

@@ -17,6 +17,7 @@ import torch
 from mmf_pe.serve import layout
 from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint
+from mmf_pe.utils.text_normalization import check_mode
 
 _versions = itertools.count(1)
 
@@ -34,6 +35,11 @@ class AdapterVersion:
     def threshold(self):
         value = self.config.get("threshold")
         return 0.5 if value is None else float(value)
+
+    @property
+    def text_normalization(self):
+        """What the export says its run did to captions (`none` for exports made before the key existed)."""
+        return self.config.get("text_normalization") or "none"
 
     @property
     def provenance(self):
@@ -95,6 +101,10 @@ class Engine:
         from safetensors.torch import load as load_safetensors
 
         config = checked_config(config_bytes, where, self.config["model_config"])  # data only: types, sizes bounded
+        try:
+            check_mode(config.get("text_normalization"), f"{where}/{CONFIG_NAME}: text_normalization")
+        except ValueError as error:
+            raise AdapterError(str(error)) from None
         try:
             tensors = load_safetensors(weights_bytes)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
