@@ -1,0 +1,297 @@
+"""`mmf_pe robustness <run dir | exported adapter> [--split test_seen] [--attacks ...] --out DIR`: how a detector's
+predictions change under evasion attacks (mmf_pe.experiments.attacks) and white-box PGD.
+
+Per attack: AUROC, accuracy and attack success rate (predictions flipped among the originally correct ones) beside
+the clean numbers, as `robustness.md`, `robustness.csv` and `robustness.png` under --out, with the attack
+parameters (`attacks.yaml`, also printed). Seeds are fixed (--seed). A run directory brings its data (the run
+config's annotations and region features); an exported adapter (`<served folder>/<name>`) needs --annotations and
+--features. PGD perturbs the region features (L-infinity ball around them): VisualBERT is not differentiable end
+to end (the Faster R-CNN's box selection sits between pixels and features), so pixel PGD does not apply to it.
+Image attacks need the memes' images and the detector that made the features; with precomputed features only they
+are reported as not run.
+"""
+import argparse
+import csv
+import json
+import os
+
+import torch
+
+from mmf_pe.experiments import attacks as A
+
+DEFAULT_ATTACKS = ["homoglyphs", "zero_width", "typos", "leetspeak", "case", "homoglyphs+zero_width", "pgd",
+                   "pgd+homoglyphs"] + list(A.IMAGE_ATTACKS)
+PGD_NOTE = ("PGD perturbs the region features, not the pixels: the detector (Faster R-CNN box selection) is not "
+            "differentiable end to end")
+
+
+class RobustnessError(ValueError):
+    pass
+
+
+class Detector:
+    """A VisualBERT-family model + its tokenisation (the run's / the export's text normalisation applied)."""
+
+    def __init__(self, model, tokenizer, max_seq_length, normalization, threshold=0.5):
+        self.model, self.tokenizer, self.max_seq_length = model.eval(), tokenizer, int(max_seq_length)
+        self.normalization, self.threshold = normalization, float(threshold)
+
+    def encode(self, text):
+        from mmf_pe.utils.text_normalization import normalize_text
+
+        tokens = self.tokenizer.tokenize(normalize_text(text, self.normalization))[: self.max_seq_length - 2]
+        ids = self.tokenizer.convert_tokens_to_ids(["[CLS]"] + tokens + ["[SEP]"])
+        pad = self.max_seq_length - len(ids)
+        return torch.tensor(ids + [0] * pad), torch.tensor([1] * len(ids) + [0] * pad)
+
+    def logits(self, texts, features):
+        """Scores (B, 2) for texts [str] and features (B, N, D) (differentiable in the features)."""
+        from mmf.common.sample import Sample, SampleList
+
+        encoded = [self.encode(t) for t in texts]
+        sample = SampleList()
+        sample.input_ids = torch.stack([ids for ids, _ in encoded])
+        sample.input_mask = torch.stack([mask for _, mask in encoded])
+        sample.segment_ids = torch.zeros_like(sample.input_ids)
+        sample.image_feature_0 = features
+        sample.image_info_0 = Sample({"max_features": torch.full((len(texts),), features.shape[1])})
+        for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
+            sample[name] = None
+        return self.model.forward(sample)["scores"].float()
+
+    def probabilities(self, texts, features, batch_size=32):
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                out += torch.softmax(self.logits(texts[i:i + batch_size], features[i:i + batch_size]), -1)[:, 1]\
+                    .tolist()
+        return out
+
+
+# ---- loading ---------------------------------------------------------------------------------------------------
+
+def _text_params(config):
+    for dataset in (config.get("dataset_config") or {}).values():
+        params = (((dataset or {}).get("processors") or {}).get("text_processor") or {}).get("params") or {}
+        if params:
+            return params
+    return {}
+
+
+def load_run(run_dir, split):
+    """(Detector, annotations path, features LMDB) of a run directory's best checkpoint and its `split`."""
+    from omegaconf import OmegaConf
+    from transformers import BertTokenizer
+
+    from mmf_pe.experiments.evaluate import EvaluateError, test_splits
+    from mmf_pe.experiments.export import build_from_run_config, find_checkpoint, read_checkpoint
+    from mmf_pe.utils.text_normalization import mode_of_run_config
+
+    path = find_checkpoint(run_dir, "best")
+    state, config = read_checkpoint(path)
+    model = build_from_run_config(config)
+    model.load_state_dict(state, strict=True)
+    params = _text_params(config)
+    tokenizer = BertTokenizer.from_pretrained(str((params.get("tokenizer_config") or {}).get("type")))
+    detector = Detector(model, tokenizer, params.get("max_seq_length", 128), mode_of_run_config(config))
+    dataset = str(config.get("datasets") or "hateful_memes").split(",")[0]
+    dataset_config = config["dataset_config"][dataset]
+    try:
+        annotations = test_splits(OmegaConf.create(config), dataset, [split])[split][0].split(",")[0]
+    except EvaluateError as error:
+        raise RobustnessError(str(error)) from None
+    data_dir = str(dataset_config.get("data_dir", ""))
+    features = str((dataset_config.get("features") or {}).get("test")[0]).split(",")[0]
+    return detector, os.path.join(data_dir, annotations), os.path.join(data_dir, features)
+
+
+def load_adapter_export(adapter_dir):
+    """A Detector over `<served folder>/<name>` (the folder's base + that adapter), as the server scores it."""
+    from mmf_pe.serve.engine import Engine
+
+    folder, name = os.path.split(os.path.abspath(adapter_dir).rstrip(os.sep))
+    engine = Engine(folder)
+    version = engine.read_folder_version(name)
+    version.kind.put_on(version)
+    return Detector(version.kind.model, engine.tokenizer, engine.max_seq_length, version.text_normalization,
+                    version.threshold), version.config.get("feature_provenance")
+
+
+def read_split(annotations, features_lmdb):
+    """(texts, labels, features (B, N, D) float32) of a labelled annotations jsonl; a clear error otherwise."""
+    from mmf_pe.data.lmdb_features import read_record
+
+    texts, labels, features = [], [], []
+    with open(annotations, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RobustnessError(f"{annotations}:{number}: not valid JSON ({error.msg})") from None
+            if record.get("label") not in (0, 1):
+                raise RobustnessError(f"{annotations}:{number}: no label (0/1) in this split; attack success needs "
+                                      "labelled memes (use dev_seen / test_seen, not an unlabelled test file)")
+            key = os.path.splitext(os.path.basename(str(record.get("img") or record["id"])))[0]
+            texts.append(str(record.get("text", "")))
+            labels.append(int(record["label"]))
+            features.append(torch.as_tensor(read_record(features_lmdb, key)["features"]).float())
+    if not texts:
+        raise RobustnessError(f"{annotations}: no memes")
+    regions = max(f.shape[0] for f in features)
+    batch = torch.zeros(len(features), regions, features[0].shape[1])
+    for i, f in enumerate(features):
+        batch[i, : f.shape[0]] = f
+    return texts, labels, batch
+
+
+# ---- attacks and metrics ---------------------------------------------------------------------------------------
+
+def pgd(detector, texts, labels, features, epsilon, steps, step_size=None, seed=0):
+    """L-infinity PGD on the region features (random start, sign steps) maximising the true label's loss."""
+    torch.manual_seed(seed)
+    step_size = step_size if step_size is not None else 2.5 * epsilon / steps
+    target = torch.tensor(labels)
+    adversarial = features + torch.empty_like(features).uniform_(-epsilon, epsilon)
+    for _ in range(int(steps)):
+        adversarial.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(detector.logits(texts, adversarial), target)
+        gradient, = torch.autograd.grad(loss, adversarial)
+        with torch.no_grad():
+            adversarial = adversarial + step_size * gradient.sign()
+            adversarial = features + (adversarial - features).clamp(-epsilon, epsilon)
+    return adversarial.detach()
+
+
+def metrics(labels, probabilities, threshold, clean_predictions=None):
+    from sklearn.metrics import roc_auc_score
+
+    predictions = [int(p >= threshold) for p in probabilities]
+    row = {"auroc": roc_auc_score(labels, probabilities) if len(set(labels)) == 2 else float("nan"),
+           "accuracy": sum(int(p == y) for p, y in zip(predictions, labels)) / len(labels)}
+    if clean_predictions is not None:
+        correct = [i for i, (p, y) in enumerate(zip(clean_predictions, labels)) if p == y]
+        flipped = sum(1 for i in correct if predictions[i] != labels[i])
+        row.update(attack_success=flipped / len(correct) if correct else float("nan"), flipped=flipped,
+                   originally_correct=len(correct))
+    return row, predictions
+
+
+def run_attacks(detector, texts, labels, features, names, params, seed=0, images=None):
+    """[{attack, auroc, accuracy, attack_success, ...}], clean first; also the perturbed texts per attack."""
+    clean, clean_predictions = metrics(labels, detector.probabilities(texts, features), detector.threshold)
+    rows, perturbed = [dict(attack="clean", **clean, attack_success=0.0, status="ok")], {}
+    for name in names:
+        if A.needs_images(name) and images is None:
+            rows.append({"attack": name, "status": "not run: precomputed features only (no images / detector)"})
+            continue
+        attacked = [A.attack_text(t, name, params, A.rng_for(seed, i, name)) for i, t in enumerate(texts)]
+        attacked_features = features
+        if A.uses_pgd(name):
+            p = params["pgd"]
+            attacked_features = pgd(detector, attacked, labels, features, p["epsilon"], p["steps"], p["step_size"],
+                                    seed)
+        perturbed[name] = attacked
+        row, _ = metrics(labels, detector.probabilities(attacked, attacked_features), detector.threshold,
+                         clean_predictions)
+        rows.append(dict(attack=name, **row, status="ok"))
+    return rows, perturbed
+
+
+# ---- outputs -----------------------------------------------------------------------------------------------------
+
+def _fmt(value):
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def write_outputs(rows, out, header):
+    from mmf_pe.utils.io import atomic_write_text
+
+    os.makedirs(out, exist_ok=True)
+    columns = ["attack", "auroc", "accuracy", "attack_success", "flipped", "originally_correct", "status"]
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    atomic_write_text(os.path.join(out, "robustness.md"), "\n".join(lines) + "\n")
+    with open(os.path.join(out, "robustness.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows({c: r.get(c) for c in columns} for r in rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if r.get("status") == "ok"]
+    figure, axis = plt.subplots(figsize=(max(6, 0.7 * len(measured)), 4))
+    x = range(len(measured))
+    axis.bar([i - 0.2 for i in x], [r["auroc"] for r in measured], 0.4, label="AUROC")
+    axis.bar([i + 0.2 for i in x], [r.get("attack_success", 0.0) for r in measured], 0.4, label="attack success")
+    axis.set_xticks(list(x), [r["attack"] for r in measured], rotation=45, ha="right")
+    axis.set_ylim(0, 1)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "robustness.png"))
+    plt.close(figure)
+    return os.path.join(out, "robustness.md")
+
+
+def robustness(source, out, split="test_seen", names=None, overrides=None, seed=0, annotations=None, features=None):
+    """Measure, write the outputs; returns (rows, perturbed texts, chosen parameters)."""
+    import yaml
+
+    names = list(names or DEFAULT_ATTACKS)
+    params = A.resolve(names, overrides)
+    if os.path.isfile(os.path.join(source, "adapter_config.json")):
+        detector, _ = load_adapter_export(source)
+        if not annotations or not features:
+            raise RobustnessError(f"{source}: an exported adapter does not record its data; pass --annotations "
+                                  "<labelled jsonl> and --features <region feature LMDB>")
+    else:
+        detector, run_annotations, run_features = load_run(source, split)
+        annotations, features = annotations or run_annotations, features or run_features
+    for path in (annotations, features):
+        if not os.path.exists(path):
+            raise RobustnessError(f"{path}: not found")
+    texts, labels, batch = read_split(annotations, features)
+    rows, perturbed = run_attacks(detector, texts, labels, batch, names, params, seed)
+    os.makedirs(out, exist_ok=True)
+    text = yaml.safe_dump({"seed": seed, "split": split, "text_normalization": detector.normalization,
+                           "attacks": params}, sort_keys=False)
+    with open(os.path.join(out, "attacks.yaml"), "w") as f:
+        f.write(text)
+    header = (f"Robustness of {source} on {annotations} ({len(texts)} memes, seed {seed}, text normalisation "
+              f"{detector.normalization}). Attack success: flipped predictions / originally correct ones. "
+              f"{PGD_NOTE}.")
+    write_outputs(rows, out, header)
+    return rows, perturbed, params, text
+
+
+def main(argv=None):
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="mmf_pe robustness", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="run directory (env.save_dir) or exported adapter (<served folder>/<name>)")
+    parser.add_argument("--split", default="test_seen")
+    parser.add_argument("--attacks", nargs="+", default=None, help=f"default: {' '.join(DEFAULT_ATTACKS)}")
+    parser.add_argument("--params", default=None, help="YAML {attack: {parameter: value}} overriding the defaults")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--annotations", default=None, help="labelled jsonl (needed for an exported adapter)")
+    parser.add_argument("--features", default=None, help="region feature LMDB (needed for an exported adapter)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    overrides = None
+    if args.params:
+        with open(args.params) as f:
+            overrides = yaml.safe_load(f) or {}
+        if not isinstance(overrides, dict):
+            raise SystemExit(f"{args.params}: expected a mapping {{attack: {{parameter: value}}}}")
+    try:
+        rows, _, _, text = robustness(args.source, args.out, args.split, args.attacks, overrides, args.seed,
+                                      args.annotations, args.features)
+    except (RobustnessError, A.AttackError) as error:
+        raise SystemExit(f"mmf_pe robustness: {error}") from None
+    print(text)
+    with open(os.path.join(args.out, "robustness.md")) as f:
+        print(f.read())
+    return 0
