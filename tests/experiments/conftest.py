@@ -32,8 +32,8 @@ def served_copy(periods, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_hmd, tmp_path_factory):
-    """One 20-update Full visual_bert_pe run on the tiny HMD data (text normalisation on, as new runs have it) and a
-    `twins` split: every test_seen meme again with its caption disguised (look-alike letters, zero-width, bidi)."""
+    """One 20-update PE (paper) visual_bert_pe run on the tiny HMD data (text normalisation on, as new runs have it)
+    and a `twins` split: each test_seen meme again with its caption disguised (look-alike letters, zero-width, bidi)."""
     import json
 
     from mmf_cli.run import run as mmf_run
@@ -42,7 +42,7 @@ def tiny_run(tiny_hmd, tmp_path_factory):
     from mmf_pe_testing import write_run_config
 
     root = tmp_path_factory.mktemp("tiny_run")
-    config = write_run_config(root / "config", "hmd_full.yaml")
+    config = write_run_config(root / "config", "hmd_pe.yaml")
     save_dir = root / "save"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMF_DATA_DIR", tiny_hmd["data_dir"])
