@@ -118,10 +118,10 @@ def load_adapter_export(adapter_dir):
 
 
 def read_split(annotations, features_lmdb):
-    """(texts, labels, features (B, N, D) float32) of a labelled annotations jsonl; a clear error otherwise."""
+    """(texts, labels, features (B, N, D) float32, image paths as written) of a labelled annotations jsonl."""
     from mmf_pe.data.lmdb_features import read_record
 
-    texts, labels, features = [], [], []
+    texts, labels, features, images = [], [], [], []
     with open(annotations, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -135,6 +135,7 @@ def read_split(annotations, features_lmdb):
                                       "labelled memes (use dev_seen / test_seen, not an unlabelled test file)")
             key = os.path.splitext(os.path.basename(str(record.get("img") or record["id"])))[0]
             texts.append(str(record.get("text", "")))
+            images.append(str(record.get("img") or ""))
             labels.append(int(record["label"]))
             features.append(torch.as_tensor(read_record(features_lmdb, key)["features"]).float())
     if not texts:
@@ -143,7 +144,49 @@ def read_split(annotations, features_lmdb):
     batch = torch.zeros(len(features), regions, features[0].shape[1])
     for i, f in enumerate(features):
         batch[i, : f.shape[0]] = f
-    return texts, labels, batch
+    return texts, labels, batch, images
+
+
+def padded(features, regions=None):
+    regions = regions or max(f.shape[0] for f in features)
+    batch = torch.zeros(len(features), regions, features[0].shape[1])
+    for i, f in enumerate(features):
+        batch[i, : min(regions, f.shape[0])] = f[:regions]
+    return batch
+
+
+class ImageFeatures:
+    """Region features of (attacked) images, made by the detector the training features' provenance records."""
+
+    def __init__(self, images_dir, provenance, weights=None, allow_random_weights=False):
+        from argparse import Namespace
+
+        from mmf_pe.serve.cli import detector_options
+        from mmf_pe.serve.features import Featurizer
+
+        if provenance is None:
+            raise RobustnessError("image attacks need the features' provenance (features written by `mmf_pe "
+                                  "extract`); these features do not record one")
+        args = Namespace(detector=None, detector_weights=weights, allow_random_weights=allow_random_weights,
+                         num_boxes=None, min_boxes=None, selection=None, min_size=None, max_size=None,
+                         feature_dtype=None, device="cpu")
+        self.featurizer = Featurizer(**detector_options(args, provenance))
+        self.images_dir, self.normalisation = images_dir, provenance.get("normalisation")
+
+    def load(self, relative):
+        from PIL import Image
+
+        path = os.path.join(self.images_dir, relative)
+        if not os.path.isfile(path):
+            path = os.path.join(self.images_dir, os.path.basename(relative))
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def __call__(self, image):
+        import numpy as np
+
+        features, _ = self.featurizer(np.asarray(image), normalisation=self.normalisation)
+        return features
 
 
 # ---- attacks and metrics ---------------------------------------------------------------------------------------
@@ -178,8 +221,9 @@ def metrics(labels, probabilities, threshold, clean_predictions=None):
     return row, predictions
 
 
-def run_attacks(detector, texts, labels, features, names, params, seed=0, images=None):
-    """[{attack, auroc, accuracy, attack_success, ...}], clean first; also the perturbed texts per attack."""
+def run_attacks(detector, texts, labels, features, names, params, seed=0, images=None, image_paths=None):
+    """[{attack, auroc, accuracy, attack_success, ...}], clean first; also the perturbed texts per attack.
+    `images`: an ImageFeatures (image attacks run through the detector), or None (they are reported as not run)."""
     clean, clean_predictions = metrics(labels, detector.probabilities(texts, features), detector.threshold)
     rows, perturbed = [dict(attack="clean", **clean, attack_success=0.0, status="ok")], {}
     for name in names:
@@ -188,6 +232,10 @@ def run_attacks(detector, texts, labels, features, names, params, seed=0, images
             continue
         attacked = [A.attack_text(t, name, params, A.rng_for(seed, i, name)) for i, t in enumerate(texts)]
         attacked_features = features
+        if A.needs_images(name):
+            attacked_features = padded([images(A.attack_image(images.load(path), name, params,
+                                                              A.rng_for(seed, i, name)))
+                                        for i, path in enumerate(image_paths)], features.shape[1])
         if A.uses_pgd(name):
             p = params["pgd"]
             attacked_features = pgd(detector, attacked, labels, features, p["epsilon"], p["steps"], p["step_size"],
@@ -236,25 +284,35 @@ def write_outputs(rows, out, header):
     return os.path.join(out, "robustness.md")
 
 
-def robustness(source, out, split="test_seen", names=None, overrides=None, seed=0, annotations=None, features=None):
+def robustness(source, out, split="test_seen", names=None, overrides=None, seed=0, annotations=None, features=None,
+               images=None, detector_weights=None, allow_random_weights=False, limit=None):
     """Measure, write the outputs; returns (rows, perturbed texts, chosen parameters)."""
     import yaml
 
     names = list(names or DEFAULT_ATTACKS)
     params = A.resolve(names, overrides)
+    from mmf_pe.tuners.provenance import read_feature_provenance
+
     if os.path.isfile(os.path.join(source, "adapter_config.json")):
-        detector, _ = load_adapter_export(source)
+        detector, provenance = load_adapter_export(source)
         if not annotations or not features:
             raise RobustnessError(f"{source}: an exported adapter does not record its data; pass --annotations "
                                   "<labelled jsonl> and --features <region feature LMDB>")
     else:
         detector, run_annotations, run_features = load_run(source, split)
         annotations, features = annotations or run_annotations, features or run_features
+        provenance = None
     for path in (annotations, features):
         if not os.path.exists(path):
             raise RobustnessError(f"{path}: not found")
-    texts, labels, batch = read_split(annotations, features)
-    rows, perturbed = run_attacks(detector, texts, labels, batch, names, params, seed)
+    provenance = provenance or read_feature_provenance(features)
+    texts, labels, batch, image_paths = read_split(annotations, features)
+    if limit:
+        texts, labels, batch, image_paths = texts[:limit], labels[:limit], batch[:limit], image_paths[:limit]
+    featurize = None
+    if images and any(A.needs_images(n) for n in names):
+        featurize = ImageFeatures(images, provenance, detector_weights, allow_random_weights)
+    rows, perturbed = run_attacks(detector, texts, labels, batch, names, params, seed, featurize, image_paths)
     os.makedirs(out, exist_ok=True)
     text = yaml.safe_dump({"seed": seed, "split": split, "text_normalization": detector.normalization,
                            "attacks": params}, sort_keys=False)
@@ -278,6 +336,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations", default=None, help="labelled jsonl (needed for an exported adapter)")
     parser.add_argument("--features", default=None, help="region feature LMDB (needed for an exported adapter)")
+    parser.add_argument("--images", default=None, help="the memes' image folder (annotations' img paths under it): "
+                        "image attacks run through the detector the features' provenance records")
+    parser.add_argument("--detector-weights", default=None, help="the detector's weights (as for mmf_pe serve)")
+    parser.add_argument("--allow-random-weights", action="store_true", help="a random-weight detector (demo, tests)")
+    parser.add_argument("--limit", type=int, default=None, help="score the first N memes only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     overrides = None
@@ -288,7 +351,8 @@ def main(argv=None):
             raise SystemExit(f"{args.params}: expected a mapping {{attack: {{parameter: value}}}}")
     try:
         rows, _, _, text = robustness(args.source, args.out, args.split, args.attacks, overrides, args.seed,
-                                      args.annotations, args.features)
+                                      args.annotations, args.features, args.images, args.detector_weights,
+                                      args.allow_random_weights, args.limit)
     except (RobustnessError, A.AttackError) as error:
         raise SystemExit(f"mmf_pe robustness: {error}") from None
     print(text)

@@ -82,7 +82,7 @@ def test_robustness_on_an_exported_adapter(tiny_run, tmp_path, monkeypatch):
     from mmf_pe.experiments.robustness import load_adapter_export, read_split
 
     detector, _ = load_adapter_export(adapter)
-    texts, _, features = read_split(annotations, tiny_run["data"]["features"])
+    texts, _, features, _ = read_split(annotations, tiny_run["data"]["features"])
     middle = sorted(detector.probabilities(texts, features))[len(texts) // 2]
     export(tiny_run["save_dir"], os.path.join(folder, "fragile"), threshold=middle)
     rows, _, _, _ = robustness(os.path.join(folder, "fragile"), str(tmp_path / "c"), names=["pgd"],
