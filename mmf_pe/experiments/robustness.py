@@ -285,7 +285,7 @@ def write_outputs(rows, out, header):
 
 
 def robustness(source, out, split="test_seen", names=None, overrides=None, seed=0, annotations=None, features=None,
-               images=None, detector_weights=None, allow_random_weights=False, limit=None):
+               images=None, detector_weights=None, allow_random_weights=False, limit=None, normalization=None):
     """Measure, write the outputs; returns (rows, perturbed texts, chosen parameters)."""
     import yaml
 
@@ -302,6 +302,10 @@ def robustness(source, out, split="test_seen", names=None, overrides=None, seed=
         detector, run_annotations, run_features = load_run(source, split)
         annotations, features = annotations or run_annotations, features or run_features
         provenance = None
+    if normalization is not None:  # measure the same model with the defence switched (e.g. off: `none`)
+        from mmf_pe.utils.text_normalization import check_mode
+
+        detector.normalization = check_mode(normalization, "--normalization")
     for path in (annotations, features):
         if not os.path.exists(path):
             raise RobustnessError(f"{path}: not found")
@@ -341,6 +345,8 @@ def main(argv=None):
     parser.add_argument("--detector-weights", default=None, help="the detector's weights (as for mmf_pe serve)")
     parser.add_argument("--allow-random-weights", action="store_true", help="a random-weight detector (demo, tests)")
     parser.add_argument("--limit", type=int, default=None, help="score the first N memes only")
+    parser.add_argument("--normalization", default=None, choices=["none", "nfkc_confusables"],
+                        help="text normalisation to score with (default: what the run / export records)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     overrides = None
@@ -352,7 +358,7 @@ def main(argv=None):
     try:
         rows, _, _, text = robustness(args.source, args.out, args.split, args.attacks, overrides, args.seed,
                                       args.annotations, args.features, args.images, args.detector_weights,
-                                      args.allow_random_weights, args.limit)
+                                      args.allow_random_weights, args.limit, args.normalization)
     except (RobustnessError, A.AttackError) as error:
         raise SystemExit(f"mmf_pe robustness: {error}") from None
     print(text)

@@ -50,6 +50,11 @@ def test_robustness_on_a_run_directory(tiny_run, tmp_path, monkeypatch, capsys):
     # normalisation (on in this run) undoes every look-alike and invisible character: nothing flips
     assert float(rows["homoglyphs+zero_width"]["attack_success"]) == 0.0
     assert rows["homoglyphs+zero_width"]["auroc"] == rows["clean"]["auroc"]
+    # the same model scored without the defence: the disguised captions now change its scores
+    main([tiny_run["save_dir"], "--attacks", "homoglyphs+zero_width", "--params", str(params), "--normalization",
+          "none", "--out", str(tmp_path / "off")])
+    off = {r["attack"]: r for r in csv.DictReader(open(tmp_path / "off" / "robustness.csv"))}
+    assert off["homoglyphs+zero_width"]["auroc"] != off["clean"]["auroc"]
     # the feature PGD changes the scores (a 20-update model scores every meme alike: its AUROC moves off 0.5)
     assert rows["pgd"]["auroc"] != rows["clean"]["auroc"]
     with Image.open(os.path.join(out, "robustness.png")) as image:
