@@ -179,6 +179,9 @@ class ImageFeatures:
         path = os.path.join(self.images_dir, relative)
         if not os.path.isfile(path):
             path = os.path.join(self.images_dir, os.path.basename(relative))
+        if not os.path.isfile(path):
+            raise RobustnessError(f"{os.path.join(self.images_dir, relative)}: image not found (--images names the "
+                                  "folder the annotations' img paths are relative to)")
         with Image.open(path) as image:
             return image.convert("RGB")
 
@@ -226,6 +229,10 @@ def run_attacks(detector, texts, labels, features, names, params, seed=0, images
     `images`: an ImageFeatures (image attacks run through the detector), or None (they are reported as not run)."""
     clean, clean_predictions = metrics(labels, detector.probabilities(texts, features), detector.threshold)
     rows, perturbed = [dict(attack="clean", **clean, attack_success=0.0, status="ok")], {}
+    if images is not None and any(A.needs_images(n) for n in names):  # the detector run again on the clean images:
+        again = padded([images(images.load(p)) for p in image_paths], features.shape[1])  # its own drift, no attack
+        row, _ = metrics(labels, detector.probabilities(texts, again), detector.threshold, clean_predictions)
+        rows.append(dict(attack="clean_images_reextracted", **row, status="ok"))
     for name in names:
         if A.needs_images(name) and images is None:
             rows.append({"attack": name, "status": "not run: precomputed features only (no images / detector)"})
