@@ -89,6 +89,9 @@ def load_run(run_dir, split):
 
     path = find_checkpoint(run_dir, "best")
     state, config = read_checkpoint(path)
+    if (config.get("model") or "visual_bert_pe") != "visual_bert_pe":
+        raise RobustnessError(f"{run_dir}: a {config.get('model')!r} run; mmf_pe robustness scores visual_bert_pe runs "
+                              "and exports (frozen_vl / clip_pe: not yet)")
     model = build_from_run_config(config)
     model.load_state_dict(state, strict=True)
     params = _text_params(config)
@@ -297,6 +300,8 @@ def robustness(source, out, split="test_seen", names=None, overrides=None, seed=
     import yaml
 
     names = list(names or DEFAULT_ATTACKS)
+    if limit is not None and limit < 1:
+        raise RobustnessError(f"--limit {limit}: give a positive number of memes")
     params = A.resolve(names, overrides)
     from mmf_pe.tuners.provenance import read_feature_provenance
 
