@@ -84,7 +84,7 @@ def test_robustness_on_an_exported_adapter(tiny_run, tmp_path, monkeypatch):
     assert [r["auroc"] for r in exported] == pytest.approx([r["auroc"] for r in from_run], abs=1e-6)
     assert all(t != r["text"] for t, r in zip(perturbed["typos"], tiny_run["records"]))
     # known-fragile: the same adapter with its threshold at its clean score; PGD must flip correct predictions
-    from mmf_pe.experiments.robustness import load_adapter_export, read_split
+    from mmf_pe.experiments.robustness_inputs import load_adapter_export, read_split
 
     detector, _ = load_adapter_export(adapter)
     texts, _, features, _ = read_split(annotations, tiny_run["data"]["features"])
