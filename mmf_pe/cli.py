@@ -24,6 +24,7 @@ TOOLS = {
     "evaluate": ("mmf_pe.experiments.evaluate", "main", "a run's best checkpoint on the test splits"),
     "drift": ("mmf_pe.experiments.drift", "main", "AUROC / positive rate / count per time window of a split"),
     "adapt": ("mmf_pe.experiments.adapt", "main", "a new adapter version from an exported one, on a new period"),
+    "robustness": ("mmf_pe.experiments.robustness", "main", "AUROC / attack success under evasion attacks and PGD"),
     "seeds": ("mmf_pe.experiments.seeds", "main", "train one config with several seeds"),
     "export-adapter": ("mmf_pe.experiments.export", "main", "write only the trained parameters (safetensors)"),
     "serve": ("mmf_pe.serve.cli", "main", "score memes over HTTP: one frozen base, many adapters"),

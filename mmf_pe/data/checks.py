@@ -260,8 +260,8 @@ def check_dataset(name, dataset_config, splits=("train", "val", "test"), feature
     if not dataset_config.get("time_split", None):  # a time split pools the same files for every split by design
         _warn_shared_ids(name, split_ids)
     tokenizer = _tokenizer_path(dataset_config)
-    if _text_processor_type(dataset_config) == "bert_tokenizer" and tokenizer and os.sep in tokenizer \
-            and not os.path.isdir(tokenizer):
+    bert = _text_processor_type(dataset_config) in ("bert_tokenizer", "normalized_bert_tokenizer")
+    if bert and tokenizer and os.sep in tokenizer and not os.path.isdir(tokenizer):
         problems.append(
             f"{name}: tokenizer directory {tokenizer} does not exist\n  -> put a BERT tokenizer there (vocab.txt, "
             "tokenizer_config.json), e.g. bert-base-uncased under $MMF_PE_WEIGHTS_DIR, or override "

@@ -28,6 +28,7 @@ import time
 import torch
 
 from mmf_pe.experiments.periods import PeriodDataError, data_fingerprint, load_examples, open_adapter
+from mmf_pe.utils.text_normalization import normalize_text
 
 WRITE_RESERVE_S = 2.0  # of the budget, kept for writing the export after training
 
@@ -81,7 +82,8 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
                         stopped_by = "budget"
                         break
                     batch = [examples[i] for i in order[start:start + batch_size]]
-                    sample = engine.sample_list([e.text for e in batch], [e.features for e in batch], version)
+                    texts = [normalize_text(e.text, version.text_normalization) for e in batch]  # as served
+                    sample = engine.sample_list(texts, [e.features for e in batch], version)
                     scores = model.forward(sample)["scores"]
                     loss = torch.nn.functional.cross_entropy(scores, torch.tensor([e.label for e in batch]))
                     if not torch.isfinite(loss):
@@ -142,7 +144,8 @@ def adapt(parent, data, features, out, budget_minutes, replay=0, old_data=None, 
     }
     os.makedirs(out, exist_ok=True)
     save_adapter(version.kind.model, out, source=os.path.abspath(parent), feature_provenance=version.provenance,
-                 threshold=version.config.get("threshold"), lineage=lineage)
+                 threshold=version.config.get("threshold"), lineage=lineage,
+                 text_normalization=version.config.get("text_normalization"))
     config, _ = read_adapter(out)  # read back through the exporter's own checks
     if config["base_fingerprint"]["digest"] != version.kind.digest:
         raise AdaptError(f"{os.path.join(out, CONFIG_NAME)}: the new version's base fingerprint differs from its "

@@ -100,8 +100,11 @@ def export(source, out_dir, which="best", features=None, threshold=None):
         features = features or features_from_run_config(config)
         provenance = read_feature_provenance(features) if features else None
     os.makedirs(out_dir, exist_ok=True)
+    from mmf_pe.utils.text_normalization import mode_of_run_config
+
     weights = family.export_adapter(model, out_dir, config, source=os.path.abspath(path),
-                                    feature_provenance=provenance, threshold=threshold)
+                                    feature_provenance=provenance, threshold=threshold,
+                                    text_normalization=mode_of_run_config(config))
     return weights, path, model
 
 

@@ -15,6 +15,7 @@ import torch
 
 from mmf_pe.data.checks import feature_key
 from mmf_pe.data.timeline import TimelineError, record_time
+from mmf_pe.utils.text_normalization import normalize_text
 
 
 class PeriodDataError(ValueError):
@@ -116,7 +117,8 @@ def score_examples(engine, version, examples, batch_size=32):
     probabilities = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
-        scores, _ = engine.score(version, [e.text for e in batch], [e.features for e in batch])
+        texts = [normalize_text(e.text, version.text_normalization) for e in batch]  # as the server scores them
+        scores, _ = engine.score(version, texts, [e.features for e in batch])
         probabilities += scores
     return probabilities
 

@@ -113,6 +113,11 @@ class Family:
         except RuntimeError as error:
             raise ContractError(f"{where}: does not match the model its config describes:\n{error}") from None
 
+    def run_inputs(self, run_config, device="cpu"):
+        """Request processing for a run's model offline (no served base), with the run's own processors: an object
+        with `prepare(text, image=None, features=None)` and `collate(texts, items)` as a ServedBase has."""
+        raise NotImplementedError(f"{self.name}: no offline request processing for its runs")
+
     def build_default(self, mode, overrides=()):
         """The family's default model for a training mode (random weights; `mmf_pe table1`)."""
         raise NotImplementedError(f"{self.name}: no default model (table1)")
@@ -126,9 +131,11 @@ class Family:
         """Keys the family adds to adapter_config.json (what `open_base(...).build_kind` needs besides the base)."""
         return {}
 
-    def export_adapter(self, model, out_dir, run_config, source=None, feature_provenance=None, threshold=None):
+    def export_adapter(self, model, out_dir, run_config, source=None, feature_provenance=None, threshold=None,
+                       text_normalization=None):
         return save_adapter(model, out_dir, source=source, feature_provenance=feature_provenance,
-                            threshold=threshold, model_name=self.name, extra=self.adapter_extra(model, run_config))
+                            threshold=threshold, model_name=self.name, extra=self.adapter_extra(model, run_config),
+                            text_normalization=text_normalization)
 
     def export_base(self, model, run_config, out_dir, default_adapter=None, **options):
         """Write a served base folder (`base_config.json` + the family's files) from a built model."""

@@ -62,12 +62,17 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def text_processor_params(run_config):
+def text_processor(run_config):
+    """The run's text processor node ({"type", "params"}) of its first dataset that has one."""
     for dataset in (run_config.get("dataset_config") or {}).values():
         processor = ((dataset or {}).get("processors") or {}).get("text_processor") or {}
         if processor.get("params"):
-            return processor["params"]
+            return processor
     return {}
+
+
+def text_processor_params(run_config):
+    return text_processor(run_config).get("params") or {}
 
 
 class VisualBERTFamily(Family):
@@ -149,6 +154,9 @@ class VisualBERTFamily(Family):
         atomic_write_text(os.path.join(out_dir, BASE_CONFIG), json.dumps(config, indent=2) + "\n")
         return out_dir
 
+    def run_inputs(self, run_config, device="cpu"):
+        return RunInputs(run_config, device)
+
     def open_base(self, directory, config, device="cpu", embedding_cache_bytes=0):
         return VisualBERTBase(self, directory, config, device)
 
@@ -229,22 +237,57 @@ class VisualBERTBase(ServedBase):
         return self.tokenizer({"text": text}), features
 
     def collate(self, texts, items):
-        from mmf.common.sample import Sample, SampleList
+        return region_batch(items, self.feature_dim, self.device)
 
-        features = [f for _, f in items]
-        regions = max(f.shape[0] for f in features)
-        visual = torch.zeros(len(features), regions, self.feature_dim)
-        for i, f in enumerate(features):
-            visual[i, : f.shape[0]] = f
-        sample = SampleList()
-        sample.input_ids = torch.stack([t["input_ids"] for t, _ in items]).to(self.device)
-        sample.input_mask = torch.stack([t["input_mask"] for t, _ in items]).to(self.device)
-        sample.segment_ids = torch.stack([t["segment_ids"] for t, _ in items]).to(self.device)
-        sample.image_feature_0 = visual.to(self.device)
-        sample.image_info_0 = Sample({"max_features": torch.tensor([f.shape[0] for f in features])})
-        for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
-            sample[name] = None
-        return sample
+
+class RunInputs:
+    """A run's own text processor (as its config names it) + region-feature batching, for its model offline. Text
+    normalisation is left to the caller, as in serving (the caller applies the mode the run or export records)."""
+
+    def __init__(self, run_config, device="cpu"):
+        from omegaconf import OmegaConf
+
+        _mmf()
+        from mmf.common.registry import registry
+
+        processor = text_processor(run_config)
+        params = dict(processor.get("params") or {})
+        if "text_normalization" in params:
+            params["text_normalization"] = "none"
+        self.tokenizer = registry.get_processor_class(processor.get("type") or "bert_tokenizer")(
+            OmegaConf.create(params))
+        architecture = ((run_config.get("model_config") or {}).get("visual_bert_pe") or {})
+        self.feature_dim = int(architecture.get("visual_embedding_dim", 2048))
+        self.device = torch.device(device)
+
+    def prepare(self, text, image=None, features=None):
+        if features is None:
+            raise RequestError("visual_bert_pe scores region features: give them", "features")
+        return self.tokenizer({"text": text}), features
+
+    def collate(self, texts, items):
+        return region_batch(items, self.feature_dim, self.device)
+
+
+def region_batch(items, feature_dim, device):
+    """MMF's SampleList of (tokenised text, (N_i, D) features) items, features zero-padded to the longest (the
+    copy into the padded tensor keeps gradients to the given features)."""
+    from mmf.common.sample import Sample, SampleList
+
+    features = [f for _, f in items]
+    regions = max(f.shape[0] for f in features)
+    visual = torch.zeros(len(features), regions, feature_dim, device=features[0].device)
+    for i, f in enumerate(features):
+        visual[i, : f.shape[0]] = f
+    sample = SampleList()
+    sample.input_ids = torch.stack([t["input_ids"] for t, _ in items]).to(device)
+    sample.input_mask = torch.stack([t["input_mask"] for t, _ in items]).to(device)
+    sample.segment_ids = torch.stack([t["segment_ids"] for t, _ in items]).to(device)
+    sample.image_feature_0 = visual.to(device)
+    sample.image_info_0 = Sample({"max_features": torch.tensor([f.shape[0] for f in features])})
+    for name in ("visual_embeddings_type", "image_text_alignment", "lm_label_ids"):
+        sample[name] = None
+    return sample
 
 
 register_family(VisualBERTFamily())

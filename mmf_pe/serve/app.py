@@ -25,6 +25,7 @@ from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
 from mmf_pe.serve.reading import add_ocr_route, text_for
 from mmf_pe.serve.residency import LazyAdapters
+from mmf_pe.utils.text_normalization import normalize_text
 
 log = logging.getLogger("mmf_pe.serve")
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -207,9 +208,10 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
                 raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
             scored = await read_text(fields, deadline)
+            scored_text = normalize_text(scored["text"], version.text_normalization)  # as the adapter's run trained
             features, regions, features_ms = await features_for(fields, version, deadline)
             try:
-                future = batcher.submit(version, scored["text"], features)
+                future = batcher.submit(version, scored_text, features)
             except QueueFull as error:
                 metrics.rejected.inc()
                 raise BadInput(429, f"server busy: {error}; retry later") from None
@@ -233,6 +235,8 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
                                    "model": timings["model_ms"], "ocr": scored["ocr_ms"],
                                    "total": round(total_ms, 3)},
                     "text": scored["text"], "text_source": scored["source"],
+                    "text_normalization": {"scored": scored_text, "mode": version.text_normalization,
+                                           "changed": scored_text != scored["text"]},  # shows an evasion attempt
                     "batch_size": timings["batch_size"], "features_source": "image" if fields.get("image") is not None
                     else "precomputed"}
             if scored.get("note"):

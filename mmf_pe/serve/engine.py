@@ -20,7 +20,8 @@ from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_f
 from mmf_pe.serve import layout, mixed
 from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
-from mmf_pe.tuners.export import WEIGHTS_NAME
+from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
+from mmf_pe.utils.text_normalization import check_mode
 
 _versions = itertools.count(1)
 
@@ -53,6 +54,11 @@ class AdapterVersion:
     def threshold(self):
         value = self.config.get("threshold")
         return 0.5 if value is None else float(value)
+
+    @property
+    def text_normalization(self):
+        """What the export says its run did to captions (`none` for exports made before the key existed)."""
+        return self.config.get("text_normalization") or "none"
 
     @property
     def provenance(self):
@@ -135,6 +141,10 @@ class Engine:
         from safetensors.torch import load as load_safetensors
 
         config = checked_config(config_bytes, where)  # data only: types bounded, never interpolated
+        try:
+            check_mode(config.get("text_normalization"), f"{where}/{CONFIG_NAME}: text_normalization")
+        except ValueError as error:
+            raise AdapterError(str(error)) from None
         try:
             tensors = load_safetensors(weights_bytes)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message

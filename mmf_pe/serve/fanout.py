@@ -12,6 +12,7 @@ import time
 
 from mmf_pe.serve.batcher import QueueFull
 from mmf_pe.serve.inputs import BadInput, check_text
+from mmf_pe.utils.text_normalization import normalize_text
 
 DEFAULT_MAX_FANOUT = 16
 
@@ -59,7 +60,9 @@ async def score_many(fields, adapters, batcher, features_for, deadline, limit, t
     try:
         for version in versions:
             key = (id(version.base), json.dumps(version.provenance, sort_keys=True, default=str))
-            futures.append(batcher.submit(version, text, prepared[key][0]))
+            # each adapter scores the text as its run trained on it (mmf_pe.utils.text_normalization)
+            futures.append(batcher.submit(version, normalize_text(text, version.text_normalization),
+                                          prepared[key][0]))
     except QueueFull as error:
         for future in futures:
             future.cancel()

@@ -15,6 +15,7 @@ import torch
 from mmf_pe.tuners.peft_methods import base_key
 from mmf_pe.utils.fingerprint import tensor_digests, tensors_digest
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
+from mmf_pe.utils.text_normalization import check_mode
 
 FORMAT = "mmf_pe.adapter/1"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -65,14 +66,15 @@ def _fingerprint_differences(model, exclude, expected):
 
 
 def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold=None, model_name="visual_bert_pe",
-                 extra=None, lineage=None):
+                 extra=None, lineage=None, text_normalization=None):
     """Write the trained parameters of a built model (VisualBERTPE unless `model_name` says otherwise) and its
     config. Returns the weights file's path.
 
     `feature_provenance` (see mmf_pe.tuners.provenance) lets `mmf_pe serve` run the same detector on images;
     `threshold` is the label threshold a server uses (0.5 when None); `extra`: keys the model's family adds
     (mmf_pe.models.contract); `lineage` (written by `mmf_pe adapt`) says which adapter version and data this one
-    was trained from."""
+    was trained from; `text_normalization` (mmf_pe.utils.text_normalization) is what the run's text processor did
+    to captions, so a server does the same (absent: `none`)."""
     from safetensors.torch import save
 
     state = trained_state(model)
@@ -92,6 +94,8 @@ def save_adapter(model, out_dir, source=None, feature_provenance=None, threshold
     }
     if lineage is not None:
         config["lineage"] = lineage
+    if text_normalization is not None:
+        config["text_normalization"] = check_mode(text_normalization)
     weights_path = os.path.join(out_dir, WEIGHTS_NAME)
     atomic_write_bytes(weights_path, save(state, metadata={"format": FORMAT}))
     atomic_write_text(os.path.join(out_dir, CONFIG_NAME), json.dumps(config, indent=2) + "\n")

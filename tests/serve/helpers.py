@@ -51,10 +51,11 @@ def trained_like(model, seed):
     return model
 
 
-def export_adapter(base, out_dir, kind="pe", seed=5, provenance=None, threshold=None):
+def export_adapter(base, out_dir, kind="pe", seed=5, provenance=None, threshold=None, text_normalization=None):
     model = trained_like(on_base(base, *KINDS[kind]), seed)
     os.makedirs(out_dir, exist_ok=True)
-    save_adapter(model, out_dir, feature_provenance=provenance, threshold=threshold)
+    save_adapter(model, out_dir, feature_provenance=provenance, threshold=threshold,
+                 text_normalization=text_normalization)
     return out_dir
 
 

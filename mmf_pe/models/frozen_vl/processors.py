@@ -9,13 +9,15 @@ from mmf.common.registry import registry
 from mmf.datasets.processors.processors import BaseProcessor
 
 from mmf_pe.models.frozen_vl.encoders.base import check_encoder_dir
+from mmf_pe.utils.text_normalization import NONE, check_mode, normalize_text
 
 UNBOUNDED = 10 ** 6  # tokenizers without a known limit report a huge model_max_length
 
 
 @registry.register_processor("hf_tokenizer")
 class HFTokenizerProcessor(BaseProcessor):
-    """params: tokenizer_config.type (the encoder directory), max_seq_length (padded / truncated to it)."""
+    """params: tokenizer_config.type (the encoder directory), max_seq_length (padded / truncated to it),
+    text_normalization (`none` when absent; see mmf_pe.utils.text_normalization)."""
 
     name = "hf_tokenizer"
     default_max_length = 64
@@ -32,6 +34,7 @@ class HFTokenizerProcessor(BaseProcessor):
             raise ValueError(f"{self.name}: the tokenizer in {path} has no pad token; set one in its "
                              "tokenizer_config.json (pad_token)")
         self._max_seq_length = int(config.get("max_seq_length", self.default_max_length))
+        self.text_normalization = check_mode(config.get("text_normalization", NONE), f"{self.name}: text_normalization")
         limit = self._tokenizer.model_max_length
         if not 2 <= self._max_seq_length <= (limit if limit < UNBOUNDED else UNBOUNDED):
             raise ValueError(f"{self.name}: max_seq_length must be in [2, {limit}] for {path}, "
@@ -42,6 +45,7 @@ class HFTokenizerProcessor(BaseProcessor):
 
     def __call__(self, item):
         text = item["text"] if "text" in item else " ".join(item["tokens"])
+        text = normalize_text(text, self.text_normalization)
         encoded = self._tokenizer(text, padding="max_length", truncation=True, max_length=self._max_seq_length)
         return {
             "input_ids": torch.tensor(encoded["input_ids"], dtype=torch.long),

@@ -1,0 +1,148 @@
+"""What `mmf_pe robustness` attacks: a VisualBERT run or export as a scorer (`Detector`), its labelled split, and
+region features of (attacked) images made by the detector the training features' provenance records."""
+import json
+import os
+
+import torch
+
+
+class RobustnessError(ValueError):
+    pass
+
+
+class Detector:
+    """A model + its request processing through the model contract (`inputs`: a served base, or a family's
+    `run_inputs` for a run directory), the run's / the export's text normalisation applied."""
+
+    def __init__(self, model, inputs, normalization, threshold=0.5):
+        self.model, self.inputs = model.eval(), inputs
+        self.normalization, self.threshold = normalization, float(threshold)
+
+    def logits(self, texts, features):
+        """Scores (B, 2) for texts [str] and features (B, N, D) (differentiable in the features)."""
+        from mmf_pe.utils.text_normalization import normalize_text
+
+        items = [self.inputs.prepare(normalize_text(t, self.normalization), features=f)
+                 for t, f in zip(texts, features)]
+        return self.model.forward(self.inputs.collate(texts, items))["scores"].float()
+
+    def probabilities(self, texts, features, batch_size=32):
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                out += torch.softmax(self.logits(texts[i:i + batch_size], features[i:i + batch_size]), -1)[:, 1]\
+                    .tolist()
+        return out
+
+
+# ---- loading ---------------------------------------------------------------------------------------------------
+
+def load_run(run_dir, split):
+    """(Detector, annotations path, features LMDB) of a run directory's best checkpoint and its `split`."""
+    from omegaconf import OmegaConf
+
+    from mmf_pe.experiments.evaluate import EvaluateError, test_splits
+    from mmf_pe.experiments.export import load_run_model
+    from mmf_pe.utils.text_normalization import mode_of_run_config
+
+    model, config, family, _ = load_run_model(run_dir, "best")
+    if not family.reads_region_features:
+        raise RobustnessError(f"{run_dir}: a {config.get('model')!r} run; mmf_pe robustness scores models over region "
+                              "features (visual_bert_pe runs and exports; frozen_vl / clip_pe: not yet)")
+    detector = Detector(model, family.run_inputs(config), mode_of_run_config(config))
+    dataset = str(config.get("datasets") or "hateful_memes").split(",")[0]
+    dataset_config = config["dataset_config"][dataset]
+    try:
+        annotations = test_splits(OmegaConf.create(config), dataset, [split])[split][0].split(",")[0]
+    except EvaluateError as error:
+        raise RobustnessError(str(error)) from None
+    data_dir = str(dataset_config.get("data_dir", ""))
+    features = str((dataset_config.get("features") or {}).get("test")[0]).split(",")[0]
+    return detector, os.path.join(data_dir, annotations), os.path.join(data_dir, features)
+
+
+def load_adapter_export(adapter_dir):
+    """A Detector over `<served folder>/<name>` (the folder's base + that adapter), as the server scores it."""
+    from mmf_pe.serve.engine import Engine
+
+    folder, name = os.path.split(os.path.abspath(adapter_dir).rstrip(os.sep))
+    engine = Engine(folder)
+    version = engine.read_folder_version(name)
+    version.kind.put_on(version)
+    return Detector(version.kind.model, version.base, version.text_normalization,
+                    version.threshold), version.config.get("feature_provenance")
+
+
+def read_split(annotations, features_lmdb):
+    """(texts, labels, features (B, N, D) float32, image paths as written) of a labelled annotations jsonl."""
+    from mmf_pe.data.lmdb_features import read_record
+
+    texts, labels, features, images = [], [], [], []
+    with open(annotations, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RobustnessError(f"{annotations}:{number}: not valid JSON ({error.msg})") from None
+            if record.get("label") not in (0, 1):
+                raise RobustnessError(f"{annotations}:{number}: no label (0/1) in this split; attack success needs "
+                                      "labelled memes (use dev_seen / test_seen, not an unlabelled test file)")
+            key = os.path.splitext(os.path.basename(str(record.get("img") or record["id"])))[0]
+            texts.append(str(record.get("text", "")))
+            images.append(str(record.get("img") or ""))
+            labels.append(int(record["label"]))
+            features.append(torch.as_tensor(read_record(features_lmdb, key)["features"]).float())
+    if not texts:
+        raise RobustnessError(f"{annotations}: no memes")
+    regions = max(f.shape[0] for f in features)
+    batch = torch.zeros(len(features), regions, features[0].shape[1])
+    for i, f in enumerate(features):
+        batch[i, : f.shape[0]] = f
+    return texts, labels, batch, images
+
+
+def padded(features, regions=None):
+    regions = regions or max(f.shape[0] for f in features)
+    batch = torch.zeros(len(features), regions, features[0].shape[1])
+    for i, f in enumerate(features):
+        batch[i, : min(regions, f.shape[0])] = f[:regions]
+    return batch
+
+
+class ImageFeatures:
+    """Region features of (attacked) images, made by the detector the training features' provenance records."""
+
+    def __init__(self, images_dir, provenance, weights=None, allow_random_weights=False):
+        from argparse import Namespace
+
+        from mmf_pe.serve.cli import detector_options
+        from mmf_pe.serve.features import Featurizer
+
+        if provenance is None:
+            raise RobustnessError("image attacks need the features' provenance (features written by `mmf_pe "
+                                  "extract`); these features do not record one")
+        args = Namespace(detector=None, detector_weights=weights, allow_random_weights=allow_random_weights,
+                         num_boxes=None, min_boxes=None, selection=None, min_size=None, max_size=None,
+                         feature_dtype=None, device="cpu")
+        self.featurizer = Featurizer(**detector_options(args, provenance))
+        self.images_dir, self.normalisation = images_dir, provenance.get("normalisation")
+
+    def load(self, relative):
+        from PIL import Image
+
+        path = os.path.join(self.images_dir, relative)
+        if not os.path.isfile(path):
+            path = os.path.join(self.images_dir, os.path.basename(relative))
+        if not os.path.isfile(path):
+            raise RobustnessError(f"{os.path.join(self.images_dir, relative)}: image not found (--images names the "
+                                  "folder the annotations' img paths are relative to)")
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def __call__(self, image):
+        import numpy as np
+
+        features, _ = self.featurizer(np.asarray(image), normalisation=self.normalisation)
+        return features
