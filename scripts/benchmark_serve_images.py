@@ -129,6 +129,9 @@ def main(argv=None):
               "status", "s"]
     table = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)] + [f"| {' | '.join(r)} |" for r in rows]
     text = "\n".join(table)
+    from mmf_pe.utils.precision import hardware_header
+
+    print(hardware_header("cpu"))
     print(f"{os.cpu_count()} CPUs, load average {open('/proc/loadavg').read().split()[0]}")
     print(text)
     os.makedirs(args.out, exist_ok=True)

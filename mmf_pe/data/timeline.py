@@ -5,7 +5,6 @@ convert-mmh` writes it from each tweet's snowflake id) can be split by time and 
 malformed timestamp is an error naming the file and line, never a silently undated sample.
 """
 import datetime
-import json
 from collections import OrderedDict
 
 TIMESTAMP_KEY = "timestamp_ms"
@@ -34,23 +33,11 @@ def record_time(record, where):
 
 def read_timed_jsonl(paths):
     """[(timestamp_ms, record, "file:line")] of every non-empty line of the jsonl files, in file order."""
-    rows = []
-    for path in [paths] if isinstance(paths, str) else paths:
-        try:
-            f = open(path, encoding="utf-8")
-        except FileNotFoundError:
-            raise TimelineError(f"{path}: annotations not found") from None
-        with f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TimelineError(f"{where}: not valid JSON ({error.msg})") from None
-                rows.append((record_time(record, where), record, where))
-    return rows
+    from mmf_pe.utils.io import jsonl_records
+
+    return [(record_time(record, where), record, where)
+            for path in ([paths] if isinstance(paths, str) else paths)
+            for record, where in jsonl_records(path, TimelineError)]
 
 
 def _order_key(row):

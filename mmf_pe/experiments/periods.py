@@ -52,26 +52,16 @@ def read_annotations(path, time_source=None):
     """[(record, "file:line", timestamp_ms or None)] of a jsonl file with labels 0/1.
 
     time_source: None (timestamps optional), "field" (`timestamp_ms` required) or "snowflake" (from the id)."""
+    from mmf_pe.utils.io import jsonl_records
+
     rows = []
-    try:
-        f = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise PeriodDataError(f"{path}: annotations not found") from None
-    with f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PeriodDataError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("text"), str):
-                raise PeriodDataError(f"{where}: a line needs an 'id' and a 'text' string")
-            label = record.get("label")
-            if isinstance(label, bool) or label not in (0, 1):
-                raise PeriodDataError(f"{where}: label {label!r} is not 0 or 1")
-            rows.append((record, where, _timestamp(record, where, time_source)))
+    for record, where in jsonl_records(path, PeriodDataError):
+        if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("text"), str):
+            raise PeriodDataError(f"{where}: a line needs an 'id' and a 'text' string")
+        label = record.get("label")
+        if isinstance(label, bool) or label not in (0, 1):
+            raise PeriodDataError(f"{where}: label {label!r} is not 0 or 1")
+        rows.append((record, where, _timestamp(record, where, time_source)))
     return rows
 
 

@@ -1,6 +1,5 @@
 """What `mmf_pe robustness` attacks: a VisualBERT run or export as a scorer (`Detector`), its labelled split, and
 region features of (attacked) images made by the detector the training features' provenance records."""
-import json
 import os
 
 import torch
@@ -76,24 +75,18 @@ def load_adapter_export(adapter_dir):
 def read_split(annotations, features_lmdb):
     """(texts, labels, features (B, N, D) float32, image paths as written) of a labelled annotations jsonl."""
     from mmf_pe.data.lmdb_features import read_record
+    from mmf_pe.utils.io import jsonl_records
 
     texts, labels, features, images = [], [], [], []
-    with open(annotations, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RobustnessError(f"{annotations}:{number}: not valid JSON ({error.msg})") from None
-            if record.get("label") not in (0, 1):
-                raise RobustnessError(f"{annotations}:{number}: no label (0/1) in this split; attack success needs "
-                                      "labelled memes (use dev_seen / test_seen, not an unlabelled test file)")
-            key = os.path.splitext(os.path.basename(str(record.get("img") or record["id"])))[0]
-            texts.append(str(record.get("text", "")))
-            images.append(str(record.get("img") or ""))
-            labels.append(int(record["label"]))
-            features.append(torch.as_tensor(read_record(features_lmdb, key)["features"]).float())
+    for record, where in jsonl_records(annotations, RobustnessError):
+        if record.get("label") not in (0, 1):
+            raise RobustnessError(f"{where}: no label (0/1) in this split; attack success needs labelled memes (use "
+                                  "dev_seen / test_seen, not an unlabelled test file)")
+        key = os.path.splitext(os.path.basename(str(record.get("img") or record["id"])))[0]
+        texts.append(str(record.get("text", "")))
+        images.append(str(record.get("img") or ""))
+        labels.append(int(record["label"]))
+        features.append(torch.as_tensor(read_record(features_lmdb, key)["features"]).float())
     if not texts:
         raise RobustnessError(f"{annotations}: no memes")
     regions = max(f.shape[0] for f in features)

@@ -11,7 +11,7 @@ import os
 import sys
 
 from mmf_pe.ocr.engine import ENGINE, OcrEngine, OcrError
-from mmf_pe.utils.io import atomic_write_text
+from mmf_pe.utils.io import atomic_write_text, jsonl_records
 
 FIELD = "ocr_text"
 
@@ -28,26 +28,19 @@ def read_sources(images, image_root=None):
         raise FileNotFoundError(f"{images}: no such folder or annotation file")
     root = image_root if image_root is not None else os.path.dirname(os.path.dirname(os.path.abspath(images)))
     items, seen = [], set()
-    with open(images, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{images}:{number}: not valid JSON ({error.msg})") from None
-            name = record.get("img") if isinstance(record, dict) else None
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{images}:{number}: no 'img' field (MMF's layout: \"img\": \"img/01235.png\")")
-            path = _resolve(name, images, image_root)
-            reason = outside_reason(path, root)
-            if reason:
-                raise ValueError(f"{images}:{number}: {path}: {reason.split('; pass')[0]}")
-            record.setdefault("id", image_key(name))
-            if str(record["id"]) in seen:
-                raise ValueError(f"{images}:{number}: duplicate id {record['id']!r}")
-            seen.add(str(record["id"]))
-            items.append((record, path))
+    for record, where in jsonl_records(images):
+        name = record.get("img") if isinstance(record, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: no 'img' field (MMF's layout: \"img\": \"img/01235.png\")")
+        path = _resolve(name, images, image_root)
+        reason = outside_reason(path, root)
+        if reason:
+            raise ValueError(f"{where}: {path}: {reason.split('; pass')[0]}")
+        record.setdefault("id", image_key(name))
+        if str(record["id"]) in seen:
+            raise ValueError(f"{where}: duplicate id {record['id']!r}")
+        seen.add(str(record["id"]))
+        items.append((record, path))
     return items
 
 

@@ -94,3 +94,23 @@ def _write_error(error, path):
     reason = "no space left on the device" if error.errno == errno.ENOSPC else os.strerror(error.errno).lower()
     return OSError(error.errno, f"cannot save {path}: {reason} ({os.strerror(error.errno)}); "
                                 "the file already there, if any, is unchanged")
+
+
+def jsonl_records(path, error=ValueError):
+    """(record, "file:line") of each non-empty line of a jsonl file, in order. A missing file or a line that is not
+    JSON raises `error` naming the file (and line), so every reader reports bad annotations the same way."""
+    import json
+
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: annotations not found") from None
+    with f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                yield json.loads(line), where
+            except json.JSONDecodeError as problem:
+                raise error(f"{where}: not valid JSON ({problem.msg})") from None

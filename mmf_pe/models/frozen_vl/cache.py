@@ -85,20 +85,25 @@ class EmbeddingCache:
 
     def lookup(self, keys, compute, device):
         """Stack of vectors for `keys`; the missing ones come from `compute(indices)` and are stored."""
-        found = self.get_many(keys)
-        missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            # the same key twice in a batch (a repeated image) is computed once
-            first = {}
-            for i in missing:
-                first.setdefault(keys[i], i)
-            order = list(first.values())
-            computed = compute(order)
-            self.put_many([keys[i] for i in order], computed)
-            by_key = dict(zip((keys[i] for i in order), computed.detach().float().cpu()))
-            for i in missing:
-                found[i] = by_key[keys[i]]
-        return torch.stack(found).to(device)
+        return cached_lookup(self, keys, compute, device)
 
     def close(self):
         self.env.close()
+
+
+def cached_lookup(cache, keys, compute, device):
+    """Stack of vectors for `keys` from `cache` (its `get_many` / `put_many`); the missing ones come from
+    `compute(indices)` and are stored. The same key twice in a batch (a repeated image) is computed once."""
+    found = cache.get_many(keys)
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        first = {}
+        for i in missing:
+            first.setdefault(keys[i], i)
+        order = list(first.values())
+        computed = compute(order).detach().float()
+        cache.put_many([keys[i] for i in order], computed)
+        by_key = dict(zip((keys[i] for i in order), computed))
+        for i in missing:
+            found[i] = by_key[keys[i]]
+    return torch.stack([v.to(device) for v in found])

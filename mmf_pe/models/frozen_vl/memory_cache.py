@@ -9,7 +9,6 @@ import hashlib
 import json
 import threading
 
-import torch
 from cachetools import LRUCache
 
 
@@ -56,20 +55,9 @@ class CacheView:
 
     def lookup(self, keys, compute, device):
         """Stack of vectors for `keys`; the missing ones come from `compute(indices)` and are stored."""
-        keys = [f"{self.prefix}|{k}" for k in keys]
-        found = self.cache.get_many(keys)
-        missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            first = {}
-            for i in missing:
-                first.setdefault(keys[i], i)
-            order = list(first.values())
-            computed = compute(order).detach().float()
-            self.cache.put_many([keys[i] for i in order], computed)
-            by_key = dict(zip((keys[i] for i in order), computed))
-            for i in missing:
-                found[i] = by_key[keys[i]]
-        return torch.stack([v.to(device) for v in found])
+        from mmf_pe.models.frozen_vl.cache import cached_lookup
+
+        return cached_lookup(self.cache, [f"{self.prefix}|{k}" for k in keys], compute, device)
 
     def __len__(self):
         return len(self.cache.entries)
