@@ -3,6 +3,7 @@ at most 16 updates, validation every 2, patience 2): real extraction, real `mmf_
 with rc10's early stopping, `mmf_pe evaluate`, adapter export over one base, the report; then seeds."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -50,12 +51,18 @@ def test_report_files_and_table2_values(demo):
         markdown = f.read()
     assert "random weights" in markdown and "tone(caption) XOR warmth(figure)" in markdown
     assert "Chance band" in markdown and "## Stage times" in markdown
-    assert markdown.count("| hateful_memes |") == 4 * 3  # 4 runs x val, test_seen, test_unseen
+    # 4 runs x val, test_seen, test_unseen, and test_seen with the caption read from the image (OCR)
+    ocr = shutil.which("tesseract") is not None
+    assert markdown.count("| hateful_memes |") == 4 * (4 if ocr else 3)
     with open(result["summary"]) as f:
         summary = json.load(f)
     rows = {(r["mode"], r["split"]): r for r in summary["table2"]}
     assert {mode for mode, _ in rows} == MODES
-    assert {split for _, split in rows} == {"val", "test_seen", "test_unseen"}
+    assert {split for _, split in rows} == {"val", "test_seen", "test_unseen"} | ({"test_seen_ocr"} if ocr else set())
+    if ocr:  # the OCR section: one row per mode, and the word error rate against the given captions
+        section = markdown.split("## Text read from the image (OCR)", 1)[1].split("\n## ", 1)[0]
+        assert section.count("| ") >= 4 and "OCR word error rate against the given captions" in section
+        assert 0.0 <= summary["ocr"]["wer"] <= 1.5 and summary["ocr"]["images"] == settings.splits["test_seen"]
     for row in rows.values():
         for metric in ("roc_auc", "accuracy", "binary_f1"):
             assert 0.0 <= row[metric]["mean"] <= 1.0 and row[metric]["n"] == 1
