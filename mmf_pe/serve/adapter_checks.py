@@ -72,10 +72,17 @@ def checked_config(config_bytes, where, base_model=None):
     if config.get("num_parameters") is not None and (isinstance(config["num_parameters"], bool)
                                                      or not isinstance(config["num_parameters"], int)):
         raise refuse(f"{name}: num_parameters must be an integer", "config.num_parameters")
-    _check_normalisation((config.get("feature_provenance") or {}).get("normalisation"), name, base_model)
-    if mode == "pe":
-        _check_pe(config.get("pe") or {}, name, base_model)
+    check_for_base(config, where, base_model)
     return config
+
+
+def check_for_base(config, where, base_model):
+    """The checks that depend on the base the adapter runs on (`base_model`: its model_config; sizes are bounded
+    where it has them): the feature normalisation's width and the PE settings."""
+    name = f"{where}/{CONFIG_NAME}"
+    _check_normalisation((config.get("feature_provenance") or {}).get("normalisation"), name, base_model or {})
+    if config.get("training_mode") == "pe":
+        _check_pe(config.get("pe") or {}, name, base_model or {})
 
 
 def check_weights(tensors, where):

@@ -18,7 +18,7 @@ import torch
 
 from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_files
 from mmf_pe.serve import layout, mixed
-from mmf_pe.serve.adapter_checks import AdapterError, check_weights, checked_config
+from mmf_pe.serve.adapter_checks import AdapterError, check_for_base, check_weights, checked_config
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
 from mmf_pe.utils.text_normalization import check_mode
@@ -152,7 +152,7 @@ class Engine:
         check_weights(tensors, where)
         tensors = {k: (v.float() if v.is_floating_point() else v).to(self.device) for k, v in tensors.items()}
         base = self.base_for(config, where)
-        checked_config(config_bytes, where, base.config.get("model_config") or {})  # sizes bounded by this base
+        check_for_base(config, where, base.config.get("model_config"))  # sizes bounded by this base
         try:
             kind = base.kind_for(config, tensors, where)
         except AdapterError:
