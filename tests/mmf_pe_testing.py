@@ -66,3 +66,11 @@ def reset_mmf_state():
             for handler in list(logger.handlers):
                 logger.removeHandler(handler)
                 handler.close()
+
+
+def bare_checkpoint(checkpoint_class, **attributes):
+    """An rc10-style Checkpoint object with just `attributes` set (rc10's __init__ needs a built trainer and writes
+    config.yaml): rc10's class and ours compared on the same state."""
+    checkpoint = checkpoint_class.__new__(checkpoint_class)
+    checkpoint.__dict__.update(attributes)
+    return checkpoint

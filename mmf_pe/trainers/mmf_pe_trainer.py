@@ -1,7 +1,7 @@
 """`mmf_pe` trainer: rc10's BaseTrainer plus the hooks this plugin needs.
 
-It is set in our base config (`training.trainer: mmf_pe`) and is the one place where data pre-flight checks, tracking
-and multi-process handling attach (rc10 has no callback registry).
+It is set in our base config (`training.trainer: mmf_pe`) and is the one place where data pre-flight checks, tracking,
+multi-process handling and our checkpoint class (`checkpoint.py`) attach (rc10 has no callback registry).
 """
 import torch
 from mmf.common.registry import registry
@@ -10,6 +10,7 @@ from mmf.trainers.base_trainer import BaseTrainer
 from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
 from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
+from mmf_pe.trainers.checkpoint import MMFPECheckpoint, use_checkpoint_class
 from mmf_pe.trainers.precision import PrecisionMixin
 from mmf_pe.trainers.redaction import checkpointer_config, install_log_redaction
 from mmf_pe.trainers.run_safety import RunSafetyMixin
@@ -20,6 +21,7 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
     # TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
     # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
+    checkpoint_class = MMFPECheckpoint  # atomic saves, no NaN saved, exact resume, fallbacks, load reports
     def load(self):
         install_log_redaction(registry.get("writer", no_warning=True))  # before rc10 logs the detailed config
         check_config_data(self.config)
@@ -33,8 +35,10 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
             self.writer.write(model.describe())
 
     def load_extras(self):
-        with checkpointer_config(self):  # config.yaml and every checkpoint's config: redacted (redaction.py)
-            super().load_extras()  # rc10 loads checkpoints here (base weights, or a resumed training state)
+        # rc10 builds self.checkpoint and loads from it here (base weights, or a resumed training state): with our
+        # class (checkpoint.py), and config.yaml and every checkpoint's config redacted (redaction.py)
+        with checkpointer_config(self), use_checkpoint_class(self.checkpoint_class):
+            super().load_extras()
         self._load_exported_adapter()
 
     def _load_exported_adapter(self):

@@ -7,11 +7,12 @@ agreed over all processes (one scalar all-reduce), so every rank stops together.
 such a step is the scaler's to skip (it lowers its scale), not a failure, unless `training.max_skipped_steps`
 (default 100) of them come in a row.
 
-Exact resume (with compat fix F25, which stores `resume_state()` in every checkpoint and hands it back to
-`restore_resume_state()`): the epoch being trained, how many of its batches were done, the training random number
-stream and numpy's / Python's generator states. Training forward passes draw from their own torch random state
-(dropout), swapped in around each of them, so evaluation and data-loader start-up (which draw seeds from the global
-generator) do not shift it; a resumed run therefore makes the same draws as one never interrupted.
+Exact resume (the trainer's checkpoint class, `mmf_pe/trainers/checkpoint.py`, stores `resume_state()` in every
+checkpoint, hands it back to `restore_resume_state()` and picks the file to resume from): the epoch being trained, how
+many of its batches were done, the training random number stream and numpy's / Python's generator states. Training
+forward passes draw from their own torch random state (dropout), swapped in around each of them, so evaluation and
+data-loader start-up (which draw seeds from the global generator) do not shift it; a resumed run therefore makes the
+same draws as one never interrupted.
 """
 import random
 

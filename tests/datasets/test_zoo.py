@@ -5,6 +5,7 @@ import io
 import json
 import os
 import tarfile
+import types
 
 import pytest
 import torch
@@ -134,37 +135,33 @@ def test_offline_hints_name_the_command_and_the_url(tmp_path, monkeypatch):
     assert "mmf_pe download hateful_memes.defaults" in zoo.how_to_fetch("hateful_memes.defaults")
 
 
-ZOO_CODE = """
-import types, sys
-from omegaconf import OmegaConf
-from mmf.utils.checkpoint import Checkpoint
-env = OmegaConf.create({{"env": {{"data_dir": {data!r}, "weights_dir": {weights!r}}}}})
-fake = types.SimpleNamespace(trainer=types.SimpleNamespace(config=env), upgrade_state_dict=lambda state: state)
-state, go_on = Checkpoint._load_from_zoo(fake, {key!r})
-print("loaded", len(state), go_on)
-"""
+def _load_from_zoo(checkpoint_class, key, data_dir, weights_dir):
+    """`checkpoint.resume_zoo=<key>` as rc10's `_load` asks the trainer's checkpoint for it."""
+    from omegaconf import OmegaConf
+
+    from mmf_pe_testing import bare_checkpoint
+
+    env = OmegaConf.create({"env": {"data_dir": str(data_dir), "weights_dir": str(weights_dir)}})
+    checkpoint = bare_checkpoint(checkpoint_class, trainer=types.SimpleNamespace(config=env))
+    checkpoint.upgrade_state_dict = lambda state: state
+    return checkpoint._load_from_zoo(key)
 
 
 def test_f19_resume_zoo_key_fetches_through_the_download_code(server, zoo_files, tmp_path):
-    import subprocess
-    import sys
+    from mmf.utils.checkpoint import Checkpoint
 
-    from mmf_pe import REPO_ROOT
+    from mmf_pe.trainers.checkpoint import MMFPECheckpoint
 
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key="visual_bert.pretrained.coco")
-    without = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MMF_PE_COMPAT_SKIP="F19"),
-                             cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-    assert without.returncode != 0 and "argument of type 'NoneType' is not iterable" in without.stdout, \
-        without.stdout[-3000:]
-    exec(compile(code, "resume_zoo", "exec"), {})  # with the fix, in this process
-    state = torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)
-    assert set(state) == set(zoo_files["state"])
+    key = "visual_bert.pretrained.coco"
+    with pytest.raises(TypeError, match="argument of type 'NoneType' is not iterable"):  # rc10: the empty zoo
+        _load_from_zoo(Checkpoint, key, tmp_path / "data", tmp_path / "w")
+    state, go_on = _load_from_zoo(MMFPECheckpoint, key, tmp_path / "data", tmp_path / "w")
+    assert go_on and set(state) == set(zoo_files["state"])
+    assert set(torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)) == set(state)
 
     server.stop()  # offline: a key not yet fetched stops with the command and the URL
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "elsewhere"),
-                           key="visual_bert.pretrained.coco")
     with pytest.raises(DownloadError, match=r"mmf_pe download visual_bert.pretrained.coco +\(fetches http://127"):
-        exec(compile(code, "resume_zoo", "exec"), {})
+        _load_from_zoo(MMFPECheckpoint, key, tmp_path / "data", tmp_path / "elsewhere")
 
 
 def test_bert_base_uncased_through_huggingface_hub_at_a_revision(tmp_path):
@@ -210,8 +207,9 @@ def test_mmf_docs_key_with_defaults_resumes_through_the_same_entry(server, zoo_f
     override, URL and folder; `checkpoint.resume_zoo=<it>` loads instead of rc10's TypeError."""
     key = "visual_bert.pretrained.coco.defaults"
     assert zoo.how_to_fetch(key) == f"mmf_pe download {key}   (fetches {server.url}{COCO})"
-    code = ZOO_CODE.format(data=str(tmp_path / "data"), weights=str(tmp_path / "w"), key=key)
-    exec(compile(code, "resume_zoo", "exec"), {})
+    from mmf_pe.trainers.checkpoint import MMFPECheckpoint
+
+    _load_from_zoo(MMFPECheckpoint, key, tmp_path / "data", tmp_path / "w")
     state = torch.load(tmp_path / "w" / "visual_bert_coco" / "model.pth", weights_only=True)
     assert set(state) == set(zoo_files["state"])
 
@@ -246,15 +244,16 @@ def test_a_checkpoint_in_mmfs_cache_layout_is_found_not_downloaded_again(folder,
 def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_list_only(server, zoo_files, tmp_path):
     """MMF's 2020 model.pth may pickle its OmegaConf config beside the tensors: weights_only refuses it. After
     `mmf_pe download` verified the archive (and recorded the file's sha256) it is read with exactly the OmegaConf
-    classes allowed, by our readers and by rc10's Checkpoint (F27); a copy without that record, or changed bytes, is
-    refused; a class outside the allow-list stays refused even for a verified file."""
+    classes allowed, by our readers and by the mmf_pe trainer's checkpoint class (F27); a copy without that record,
+    or changed bytes, is refused; a class outside the allow-list stays refused even for a verified file."""
     import shutil
     import types
 
-    from mmf.utils.checkpoint import Checkpoint
     from omegaconf import OmegaConf
 
     from mmf_pe.models.pretrained_weights import read_state_dict
+    from mmf_pe.trainers.checkpoint import MMFPECheckpoint
+    from mmf_pe_testing import bare_checkpoint
 
     config = OmegaConf.create({"model_config": {"visual_bert": {"hidden_size": 32, "layers": [1, 2]}}})
     with_config = tarball({"model.pth": checkpoint_bytes({"model": zoo_files["state"], "config": config})})
@@ -266,9 +265,9 @@ def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_l
         torch.load(model, weights_only=True)
     state = read_state_dict(model)
     assert set(state) == set(zoo_files["state"])
-    fake = types.SimpleNamespace(device="cpu", ckpt_foldername=str(tmp_path), ckpt_prefix="",
-                                 config=OmegaConf.create({"checkpoint": {"resume": False}}))
-    loaded = Checkpoint._torch_load(fake, model)  # checkpoint.resume_file=<it>
+    ours = bare_checkpoint(MMFPECheckpoint, device="cpu", ckpt_foldername=str(tmp_path), ckpt_prefix="",
+                           config=OmegaConf.create({"checkpoint": {"resume": False}}))
+    loaded = ours._torch_load(model)  # checkpoint.resume_file=<it>
     assert isinstance(loaded["config"], type(config)) and loaded["config"].model_config.visual_bert.hidden_size == 32
 
     copy = tmp_path / "elsewhere" / "model.pth"
@@ -277,7 +276,7 @@ def test_a_verified_checkpoint_holding_an_omegaconf_config_loads_with_an_allow_l
     with pytest.raises(ValueError, match="omegaconf.dictconfig.DictConfig.*not fetched by `mmf_pe download`"):
         read_state_dict(str(copy))
     with pytest.raises(RuntimeError, match="cannot be read as a checkpoint.*not fetched by `mmf_pe download`"):
-        Checkpoint._torch_load(fake, str(copy))
+        ours._torch_load(str(copy))
     with open(model, "ab") as f:
         f.write(b"\0")  # changed bytes: the recorded sha256 no longer matches
     with pytest.raises(ValueError, match="not the one `mmf_pe download` recorded"):

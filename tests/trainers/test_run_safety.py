@@ -124,53 +124,6 @@ def test_nonfinite_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoin
     assert_finite_checkpoints(save)
 
 
-def _checkpointer(tmp_path, model):
-    """Just what rc10's Checkpoint.save reads, around a real model and optimizer."""
-    from omegaconf import OmegaConf
-
-    trainer = type("Trainer", (), {})()
-    trainer.model, trainer.optimizer = model, torch.optim.AdamW(model.parameters())
-    trainer.early_stopping = type("Stopping", (), {"best_monitored_iteration": 0, "best_monitored_update": 0,
-                                                   "best_monitored_value": 0.0})()
-    trainer.current_epoch = 1
-    holder = type("Holder", (), {})()
-    holder.trainer, holder.config, holder.git_repo, holder.ckpt_prefix = trainer, OmegaConf.create({"a": 1}), None, ""
-    holder.ckpt_foldername, holder.models_foldername = str(tmp_path), str(tmp_path / "models")
-    os.makedirs(holder.models_foldername, exist_ok=True)
-    return holder
-
-
-def test_f27_an_unreadable_checkpoint_is_named(tmp_path):
-    """Outside a resume (here `checkpoint.resume=False`) there is no fallback, but the error names the file."""
-    import mmf.utils.checkpoint as checkpoint
-    from omegaconf import OmegaConf
-
-    holder = _checkpointer(tmp_path, torch.nn.Linear(2, 2))
-    holder.device, holder.config = torch.device("cpu"), OmegaConf.create({"checkpoint": {"resume": False}})
-    bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(b"PK\x03\x04 not a zip archive")
-    with pytest.raises(RuntimeError, match=rf"{bad}: cannot be read as a checkpoint \(RuntimeError: "):
-        checkpoint.Checkpoint._torch_load(holder, str(bad))
-
-
-def test_f26_a_nonfinite_model_is_never_saved(tmp_path):
-    import mmf.utils.checkpoint as checkpoint
-
-    from mmf_pe.utils.finite import NonFiniteError
-
-    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
-    holder = _checkpointer(tmp_path, model)
-    checkpoint.Checkpoint.save(holder, 2)
-    with torch.no_grad():
-        model[1].bias[0] = float("nan")
-    with pytest.raises(NonFiniteError, match=r"update 4 .*1 tensors hold NaN or inf \(1.bias\)"):
-        checkpoint.Checkpoint.save(holder, 4)
-    assert sorted(os.listdir(tmp_path / "models")) == ["model_2.ckpt"]
-    assert torch.isfinite(torch.load(tmp_path / "current.ckpt", weights_only=True)["model"]["1.bias"]).all()
-    checkpoint.Checkpoint.save.__wrapped__(holder, 4)  # without F26 (F25's save alone) the NaN is written
-    assert torch.isnan(torch.load(tmp_path / "current.ckpt", weights_only=True)["model"]["1.bias"]).any()
-
-
 # ---- item 8: a full disk while saving ----------------------------------------------------------------------------
 class _FullDisk:
     """A file that takes `room` bytes and then fails as a full disk does (ENOSPC)."""
@@ -191,7 +144,7 @@ class _FullDisk:
 def test_disk_full_names_the_path_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """A real full tmpfs where this machine lets us mount one (root); otherwise an injected ENOSPC on the file's
     writes (said in the test's output)."""
-    import mmf.utils.checkpoint as checkpoint
+    from mmf_pe.utils.io import atomic_torch_save
 
     small = tmp_path / "small"
     small.mkdir()
@@ -199,7 +152,7 @@ def test_disk_full_names_the_path_and_keeps_the_previous_checkpoint(tmp_path, mo
         ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True).returncode == 0
     try:
         path = str(small / "current.ckpt")
-        checkpoint.torch.save({"w": torch.ones(8)}, path)  # F11's atomic save, as MMF's checkpointer calls it
+        atomic_torch_save({"w": torch.ones(8)}, path)  # as the mmf_pe trainer's checkpoint class writes each file
         if not mounted:
             print("no tmpfs mount here: ENOSPC injected into the checkpoint file's writes")
             real_fdopen = os.fdopen
@@ -207,7 +160,7 @@ def test_disk_full_names_the_path_and_keeps_the_previous_checkpoint(tmp_path, mo
         else:
             print(f"a 256 KiB tmpfs at {small}")
         with pytest.raises(OSError, match=r"cannot save .*small/current.ckpt: no space left on the device") as error:
-            checkpoint.torch.save({"w": torch.zeros(400_000)}, path)  # 1.6 MB
+            atomic_torch_save({"w": torch.zeros(400_000)}, path)  # 1.6 MB
         assert error.value.errno == errno.ENOSPC
         monkeypatch.undo()
         assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(8))
