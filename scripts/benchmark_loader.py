@@ -140,6 +140,7 @@ def stage_costs(spec, reps=None):
 
     from mmf_pe.data.lmdb_features import load_record
     from mmf_pe.data.loader import pad_features
+    from mmf_pe.trainers.loading import SampleListCollator
     from mmf_pe.utils import safe_pickle
 
     trainer = build_trainer(spec)
@@ -153,7 +154,8 @@ def stage_costs(spec, reps=None):
     samples = [dataset[i] for i in range(len(dataset))]
     n = reps or len(dataset)
     batch = spec["batch"]
-    collator = BatchCollator(dataset.dataset_name, "train")
+    collator = SampleListCollator(dataset.dataset_name, "train")
+    rc10_collator = BatchCollator(dataset.dataset_name, "train")
 
     def cost(fn, count=n, per=1):
         start = time.process_time()
@@ -185,7 +187,7 @@ def stage_costs(spec, reps=None):
         ("dataset[i] (all of the above + Sample)", cost(lambda i: dataset[i]), None),
         (f"collate (batch {batch}, per sample)",
          cost(lambda b: collator(samples[b * batch:(b + 1) * batch]), count=n // batch, per=batch),
-         cost(lambda b: BatchCollator.__call__.__wrapped__(collator, samples[b * batch:(b + 1) * batch]),
+         cost(lambda b: rc10_collator(samples[b * batch:(b + 1) * batch]),
               count=n // batch, per=batch)),
     ]
     rows += in_a_worker(dataset, collator, batch)

@@ -1,9 +1,12 @@
 """Compatibility layer: makes PyPI's `mmf==1.0.0rc10` run on today's Python, PyTorch, transformers and omegaconf.
 
-This is the only place in mmf-pe with process-wide effects. `install()` puts an import hook first on `sys.meta_path`;
-it is called at interpreter start by `mmf_pe_compat.pth` (so plain `mmf_run`, subprocesses, DataLoader workers and
-DDP ranks all get it) and by the `mmf_pe` launcher for interpreters that skip `.pth` files (`python -S`, `-I`).
-The fixes themselves are in `fixes.py`, one function each; `patches/README.md` is their index.
+`install()` puts an import hook first on `sys.meta_path`; it is called at interpreter start by `mmf_pe_compat.pth`
+(so plain `mmf_run`, subprocesses, DataLoader workers and DDP ranks all get it) and by the `mmf_pe` launcher for
+interpreters that skip `.pth` files (`python -S`, `-I`). It holds two things only:
+- the version fixes, in `fixes.py`, one function each (`patches/README.md`'s first table);
+- plugin discovery: `mmf_pe.register` is imported by MMF's `setup_imports()` (F10), and the plugin's own patches for
+  MMF modules without an extension point (`mmf_pe.mmf_patches`, the second table) are put on the same hook.
+Behaviour the plugin adds lives in the plugin (its trainer, checkpoint class, models, datasets), not here.
 
 Debugging switches (environment): `MMF_PE_COMPAT=0` stops the `.pth` file from activating the layer (as
 for an interpreter that skips `.pth` files; the `mmf_pe` launcher still activates it); `MMF_PE_COMPAT_SKIP=F7,F9` leaves
@@ -31,11 +34,7 @@ def _patch(module, before=None, after=None):
     return lambda finder: finder.patch(module, before=before, after=after)
 
 
-def _each(*registers):
-    return lambda finder: [register(finder) for register in registers]
-
-
-# fix id -> how it hooks in (see patches/README.md). Order matters where two fixes patch one module.
+# version fix id -> how it hooks in (see patches/README.md). Order matters where two fixes patch one module.
 FIXES = {
     "F1": _aliases(list(fixes.TRANSFORMERS_MOVED), fixes.transformers_module_alias),
     "F2": _patch("mmf.modules.optimizers", before=fixes.add_transformers_adamw),
@@ -52,27 +51,27 @@ FIXES = {
     "F14": _patch("mmf_cli.run", after=fixes.patch_run_local_rank),
     "F15": _patch("mmf.utils.configuration", after=fixes.patch_dotlist_booleans),
     "F16": _patch("mmf.utils.distributed", after=fixes.patch_release_process_group_at_exit),
-    "F17": _patch("mmf_cli.hm_convert", after=fixes.patch_hm_convert),
-    "F20": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_safe_records),
-    "F21": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_damaged_file),
-    "F22": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_npy_feature_reader),
-    "F23": _patch("mmf.datasets.databases.annotation_database", after=fixes.patch_annotation_npy),
-    "F24": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_env_per_process),
-    "F28": _patch("mmf.datasets.databases.readers.feature_readers", after=fixes.patch_lmdb_reader_feature_dtype),
-    "F29": _each(_patch("mmf.common.batch_collator", after=fixes.patch_batch_collator),
-                 _patch("mmf.utils.build", after=fixes.patch_dataloader_pin_memory)),
 }
 FIX_IDS = list(FIXES)
 
 
+def discover_plugin(finder, skip=()):
+    """The plugin's patches on MMF modules that offer no extension point (the plugin owns and installs them)."""
+    from mmf_pe import mmf_patches
+
+    mmf_patches.install(finder, skip)
+    return mmf_patches.PATCH_IDS
+
+
 def build_finder(skip=()):
     finder = CompatFinder()
-    unknown = set(skip) - set(FIXES)
-    if unknown:
-        raise ValueError(f"unknown fix ids {sorted(unknown)}; known: {FIX_IDS}")
     for fix_id, register in FIXES.items():
         if fix_id not in skip:
             register(finder)
+    known = FIX_IDS + discover_plugin(finder, skip)
+    unknown = set(skip) - set(known)
+    if unknown:
+        raise ValueError(f"unknown fix ids {sorted(unknown)}; known: {known}")
     return finder
 
 

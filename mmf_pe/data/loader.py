@@ -1,4 +1,4 @@
-"""The input pipeline's hot path (rc10's feature reader and collate, as the compatibility layer's F24, F28, F29 use it).
+"""The input pipeline's hot path: rc10's feature reader (the plugin's patches F24, F28) and the trainer's collate.
 
 Measured on the real HMD path at 100 x 2048 features (docs/benchmarks.md, "Input pipeline"): in the training process
 (`num_workers: 0`) rc10's collate copied each sample into the batch with torch's intra-op thread pool, which on a busy
@@ -11,8 +11,9 @@ worker builds straight in shared memory), and fp16 stays fp16.
 - `open_readonly_env`: the LMDB environment of this process (F24): readonly, lock-free, no read-ahead.
 - `pad_features`: rc10's padding to `max_features` rows, in the stored dtype (fp16 stays fp16, F28) and without a
   copy when the record already has that many rows.
-- `collate_samples`: rc10's `SampleList(samples)` (same fields, lists, nesting, errors), stacked once (F29).
-- `resolve_pin_memory`: `training.pin_memory` null -> on when the run's device is CUDA (F29).
+- `collate_samples`: rc10's `SampleList(samples)` (same fields, lists, nesting, errors), stacked once (the trainer's
+  collator).
+- `resolve_pin_memory`: `training.pin_memory` null -> on when the run's device is CUDA (the trainer's loaders).
 """
 import collections.abc
 import os

@@ -11,6 +11,7 @@ from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
 from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
 from mmf_pe.trainers.checkpoint import MMFPECheckpoint, use_checkpoint_class
+from mmf_pe.trainers.loading import configure_loaders, trainer_loaders
 from mmf_pe.trainers.precision import PrecisionMixin
 from mmf_pe.trainers.redaction import checkpointer_config, install_log_redaction
 from mmf_pe.trainers.run_safety import RunSafetyMixin
@@ -69,6 +70,8 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
     def load_datasets(self):
         super().load_datasets()
         ddp.use_global_sample_order(self)  # same global batches for any number of processes
+        # our collator (one copy per batch) and pinned memory on CUDA runs (loading.py)
+        configure_loaders(trainer_loaders(self), self.config.training.get("pin_memory", None), self.device)
 
     def parallelize_model(self):
         if not ddp.wrap_model(self):  # DDP on CPU too; frozen parameters never all-reduced

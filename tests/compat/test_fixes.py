@@ -193,15 +193,37 @@ def test_f15_yaml_booleans_on_the_command_line():
 
 
 def test_every_fix_is_indexed_and_tested():
-    """patches/README.md has a row per fix and a test names it: the index cannot fall behind the code."""
+    """patches/README.md has a row per version fix (first table) and per kept behaviour patch (second table), and a
+    test names each: the index cannot fall behind the code."""
     import glob
     import re
 
     from mmf_pe.compat import FIX_IDS
+    from mmf_pe.mmf_patches import PATCH_IDS
 
     index = open(os.path.join(REPO_ROOT, "patches", "README.md")).read()
-    rows = re.findall(r"^\| (F\d+) \|", index, flags=re.M)
-    assert rows == FIX_IDS
+    version, kept = index.split("## Behaviour kept as patches")
+    assert re.findall(r"^\| (F\d+) \|", version, flags=re.M) == FIX_IDS
+    assert re.findall(r"^\| (F\d+) \|", kept, flags=re.M) == PATCH_IDS
+    assert not set(FIX_IDS) & set(PATCH_IDS)
     tests = "".join(open(p).read() for p in glob.glob(os.path.join(REPO_ROOT, "tests", "**", "*.py"), recursive=True))
-    untested = [f for f in FIX_IDS if not re.search(rf"def test_{f.lower()}_|\"{f}\"", tests)]
+    untested = [f for f in FIX_IDS + PATCH_IDS if not re.search(rf"def test_{f.lower()}_|\"{f}\"", tests)]
     assert not untested, untested
+
+
+def test_the_compat_layer_holds_version_fixes_only():
+    """Behaviour the plugin adds is the plugin's: no compat module names a checkpoint, reader or converter patch."""
+    from mmf_pe.compat import build_finder
+
+    finder = build_finder()
+    patched = set(finder.before) | set(finder.after)
+    assert "mmf.utils.checkpoint" in patched  # F9 (DictConfig.pretty) only
+    assert finder.after["mmf.utils.checkpoint"][0].__module__ == "mmf_pe.compat.fixes"
+    assert len(finder.after["mmf.utils.checkpoint"]) == 1
+    readers = finder.after["mmf.datasets.databases.readers.feature_readers"]
+    assert readers and all(patch.__module__ == "mmf_pe.data.pipeline_patches" for patch in readers)
+    skipped = build_finder({"F20", "F17"})
+    assert "mmf_cli.hm_convert" not in skipped.after and len(skipped.after[
+        "mmf.datasets.databases.readers.feature_readers"]) == len(readers) - 1
+    with pytest.raises(ValueError, match="unknown fix ids \\['F25'\\]"):
+        build_finder({"F25"})  # moved into the mmf_pe trainer's checkpoint class

@@ -1,6 +1,6 @@
 """The input pipeline (issue 18, item 4): DataLoader workers read the LMDB safely (F24) and give the same batches as
-none; fp16-stored features stay fp16 (F28) and score as fp32; the collate (F29) is rc10's SampleList, built in
-shared memory in workers; pinned memory follows the run's device (F29)."""
+none; fp16-stored features stay fp16 (F28) and score as fp32; the `mmf_pe` trainer's collate (formerly F29) is rc10's
+SampleList, built in shared memory in workers; its pinned memory follows the run's device."""
 import os
 import pickle
 
@@ -140,17 +140,21 @@ def test_f28_pads_in_the_stored_dtype_and_copies_only_when_needed():
 def test_f29_collate_is_rc10s_samplelist_and_is_built_in_shared_memory_in_workers(tiny_hmd, tmp_path, monkeypatch):
     from mmf.common.batch_collator import BatchCollator
 
-    dataset = train_dataset(build_trainer(tiny_hmd["data_dir"], tmp_path, monkeypatch))
+    from mmf_pe.trainers.loading import SampleListCollator
+
+    trainer = build_trainer(tiny_hmd["data_dir"], tmp_path, monkeypatch)
+    assert all(type(loader.collate_fn) is SampleListCollator for loader in trainer.train_loader.loaders)
+    dataset = train_dataset(trainer)
     samples = [dataset[i] for i in range(5)]
-    collator = BatchCollator("hateful_memes", "train")
-    ours, rc10 = collator(samples), BatchCollator.__call__.__wrapped__(collator, samples)
+    collator, rc10_collator = SampleListCollator("hateful_memes", "train"), BatchCollator("hateful_memes", "train")
+    ours, rc10 = collator(samples), rc10_collator(samples)
     assert_same_sample_list(ours, rc10)
     assert ours.get_batch_size() == rc10.get_batch_size() == 5
     assert ours.dataset_name == rc10.dataset_name and ours.dataset_type == rc10.dataset_type
 
     def in_a_worker(batch):
         return {"ours": collator(batch)["image_feature_0"].is_shared(),
-                "rc10": BatchCollator.__call__.__wrapped__(collator, batch)["image_feature_0"].is_shared()}
+                "rc10": rc10_collator(batch)["image_feature_0"].is_shared()}
 
     shared = next(iter(DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=in_a_worker)))
     assert shared == {"ours": True, "rc10": False}  # rc10's batch is copied once more to be sent
@@ -171,22 +175,22 @@ def assert_same_sample_list(ours, rc10):
 
 
 def test_f29_pin_memory_follows_the_runs_device(tiny_hmd, tmp_path, monkeypatch):
-    from mmf.common.registry import registry
     from mmf.utils.build import build_dataloader_and_sampler
     from omegaconf import OmegaConf
 
+    from mmf_pe.trainers.loading import configure_loaders, trainer_loaders
+
     trainer = build_trainer(tiny_hmd["data_dir"], tmp_path, monkeypatch)
-    assert trainer.device.type == "cpu" and trainer.train_loader.loaders[0].pin_memory is False  # the base config
-    registered = registry.get("current_device", None, no_warning=True)
-    try:
-        for setting, device, pinned in ((None, "cuda", True), (None, "cpu", False), (False, "cuda", False),
-                                        (True, "cpu", True)):
-            registry.register("current_device", torch.device(device))  # what the trainer registers for its run
-            training = OmegaConf.merge(trainer.config.training, {"pin_memory": setting})
-            loader, _ = build_dataloader_and_sampler(train_dataset(trainer), training)
-            assert loader.pin_memory is pinned, (setting, device)
-    finally:
-        registry.register("current_device", registered)  # later tests must not see a CUDA device
+    loaders = list(trainer_loaders(trainer))
+    assert len(loaders) == 3 and trainer.device.type == "cpu"  # train, val, test
+    assert all(loader.pin_memory is False for loader in loaders)  # the base config's null on CPU
+    for setting, device, pinned in ((None, "cuda", True), (None, "cpu", False), (False, "cuda", False),
+                                    (True, "cpu", True)):
+        training = OmegaConf.merge(trainer.config.training, {"pin_memory": setting})
+        loader, _ = build_dataloader_and_sampler(train_dataset(trainer), training)
+        assert not loader.pin_memory or setting is True  # rc10: the setting as it is (null: off, on CUDA too)
+        configure_loaders([loader], setting, torch.device(device))
+        assert loader.pin_memory is pinned, (setting, device)
 
 
 def test_f29_pin_memory_without_a_trainer_follows_training_device():

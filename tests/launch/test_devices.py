@@ -1,8 +1,8 @@
 """Rank -> device mapping under the variables torchrun and srun set (no GPU needed), and the sample order."""
 import pytest
 
-from mmf_pe.launch.devices import device_for, device_index, local_rank_from_env, rank_info
 from mmf_pe.launch.sampling import data_epoch, global_batches
+from mmf_pe.utils.devices import device_for, device_index, local_rank_from_env, rank_info
 
 TORCHRUN_NODE1_GPU2 = {  # torchrun --nnodes 2 --nproc_per_node 4, second node, third process
     "RANK": "6", "WORLD_SIZE": "8", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "1",
