@@ -16,19 +16,15 @@ TIERS = {
     2: ["mmf_pe.models"],
     # data.checks: the trainer's pre-flight over MMF dataset configs (names the zoo command that fetches a file)
     3: ["mmf_pe.trainers", "mmf_pe.datasets", "mmf_pe.launch", "mmf_pe.tracking", "mmf_pe.register",
-        "mmf_pe.data.checks"],
+        "mmf_pe.mmf_patches", "mmf_pe.data.checks"],
     # ocr.batch: `mmf_pe ocr` reads images as `mmf_pe extract` does; testing: generated data and tiny models (tests,
     # benchmarks, the demo)
     4: ["mmf_pe.cli", "mmf_pe.demo", "mmf_pe.experiments", "mmf_pe.reporting", "mmf_pe.tools", "mmf_pe.extraction",
         "mmf_pe.serve", "mmf_pe.ocr.batch", "mmf_pe.testing"],
 }
-# The compatibility hook plugs our components into MMF when MMF is imported: it names them (the only upward edges).
-UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat.fixes", "mmf_pe.launch.devices"),
-                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.hateful_memes"),  # F17: mmf_convert_hm -> convert-hm
-                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.hateful_memes.convert"),
-                  ("mmf_pe.compat.fixes", "mmf_pe.datasets.zoo"),  # F19: checkpoint.resume_zoo -> mmf_pe download
-                  ("mmf_pe.compat.fixes", "mmf_pe.datasets"),
-                  ("mmf_pe.compat.fixes", "mmf_pe.models.pretrained_weights")}  # F18: MMF's pretrained load reports
+# Plugin discovery, the compatibility layer's only upward edges: MMF's setup_imports() imports our components (F10),
+# and the plugin's own patches on MMF modules without an extension point go on the same import hook.
+UPWARD_ALLOWED = {("mmf_pe.compat.fixes", "mmf_pe.register"), ("mmf_pe.compat", "mmf_pe.mmf_patches")}
 MMF_PACKAGES = ("mmf", "mmf_cli")
 
 
