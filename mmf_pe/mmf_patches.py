@@ -7,6 +7,8 @@ script (`mmf_convert_hm`). Each reason is in patches/README.md's second table.
 
 Discovered by the compatibility layer (`mmf_pe.compat.install`, at interpreter start), which calls `install(finder)`;
 a patch runs only when its MMF module is imported, in every process (DataLoader workers and DDP ranks included).
+Why not from `mmf_pe.register` (imported by MMF's `setup_imports()`): `mmf_convert_hm` never calls it, and a
+DataLoader worker started with spawn / forkserver unpickles rc10's reader in a process that never imports it.
 `MMF_PE_COMPAT_SKIP=F20,...` leaves single patches out, as for the version fixes. This module stays cheap to import
 (every Python process of the environment reads it): the patches import what they need when they run.
 """
