@@ -1,8 +1,8 @@
 """`frozen_vl`: meme classifiers on a frozen vision-language encoder (CLIP, BLIP, BLIP-ITM, BLIP-2; chosen by
 `model_config.frozen_vl.encoder`) with a trained fusion head, the source systems' recipe.
 
-Modes as for visual_bert_pe (`training_mode` alone, null = fc; resolved by the PE core): fc = frozen encoder, only the head
-trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
+Modes as for visual_bert_pe (`training_mode` alone, null = fc; resolved by the PE core): fc = frozen encoder, only
+the head trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
 (`pe_towers`) + head; full = everything trains. With a frozen encoder the embedding cache makes later epochs cost
 only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
 (fp32 | bf16 | fp16 | auto) loads the encoder in half precision; the head stays fp32.

@@ -3,9 +3,9 @@
 
 - `model_config.<model>.pe`: `method` and one sub-node per method (`pe.lora.rank`; read by the PE core's
   `method_settings`; unknown or inapplicable keys are refused, naming the key); methods: those registered for any
-  encoder (`lora`, `ia3`); method null = lora. The mode is `training_mode` alone (null = fc). `target_modules` are exact paths
-  relative to one layer of a tower (`self_attn.q_proj`), or one regex string over such paths; null = the encoder's
-  defaults (`FrozenEncoder.pe_defaults`, only the paths its chosen towers have). `alpha` null = rank.
+  encoder (`lora`, `ia3`); method null = lora. The mode is `training_mode` alone (null = fc). `target_modules` are
+  exact paths relative to one layer of a tower (`self_attn.q_proj`), or one regex string over such paths; null = the
+  encoder's defaults (`FrozenEncoder.pe_defaults`, only the paths its chosen towers have). `alpha` null = rank.
 - `model_config.<model>.pe_towers`: `all` (alias `both`), one tower name or a list (clip/blip: vision, text; blip2:
   vision, qformer, text, and text_decoder with T5). A model key, not a method's: which layers exist is the model's
   knowledge. `pe.layers` / `pe.top_k_layers` are resolved per tower, whose depths may differ.
@@ -77,8 +77,9 @@ def with_encoder_defaults(settings, encoder, model, towers, model_name):
     defaults = encoder.pe_defaults.get(method)
     if defaults is None:
         if settings.get("target_modules") is None:
-            raise ValueError(f"model_config.{model_name}.pe.{method}.target_modules: {encoder.label} has no default targets "
-                             f"for pe.method={method}; set them (exact paths relative to one layer, or one regex)")
+            raise ValueError(f"model_config.{model_name}.pe.{method}.target_modules: {encoder.label} has no default "
+                             f"targets for pe.method={method}; set them (exact paths relative to one layer, or one "
+                             "regex)")
         return settings
     merged = dict(settings)
     for key, paths in defaults.items():
