@@ -84,9 +84,12 @@ def upgrade_model_config(node, model_name, default_method):
     mode = node.get("training_mode")
     if "freeze_base" in node and (mode is None or old_run):
         freeze_base = node.pop("freeze_base")
-        if mode is None:
+        derived = mode is None
+        if derived:
             mode = "full" if not freeze_base else ("pe" if pe.get("method") else "fc")
         node["training_mode"] = mode
+        if derived and mode != "pe":  # the old switch ignored pe.method outside pe mode
+            pe["method"] = None
     if old_run and mode != "pe":  # the old code read no PE setting outside pe mode
         pe, flat = {"method": None}, {}
     if flat:

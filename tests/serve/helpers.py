@@ -25,7 +25,8 @@ TINY = [
     "max_position_embeddings=64", f"visual_embedding_dim={FEATURE_DIM}", "hidden_dropout_prob=0.0",
     "attention_probs_dropout_prob=0.0",
 ]
-KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper", "pe.reduction_factor=4"), "lora": ("pe", "pe.method=lora")}
+KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper", "pe.paper.reduction_factor=4"),
+         "lora": ("pe", "pe.method=lora")}
 
 
 def build(mode, *overrides, seed=0):
