@@ -13,6 +13,7 @@ import os
 import torch
 
 from mmf_pe.tuners.peft_methods import base_key
+from mmf_pe.tuners.settings import method_settings
 from mmf_pe.utils.fingerprint import tensor_digests, tensors_digest
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 from mmf_pe.utils.text_normalization import check_mode
@@ -162,7 +163,7 @@ def load_adapter(model, adapter_dir, merge=False, check_fingerprint=True):
         raise AdapterMismatchError(
             f"{where}: exported from a {config['training_mode']!r} model, loaded onto a {model.training_mode!r} one"
         )
-    method = (config.get("pe") or {}).get("method")
+    method = method_settings(config.get("pe"), None)[0]
     if model.training_mode == "pe" and method != model.pe_config.method:
         raise AdapterMismatchError(f"{where}: pe.method {method!r} but the model uses {model.pe_config.method!r}")
     params = dict(model.named_parameters())

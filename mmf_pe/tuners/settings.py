@@ -29,15 +29,18 @@ def plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
-def method_settings(pe_node, default_method: str = "paper") -> Tuple[str, dict]:
+def method_settings(pe_node, default_method: Optional[str] = "paper") -> Tuple[Optional[str], dict]:
     """(method, {key: value} of its set keys) of a `pe:` node: `method` (null = `default_method`), then its own
     sub-node; keys written flat beside `method` (an adapter export's `pe`, a run saved before per-method nodes) are
     read as that method's, after mmf_pe.tuners.legacy drops what the old YAML put there for every method. Other
-    methods' sub-nodes are ignored. Unknown keys stay in the result, for the method's config class to refuse."""
+    methods' sub-nodes are ignored. Unknown keys stay in the result, for the method's config class to refuse.
+    With `default_method=None`, a node naming no method (an fc export's `pe: null`) gives (None, {})."""
     from mmf_pe.tuners.legacy import flat_pe_settings
 
     data = plain(pe_node)
     method = data.get("method") or default_method
+    if method is None:
+        return None, {}
     if not isinstance(method, str):
         raise ValueError(f"pe.method must be a method name, got {method!r}")
     get_pe_method(method)
