@@ -54,7 +54,7 @@ def pe_model_starting_as_identity(vl_hmd, key, pe):
 
 @pytest.mark.parametrize("key", list(ENCODERS))
 def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
-    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "rank": 2})
+    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "lora": {"rank": 2}})
     names = lora.pe_parameter_names
     assert names and all(".lora_" in n for n in names)
     for path in lora.spec.towers(lora.backbone).values():  # every tower the features use gets LoRA
