@@ -59,3 +59,51 @@ def test_old_adapter_loads_onto_its_run_and_reexports_in_the_new_layout(tmp_path
     config, _ = read_adapter(str(tmp_path))
     assert config["pe"] == {"method": "lora", "train_layer_norms": False, "rank": 2, "alpha": 4, "dropout": 0.0,
                             "target_modules": ["attention.self.query", "attention.self.value"]}
+
+
+def test_the_converter_on_old_model_nodes():
+    """Both families' old nodes: every key flat (a run's config.yaml), `freeze_base` the switch, null = unset."""
+    from mmf_pe.tuners.legacy import upgrade_model_config
+
+    frozen = {"freeze_base": True, "training_mode": None, "pe": {"method": "lora", "rank": 2, "alpha": None,
+                                                                 "encoders": "both", "reduction_factor": 10}}
+    assert upgrade_model_config(frozen, "clip_pe", "lora") == {"training_mode": "pe",
+                                                               "pe": {"method": "lora", "lora": {"rank": 2}}}
+    fc_run = {"freeze_base": True, "pe": {"method": None, "rank": None, "reduction_factor": 10}}
+    assert upgrade_model_config(fc_run, "visual_bert_pe", "paper") == {"training_mode": "fc", "pe": {"method": None}}
+    vl_adapter = {"training_mode": "pe", "freeze_base": False, "train_visual_projection": False,
+                  "pe": {"method": "paper", "reduction_factor": 10, "train_visual_projection": True, "rank": None}}
+    assert upgrade_model_config(vl_adapter, "visual_bert_pe", "paper") == {
+        "training_mode": "pe", "train_visual_projection": True,
+        "pe": {"method": "paper", "paper": {"reduction_factor": 10}}}
+    today = {"training_mode": "pe", "pe": {"method": "lora", "lora": {"rank": 2}, "paper": {"reduction_factor": 10}}}
+    assert upgrade_model_config(today, "visual_bert_pe", "paper") == today
+    with pytest.raises(ValueError, match="pe.encoders is now model_config.frozen_vl.pe_towers"):
+        upgrade_model_config({"pe": {"method": "lora", "encoders": "vision"}}, "frozen_vl", "lora")
+
+
+def test_old_names_live_in_the_legacy_modules_with_the_version_that_removes_them():
+    import importlib
+
+    from mmf_pe.models import legacy as model_legacy
+    from mmf_pe.tuners import legacy as core_legacy
+
+    assert core_legacy.REMOVED_IN == model_legacy.REMOVED_IN
+    with pytest.warns(FutureWarning, match=f"removed in mmf-pe {core_legacy.REMOVED_IN}"):
+        from mmf_pe.tuners.legacy import PaperAdapterOutput
+    from mmf_pe.tuners.bottleneck import AdaptBertOutput
+
+    assert PaperAdapterOutput is AdaptBertOutput
+    from mmf_pe.experiments import export as experiments_export
+    from mmf_pe.tuners import export as core_export
+
+    assert core_export.find_checkpoint is experiments_export.find_checkpoint
+    assert importlib.import_module("mmf_pe.models.clip_pe.cache") is importlib.import_module(
+        "mmf_pe.models.frozen_vl.cache")
+    from mmf.common.registry import registry
+
+    from mmf_pe.models.clip_pe.processors import check_clip_dir
+
+    assert registry.get_model_class("clip_pe") is model_legacy.CLIPPE
+    with pytest.warns(FutureWarning), pytest.raises(FileNotFoundError, match="no-clip-here.*not a local CLIP"):
+        check_clip_dir("no-clip-here", "clip_dir")

@@ -10,9 +10,12 @@ load and score as they did (tests/test_legacy_formats.py, on files that version 
 - an adapter export's `pe` (flat, one method's settings): `flat_pe_settings` drops its `train_visual_projection`
   (the projection's tensors in the export say whether it trained).
 
-Old names kept as aliases: `PaperAdapterOutput` (now `AdaptBertOutput`). The model tier's aliases (model `clip_pe`,
-`clip_pe.cache`, `check_clip_dir`) are listed in mmf_pe/models/legacy.py.
+Old names kept as aliases: `PaperAdapterOutput` (now `AdaptBertOutput`); `mmf_pe.tuners.export.{find_checkpoint,
+read_checkpoint, build_from_run_config, export, main}` (now in `mmf_pe.experiments.export`, which reads MMF runs:
+looked up only when used, so the core keeps importing no MMF). The model tier's aliases (model `clip_pe`,
+`clip_pe.cache`, `check_clip_dir`) are in mmf_pe/models/legacy.py.
 """
+import importlib
 import warnings
 
 REMOVED_IN = "0.3.0"  # the version that drops every alias and conversion below (docs/pe-methods.md)
@@ -35,6 +38,18 @@ def _paper_adapter_output():
 
 
 ALIASES = {"PaperAdapterOutput": _paper_adapter_output}  # old name -> what it is now
+# module -> (module the names moved to, the names); the target named by a variable: an upward edge only when used
+MOVED_NAMES = {"mmf_pe.tuners.export": ("mmf_pe.experiments.export",
+                                        ("find_checkpoint", "read_checkpoint", "build_from_run_config", "export",
+                                         "main"))}
+
+
+def moved_name(module, name):
+    """`module.name` for a name that moved elsewhere (module-level `__getattr__`), else AttributeError."""
+    target, names = MOVED_NAMES.get(module, (None, ()))
+    if name not in names:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(target), name)
 
 
 def __getattr__(name):

@@ -11,7 +11,7 @@ from tests.models.frozen_vl.helpers import grads_after_step, samples_from
 def batch(clip_dir, n=4, image_size=32, seed=0):
     from omegaconf import OmegaConf
 
-    from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
+    from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor
 
     tokenizer = CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_dir},
                                                          "max_seq_length": 16}))
@@ -130,7 +130,7 @@ def test_image_size_mismatch_names_the_fix(clip_hmd):
 def test_clip_tokenizer_processor(clip_hmd):
     from omegaconf import OmegaConf
 
-    from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
+    from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor
 
     processor = CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_hmd["clip_dir"]},
                                                          "max_seq_length": 8}))
