@@ -101,7 +101,6 @@ def test_old_names_live_in_the_legacy_modules_with_the_version_that_removes_them
     assert importlib.import_module("mmf_pe.models.clip_pe.cache") is importlib.import_module(
         "mmf_pe.models.frozen_vl.cache")
     from mmf.common.registry import registry
-
     from mmf_pe.models.clip_pe.processors import check_clip_dir
 
     assert registry.get_model_class("clip_pe") is model_legacy.CLIPPE

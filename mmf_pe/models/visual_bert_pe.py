@@ -18,7 +18,7 @@ from mmf_pe.models.paper_checkpoint import paper_key
 from mmf_pe.models.pe_node import yaml_with_method_nodes
 from mmf_pe.models.pretrained_weights import bert_report
 from mmf_pe.tuners import apply_pe_method, pe_config_from, resolve_training_mode
-from mmf_pe.tuners.legacy import upgrade_model_config
+from mmf_pe.tuners.legacy import upgrade_model_node
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
 MODEL_NAME = "visual_bert_pe"
@@ -26,20 +26,6 @@ DEFAULT_MODE = "full"
 DEFAULT_METHOD = "paper"
 
 
-def upgrade_node(config):
-    """The model node in today's layout, changed in place (old configs: mmf_pe.tuners.legacy); returns it."""
-    from omegaconf import OmegaConf
-
-    data = OmegaConf.to_container(config, resolve=False) if OmegaConf.is_config(config) else dict(config)
-    upgraded = upgrade_model_config(data, MODEL_NAME, DEFAULT_METHOD)
-    if upgraded == data:
-        return config
-    for key in [k for k in data if k not in upgraded]:
-        del config[key]
-    for key in ("training_mode", "train_visual_projection", "pe"):
-        if key in upgraded:
-            config[key] = upgraded[key]
-    return config
 
 
 def check_local_weights(path, what):
@@ -84,7 +70,7 @@ class VisualBERTPE(VisualBERT):
         check_local_weights(bert_dir, "model_config.visual_bert_pe.bert_model_name")
         if bert_dir is not None:
             adopt_architecture(self.config, bert_dir)
-        upgrade_node(self.config)
+        upgrade_model_node(self.config, MODEL_NAME, DEFAULT_METHOD)  # configs of older layouts
         self.training_mode = resolve_training_mode(self.config, DEFAULT_MODE, MODEL_NAME)
         # the method's own config (pe.<method>); unknown keys refused
         self.pe_config = pe_config_from(self.config.get("pe", None), DEFAULT_METHOD)

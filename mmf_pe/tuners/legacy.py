@@ -60,6 +60,20 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def upgrade_model_node(config, model_name, default_method):
+    """`upgrade_model_config` applied in place to a model's config (an omegaconf node or a dict); returns it."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(config, resolve=False) if OmegaConf.is_config(config) else dict(config)
+    upgraded = upgrade_model_config(data, model_name, default_method)
+    if upgraded != data:
+        for key in [k for k in data if k not in upgraded]:
+            del config[key]
+        for key in [k for k in upgraded if upgraded[k] != data.get(k, object())]:
+            config[key] = upgraded[key]
+    return config
+
+
 def flat_pe_settings(flat, method):
     """Keys written flat beside `pe.method` (an adapter export; an old run config, which listed every method's keys,
     null where unset) as `method`'s settings: nulls and the old YAML's shared defaults the method lacks dropped,

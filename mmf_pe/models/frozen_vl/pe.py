@@ -10,10 +10,9 @@
   vision, qformer, text, and text_decoder with T5). A model key, not a method's: which layers exist is the model's
   knowledge. `pe.layers` / `pe.top_k_layers` are resolved per tower, whose depths may differ.
 """
-from omegaconf import OmegaConf
 
 from mmf_pe.tuners import any_encoder_methods, apply_pe_method, get_pe_method, method_settings, pe_config_from
-from mmf_pe.tuners.legacy import LEGACY_CLIP_TARGETS, upgrade_model_config
+from mmf_pe.tuners.legacy import LEGACY_CLIP_TARGETS, upgrade_model_node
 
 ALL_TOWERS = ("all", "both")
 DEFAULT_METHOD = "lora"
@@ -24,16 +23,8 @@ UNSUPPORTED = ("train_layer_norms",)
 
 def upgrade_node(config, model_name):
     """The model node in today's layout, changed in place (old configs: mmf_pe.tuners.legacy); returns it."""
-    data = OmegaConf.to_container(config, resolve=False) if OmegaConf.is_config(config) else dict(config)
-    upgraded = upgrade_model_config(data, model_name, DEFAULT_METHOD)
-    if upgraded == data:
-        return config
-    for key in [k for k in data if k not in upgraded]:
-        del config[key]
-    for key in ("training_mode", "pe"):
-        if key in upgraded:
-            config[key] = upgraded[key]
-    if upgraded.get("train_visual_projection"):
+    upgrade_model_node(config, model_name, DEFAULT_METHOD)
+    if config.get("train_visual_projection", None):  # moved there from an old pe node
         raise ValueError(f"model_config.{model_name}.pe.train_visual_projection is not supported on a frozen encoder")
     return config
 
