@@ -86,15 +86,6 @@ def flat_pe_settings(flat, method):
             and (k in keys or LEGACY_PE_DEFAULTS.get(k, object()) != v)}
 
 
-def is_old_layout(node):
-    """A model node written before per-method `pe:` nodes: `freeze_base`, or method keys flat under `pe:`."""
-    from mmf_pe.tuners.registry import PE_METHODS
-
-    pe = node.get("pe") or {}
-    flat = [k for k in pe if k not in ("method", "encoders") and k not in PE_METHODS]
-    return "freeze_base" in node or bool(flat)
-
-
 def upgrade_model_config(node, model_name, default_method):
     """A model config node (dict) in today's layout; a node already in it comes back unchanged (a copy).
 
@@ -123,9 +114,10 @@ def upgrade_model_config(node, model_name, default_method):
         pe, flat = {"method": None}, {}
     if flat:
         method = pe.get("method") or default_method
-        warnings.warn(f"model_config.{model_name}.pe: keys {sorted(k for k, v in flat.items() if v is not None)} "
-                      f"written flat are read as pe.{method}.<key> (the old layout, read until mmf-pe {REMOVED_IN})",
-                      FutureWarning, stacklevel=2)
+        written = sorted(k for k, v in flat.items() if v is not None)
+        if written:
+            warnings.warn(f"model_config.{model_name}.pe: {', '.join(written)} written flat, read as pe.{method}.<key> "
+                          f"(the old layout, read until mmf-pe {REMOVED_IN})", FutureWarning, stacklevel=2)
         for key in flat:
             pe.pop(key)
         if flat.get("train_visual_projection"):
