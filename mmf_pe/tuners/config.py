@@ -39,9 +39,13 @@ class BasePEConfig:
             )
         return cls(**{k: v for k, v in data.items() if k in known and v is not None}).validate()
 
+    def key(self, name):
+        """The key as a config spells it (`pe.lora.rank`), for messages."""
+        return f"pe.{self.method}.{name}"
+
     def validate(self):
         if self.top_k_layers is not None and self.top_k_layers < 1:
-            raise ValueError(f"pe.top_k_layers must be >= 1, got {self.top_k_layers}")
+            raise ValueError(f"{self.key('top_k_layers')} must be >= 1, got {self.top_k_layers}")
         return self
 
     def get(self, name, default=None):
@@ -58,12 +62,14 @@ class BasePEConfig:
             chosen = set()
             for index in self.layers:
                 if not -num_layers <= index < num_layers:
-                    raise ValueError(f"pe.layers: {index} is out of range for a model with {num_layers} layers")
+                    raise ValueError(f"{self.key('layers')}: {index} is out of range for a model with {num_layers} "
+                                     "layers")
                 chosen.add(index % num_layers)
         if self.top_k_layers is not None:
             chosen &= set(range(max(0, num_layers - self.top_k_layers), num_layers))
         if not chosen:
-            raise ValueError(f"pe.layers={self.layers} / pe.top_k_layers={self.top_k_layers} select no layer")
+            raise ValueError(f"{self.key('layers')}={self.layers} / {self.key('top_k_layers')}={self.top_k_layers} "
+                             "select no layer")
         return sorted(chosen)
 
     def layer_selected(self, index, num_layers):

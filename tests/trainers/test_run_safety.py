@@ -376,7 +376,7 @@ def test_every_pe_key_is_overridable_on_the_command_line(tmp_path):
     assert layers == {"1"}, model.pe_parameter_names
     assert model.pe_config.get("non_linearity") == "gelu"
     config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.paper.layers=[99]")
-    with pytest.raises(ValueError, match=r"pe.layers: 99 is out of range for a model with 2 layers"):
+    with pytest.raises(ValueError, match=r"pe.paper.layers: 99 is out of range for a model with 2 layers"):
         VisualBERTPE(config.model_config.visual_bert_pe).build()
 
 

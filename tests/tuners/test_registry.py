@@ -44,8 +44,8 @@ def test_the_yaml_mmf_reads_has_one_node_per_method_from_its_defaults():
     ({"method": "paper", "paper": {"non_linearity": "gelu"}}, r"pe.paper.non_linearity is not a key of pe.method="),
     ({"method": "paper", "init_weights": "zeros", "rank": 4}, r"pe.paper.init_weights .*\(nor are pe.paper.rank\)"),
     ({"method": "lora", "reduction_factor": 4}, r"pe.lora.reduction_factor is not a key of pe.method='lora'"),
-    ({"method": "lora", "target_modules": []}, r"pe.target_modules must be a non-empty list"),
-    ({"method": "houlsby", "init_weights": "xavier"}, r"pe.init_weights must be one of bert \| houlsby \| zeros"),
+    ({"method": "lora", "target_modules": []}, r"pe.lora.target_modules must be a non-empty list"),
+    ({"method": "houlsby", "init_weights": "xavier"}, r"pe.houlsby.init_weights must be one of bert \| houlsby"),
     ({"method": "prefix"}, r"unknown pe.method 'prefix'; known: \["),
 ])
 def test_unknown_or_inapplicable_keys_are_refused_by_name(node, message):
@@ -103,7 +103,7 @@ def test_only_ia3_scales_skip_weight_decay():
 def test_a_command_line_pe_key_reaches_the_method(mmf_inprocess, tmp_path):
     """`model_config.visual_bert_pe.pe.lora.layers=[99]` on a real mmf_run command line gets to the method's check."""
     opts = [f"config={write_run_config(tmp_path, 'hmd_pe_lora.yaml')}"] + RUN
-    with pytest.raises(ValueError, match="pe.layers: 99 is out of range for a model with 2 layers"):
+    with pytest.raises(ValueError, match="pe.lora.layers: 99 is out of range for a model with 2 layers"):
         mmf_inprocess(opts + ["model_config.visual_bert_pe.pe.lora.layers=[99]"], tmp_path / "save")
 
 
