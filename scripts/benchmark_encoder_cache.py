@@ -37,8 +37,7 @@ class Memes(torch.utils.data.Dataset):
     def __init__(self, root, split, image_size, encoder, encoder_dir, limit=None, max_length=64):
         from mmf.datasets.processors.image_processors import TorchvisionTransforms
 
-        from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
-        from mmf_pe.models.frozen_vl.processors import HFTokenizerProcessor
+        from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor, HFTokenizerProcessor
 
         with open(os.path.join(root, "annotations", f"{split}.jsonl")) as f:
             self.records = [json.loads(line) for line in f if line.strip()][:limit]

@@ -32,16 +32,16 @@ import time
 ROWS = {
     "fc": ("fc", []),
     "full": ("full", []),
-    "paper": ("pe", ["pe.method=paper", "pe.reduction_factor=10"]),
-    "pfeiffer": ("pe", ["pe.method=pfeiffer", "pe.reduction_factor=16"]),
-    "houlsby": ("pe", ["pe.method=houlsby", "pe.reduction_factor=16"]),
-    "lora": ("pe", ["pe.method=lora", "pe.rank=8"]),
+    "paper": ("pe", ["pe.method=paper", "pe.paper.reduction_factor=10"]),
+    "pfeiffer": ("pe", ["pe.method=pfeiffer", "pe.pfeiffer.reduction_factor=16"]),
+    "houlsby": ("pe", ["pe.method=houlsby", "pe.houlsby.reduction_factor=16"]),
+    "lora": ("pe", ["pe.method=lora", "pe.lora.rank=8"]),
     "ia3": ("pe", ["pe.method=ia3"]),
-    "paper-top6": ("pe", ["pe.method=paper", "pe.reduction_factor=10", "pe.top_k_layers=6"]),
+    "paper-top6": ("pe", ["pe.method=paper", "pe.paper.reduction_factor=10", "pe.paper.top_k_layers=6"]),
 }
 TINY = ["vocab_size=1000", "hidden_size=64", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=128",
         "visual_embedding_dim=64"]
-TINY_BOTTLENECK = ["pe.reduction_factor=4"]  # tiny rows of the bottleneck methods only (the key is theirs)
+TINY_BOTTLENECK = "reduction_factor=4"  # tiny rows of the bottleneck methods only (pe.<method>.reduction_factor)
 
 
 def current_rss():
@@ -66,8 +66,8 @@ def run_row(spec):
         torch.set_num_threads(spec["threads"])
     mode, overrides = ROWS[spec["row"]]
     if spec["tiny"]:
-        bottleneck = any(o.startswith("pe.reduction_factor=") for o in overrides)
-        overrides = overrides + TINY + (TINY_BOTTLENECK if bottleneck else [])
+        bottleneck = [o.split(".")[1] for o in overrides if o.endswith("reduction_factor", 0, o.find("="))]
+        overrides = overrides + TINY + [f"pe.{method}.{TINY_BOTTLENECK}" for method in bottleneck[:1]]
     _import_everything()  # so that the memory baseline holds the libraries, not the model
     device = torch.device(spec.get("device", "cpu"))
     cuda = device.type == "cuda"  # peak memory: CUDA's allocator peak instead of RSS; timings synchronised

@@ -23,16 +23,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmf_pe import REPO_ROOT  # noqa: E402
 
 PE = "model_config.visual_bert_pe.pe"
+PAPER, LORA = f"{PE}.paper", f"{PE}.lora"  # each method's own settings node
+PROJECTION = "model_config.visual_bert_pe.train_visual_projection"
 # Every configuration is demo_base.yaml + this (the demo's PE recipe before the search) + its own overrides, so the
 # search does not move when demo_pe.yaml is changed to its choice.
 BASELINE = {"model_config.visual_bert_pe.training_mode": "pe", "training.experiment_name": "demo_pe_search",
-            f"{PE}.method": "paper", f"{PE}.reduction_factor": 10, f"{PE}.train_visual_projection": True,
+            f"{PE}.method": "paper", f"{PAPER}.reduction_factor": 10, PROJECTION: True,
             "optimizer.params.lr": 1.0e-3, "scheduler.params.num_warmup_steps": 60}
 # name -> (what it tries, {dotted key: value} on top of BASELINE). Order = the order they were tried.
 CONFIGS = {
     "paper-lr1e-3": ("the paper's adapter, lr 1e-3, warm-up 60 (the demo's earlier recipe)", {}),
     "paper-lr3e-3": ("lr 3e-3", {"optimizer.params.lr": 3.0e-3}),
-    "paper-lr3e-3-ln": ("lr 3e-3 + LayerNorms train", {"optimizer.params.lr": 3.0e-3, f"{PE}.train_layer_norms": True}),
+    "paper-lr3e-3-ln": ("lr 3e-3 + LayerNorms train",
+                        {"optimizer.params.lr": 3.0e-3, f"{PAPER}.train_layer_norms": True}),
     "paper-lr1e-2": ("lr 1e-2", {"optimizer.params.lr": 1.0e-2}),
     "houlsby-lr3e-3": ("Houlsby (attention + FFN adapters, LNs train), lr 3e-3",
                        {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "houlsby"}),
@@ -40,28 +43,29 @@ CONFIGS = {
                         {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "pfeiffer"}),
     "lora-r8-lr3e-3": ("LoRA r 8 on query/value, lr 3e-3", {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora"}),
     "paper-lr3e-3-top3": ("lr 3e-3, adapters in the top 3 of 6 layers only",
-                          {"optimizer.params.lr": 3.0e-3, f"{PE}.top_k_layers": 3}),
+                          {"optimizer.params.lr": 3.0e-3, f"{PAPER}.top_k_layers": 3}),
     "paper-lr3e-3-noproj": ("lr 3e-3, visual projection frozen (random)",
-                            {"optimizer.params.lr": 3.0e-3, f"{PE}.train_visual_projection": False}),
+                            {"optimizer.params.lr": 3.0e-3, PROJECTION: False}),
     "paper-lr3e-3-warm0": ("lr 3e-3, no warm-up",
                            {"optimizer.params.lr": 3.0e-3, "scheduler.params.num_warmup_steps": 1}),
     "lora-r16-all-lr3e-3": ("LoRA r 16 on query/key/value and both FFN linears, lr 3e-3",
-                            {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora", f"{PE}.rank": 16,
-                             f"{PE}.target_modules": ["attention.self.query", "attention.self.key",
+                            {"optimizer.params.lr": 3.0e-3, f"{PE}.method": "lora", f"{LORA}.rank": 16,
+                             f"{LORA}.target_modules": ["attention.self.query", "attention.self.key",
                                                       "attention.self.value", "intermediate.dense",
                                                       "output.dense"]}),
     "paper-rf2-lr3e-3": ("lr 3e-3, reduction factor 2 (192 units)",
-                         {"optimizer.params.lr": 3.0e-3, f"{PE}.reduction_factor": 2}),
-    "paper-lr1e-3-ln": ("lr 1e-3 + LayerNorms train", {f"{PE}.train_layer_norms": True}),
+                         {"optimizer.params.lr": 3.0e-3, f"{PAPER}.reduction_factor": 2}),
+    "paper-lr1e-3-ln": ("lr 1e-3 + LayerNorms train", {f"{PAPER}.train_layer_norms": True}),
     "paper-lr3e-4": ("lr 3e-4", {"optimizer.params.lr": 3.0e-4}),
     # Second round, under the demo's own rules (cap 1500, early stopping with patience 500: --cap 1500 --patience 500)
-    "paper-lr3e-4-ln": ("lr 3e-4 + LayerNorms train", {"optimizer.params.lr": 3.0e-4, f"{PE}.train_layer_norms": True}),
+    "paper-lr3e-4-ln": ("lr 3e-4 + LayerNorms train",
+                        {"optimizer.params.lr": 3.0e-4, f"{PAPER}.train_layer_norms": True}),
     "houlsby-lr3e-4": ("Houlsby (attention + FFN adapters, LNs train), lr 3e-4",
                        {"optimizer.params.lr": 3.0e-4, f"{PE}.method": "houlsby"}),
     "houlsby-lr1e-3": ("Houlsby (attention + FFN adapters, LNs train), lr 1e-3", {f"{PE}.method": "houlsby"}),
     "lora-r8-lr1e-3": ("LoRA r 8 on query/value, lr 1e-3", {f"{PE}.method": "lora"}),
     "paper-rf2-lr3e-4": ("lr 3e-4, reduction factor 2 (192 units)",
-                         {"optimizer.params.lr": 3.0e-4, f"{PE}.reduction_factor": 2}),
+                         {"optimizer.params.lr": 3.0e-4, f"{PAPER}.reduction_factor": 2}),
     "paper-lr1e-4": ("lr 1e-4 (Full's rate)", {"optimizer.params.lr": 1.0e-4}),
 }
 

@@ -22,7 +22,7 @@ TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2
              "max_position_embeddings": 64, "type_vocab_size": 2, "vocab_size": 30522}
 MODEL_ARCH = ["hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64",
               "max_position_embeddings=64", "visual_embedding_dim=16", "hidden_dropout_prob=0.0",
-              "attention_probs_dropout_prob=0.0", "pe.reduction_factor=4"]
+              "attention_probs_dropout_prob=0.0", "pe.paper.reduction_factor=4"]
 
 
 def tf_era_name(key):

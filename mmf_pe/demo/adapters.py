@@ -19,6 +19,7 @@ import shutil
 
 import torch
 
+from mmf_pe.tuners import method_settings
 from mmf_pe.utils.io import atomic_write_text
 
 FORMAT = "mmf_pe.demo_adapters/2"
@@ -57,7 +58,7 @@ def export_demo_adapters(out, run_dirs, seed, tokenizer_dir):
         with open(os.path.join(adapters_dir, name, "adapter_config.json")) as f:
             adapter_config = json.load(f)
         exported[name] = {"dir": name, "training_mode": adapter_config["training_mode"],
-                          "pe_method": (adapter_config.get("pe") or {}).get("method"),
+                          "pe_method": method_settings(adapter_config.get("pe"), None)[0],
                           "num_parameters": adapter_config["num_parameters"],
                           "base_fingerprint": adapter_config["base_fingerprint"]["digest"],
                           "accepts_images": adapter_config.get("feature_provenance") is not None,

@@ -160,7 +160,7 @@ def run_overrides(name, settings, seed):
     if settings.patience is not None:
         training["early_stop"]["patience"] = settings.patience
     if settings.tiny_model:
-        overrides["model_config"] = {"visual_bert_pe": {**TINY_MODEL, "pe": {"reduction_factor": 4}}}
+        overrides["model_config"] = {"visual_bert_pe": {**TINY_MODEL, "pe": {"paper": {"reduction_factor": 4}}}}
     return overrides
 
 

@@ -51,8 +51,8 @@ def pe_model_config(state, saved_model_config=None):
 
 def pe_overrides(state, saved_model_config=None):
     """{dotted key under model_config.visual_bert_pe: value} that turn a paper run's model into ours."""
-    overrides = {"training_mode": "pe", "pe.method": "paper", "pe.reduction_factor": paper_reduction_factor(state),
-                 "bert_model_name": None}
+    overrides = {"training_mode": "pe", "pe.method": "paper",
+                 "pe.paper.reduction_factor": paper_reduction_factor(state), "bert_model_name": None}
     for key in ARCHITECTURE_KEYS:
         try:
             value = saved_model_config.get(key, None) if saved_model_config is not None else None

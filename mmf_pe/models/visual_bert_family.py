@@ -45,7 +45,10 @@ def model_config(mode, overrides=()):
     import yaml
     from omegaconf import OmegaConf
 
-    base = OmegaConf.load(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"))
+    from mmf_pe.models.pe_node import yaml_with_method_nodes
+
+    base = OmegaConf.load(yaml_with_method_nodes(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"),
+                                                 "visual_bert_pe"))
     config = base.model_config.visual_bert_pe
     config.training_mode = mode
     if mode == "pe" and not config.pe.method:
@@ -209,8 +212,11 @@ class VisualBERTBase(ServedBase):
         config.bert_model_name = None
         config.training_mode = mode
         config.train_visual_projection = any(n.startswith("model.bert.embeddings.projection.") for n in tensors)
-        if mode == "pe":
-            config.pe = OmegaConf.create(adapter_config.get("pe"))
+        if mode == "pe":  # the export's flat settings of one method -> the method's node
+            from mmf_pe.tuners import method_settings
+
+            method, settings = method_settings(adapter_config.get("pe"))
+            config.pe = OmegaConf.create({"method": method, method: settings})
         model = VisualBERTPE(config)
         model.build()
         return model

@@ -1,7 +1,8 @@
 """`visual_bert_pe`: rc10's VisualBERT with three training modes (FC / Full / PE) and parameter-efficient methods.
 
-The mode is `model_config.visual_bert_pe.training_mode` (fc | full | pe). Where it is null, the paper's switch decides:
-`freeze_base: false` -> full; `true` -> fc; `true` with `pe.method` set -> pe. PE methods live in `mmf_pe.tuners`.
+The mode is `model_config.visual_bert_pe.training_mode` (fc | full | pe; null = full), the one switch (resolved by the
+PE core, mmf_pe.tuners.settings); the method is `pe.method` and its settings `pe.<method>`. Configs in older layouts
+(`freeze_base`, flat `pe.<key>`) are converted by mmf_pe.tuners.legacy. PE methods live in `mmf_pe.tuners`.
 """
 import json
 import os
@@ -14,26 +15,17 @@ from mmf.utils.modeling import get_optimizer_parameters_for_bert
 from mmf_pe import PACKAGE_DIR
 from mmf_pe.models.embeddings import DeviceAwareVisioLinguisticEmbeddings
 from mmf_pe.models.paper_checkpoint import paper_key
-from mmf_pe.models.pe_node import yaml_with_all_pe_keys
+from mmf_pe.models.pe_node import yaml_with_method_nodes
 from mmf_pe.models.pretrained_weights import bert_report
-from mmf_pe.tuners import apply_pe_method, get_pe_method, pe_config_from
+from mmf_pe.tuners import apply_pe_method, pe_config_from, resolve_training_mode
+from mmf_pe.tuners.legacy import upgrade_model_node
 from mmf_pe.tuners.peft_methods import merge_and_unload, wrapped_key, wrapped_module_paths
 
-TRAINING_MODES = ("fc", "full", "pe")
+MODEL_NAME = "visual_bert_pe"
+DEFAULT_MODE = "full"
+DEFAULT_METHOD = "paper"
 
 
-def resolve_training_mode(config):
-    """The training mode named by a model config (see module docstring)."""
-    mode = config.get("training_mode", None)
-    if mode is not None:
-        mode = str(mode).lower()
-        if mode not in TRAINING_MODES:
-            raise ValueError(f"training_mode must be one of {TRAINING_MODES}, got {mode!r}")
-        return mode
-    if not config.get("freeze_base", False):
-        return "full"
-    pe = config.get("pe", None)
-    return "pe" if pe is not None and pe.get("method", None) else "fc"
 
 
 def check_local_weights(path, what):
@@ -64,28 +56,12 @@ def adopt_architecture(config, bert_dir):
             config[key] = pretrained[key]
 
 
-# What this model's YAML put in every run's `pe:` node before each method had its own keys: runs saved then (their
-# config.yaml / checkpoints, read by export-adapter and evaluate) carry it whatever the method, so it is dropped where
-# the method has no such key. Any other value of a key the method lacks stays an error.
-LEGACY_PE_DEFAULTS = {"reduction_factor": 10}
-
-
-def without_legacy_defaults(pe):
-    if pe is None:
-        return None
-    from omegaconf import OmegaConf
-
-    data = OmegaConf.to_container(pe, resolve=True) if OmegaConf.is_config(pe) else dict(pe)
-    keys = get_pe_method(data.get("method") or "paper").config_cls.keys()
-    return {k: v for k, v in data.items() if k in keys or LEGACY_PE_DEFAULTS.get(k, object()) != v}
-
-
 @registry.register_model("visual_bert_pe")
 class VisualBERTPE(VisualBERT):
     @classmethod
     def config_path(cls):
-        return yaml_with_all_pe_keys(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"),
-                                     "visual_bert_pe")
+        return yaml_with_method_nodes(os.path.join(PACKAGE_DIR, "configs", "models", "visual_bert_pe.yaml"),
+                                      MODEL_NAME)
 
     def build(self):
         if self.config.training_head_type != "classification":
@@ -94,9 +70,10 @@ class VisualBERTPE(VisualBERT):
         check_local_weights(bert_dir, "model_config.visual_bert_pe.bert_model_name")
         if bert_dir is not None:
             adopt_architecture(self.config, bert_dir)
-        self.training_mode = resolve_training_mode(self.config)
-        # the method's own config; unknown keys refused
-        self.pe_config = pe_config_from(without_legacy_defaults(self.config.get("pe", None)))
+        upgrade_model_node(self.config, MODEL_NAME, DEFAULT_METHOD)  # configs of older layouts
+        self.training_mode = resolve_training_mode(self.config, DEFAULT_MODE, MODEL_NAME)
+        # the method's own config (pe.<method>); unknown keys refused
+        self.pe_config = pe_config_from(self.config.get("pe", None), DEFAULT_METHOD)
 
         self.model = VisualBERTForClassification(self.config)
         bert = self.model.bert
@@ -130,10 +107,10 @@ class VisualBERTPE(VisualBERT):
             for name, parameter in bert.named_parameters():
                 trains = name in added
                 trains |= train_layer_norms and "LayerNorm" in name
-                trains |= self.pe_config.train_visual_projection and name.startswith("embeddings.projection.")
                 parameter.requires_grad = trains
-        if self.training_mode == "fc" and self.config.get("train_visual_projection", False):
-            # FC + visual projection: for region features no pretrained projection exists for (e.g. the demo's)
+        if self.training_mode in ("fc", "pe") and self.config.get("train_visual_projection", False):
+            # the visual projection too: VL-Adapter (pe), or region features no pretrained projection exists for
+            # (fc; e.g. the demo's)
             for parameter in bert.embeddings.projection.parameters():
                 parameter.requires_grad = True
         for parameter in self.model.classifier.parameters():

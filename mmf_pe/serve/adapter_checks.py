@@ -143,7 +143,7 @@ def _check_pe(pe, name, base_model):
         if base_model.get("num_hidden_layers") is not None:
             settings.selected_layers(int(base_model["num_hidden_layers"]))
     except (ValueError, TypeError) as error:
-        found = re.search(r"pe\.(\w+)", str(error))
+        found = re.search(r"pe\.(?:\w+\.)?(\w+)", str(error))  # pe.<key> or pe.<method>.<key>: the export's pe.<key>
         raise refuse(f"{name}: {error}", f"config.pe.{found.group(1)}" if found else "config.pe") from None
     if base_model.get("hidden_size") is None:
         return

@@ -20,6 +20,7 @@ from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_f
 from mmf_pe.serve import layout, mixed
 from mmf_pe.serve.adapter_checks import AdapterError, check_for_base, check_weights, checked_config
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
+from mmf_pe.tuners import method_settings
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
 from mmf_pe.utils.text_normalization import check_mode
 
@@ -78,7 +79,7 @@ class AdapterVersion:
 
     def describe(self):
         return {"name": self.name, "fingerprint": self.fingerprint, "training_mode": self.config.get("training_mode"),
-                "method": (self.config.get("pe") or {}).get("method"), "threshold": self.threshold,
+                "method": method_settings(self.config.get("pe"), None)[0], "threshold": self.threshold,
                 "num_parameters": self.config.get("num_parameters"), "model": self.base.family.name,
                 "base": self.base.describe(), "feature_provenance": self.provenance,
                 "accepts_images": self.accepts_images, "accepts_features": self.base.takes_features}

@@ -10,6 +10,7 @@ share a batch.
 import logging
 import threading
 
+from mmf_pe.tuners import method_settings
 from mmf_pe.tuners.batched import NotBatchable, batched_method_name, batched_model, use_rows
 
 log = logging.getLogger("mmf_pe.serve")
@@ -19,7 +20,7 @@ _build_lock = threading.Lock()
 def method_of(config):
     """The batched-registry key of an adapter's config (`fc` for head-only exports)."""
     mode = config.get("training_mode")
-    return batched_method_name(mode, (config.get("pe") or {}).get("method") if mode == "pe" else None)
+    return batched_method_name(mode, method_settings(config.get("pe"), None)[0] if mode == "pe" else None)
 
 
 def prepare(kind, config):

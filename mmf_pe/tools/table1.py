@@ -37,7 +37,8 @@ def format_table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mmf_pe table1", description=__doc__.split("\n")[0])
     parser.add_argument("--modes", nargs="+", default=["fc", "full", "pe"])
-    parser.add_argument("--set", nargs="*", default=[], help="model config overrides, e.g. pe.reduction_factor=16")
+    parser.add_argument("--set", nargs="*", default=[],
+                        help="model config overrides, e.g. pe.paper.reduction_factor=16")
     args = parser.parse_args(argv)
     rows = []
     for mode in args.modes:

@@ -44,7 +44,9 @@ def training_mode_and_method(model, model_config=None):
         pe_config = getattr(model, "pe_config", None)
         method = getattr(pe_config, "method", None)
         if method is None:
-            method = (model_config.get("pe", None) or {}).get("method", None)
+            from mmf_pe.tuners import method_settings
+
+            method = method_settings(model_config.get("pe", None), None)[0]
     return mode, method
 
 

@@ -53,6 +53,7 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
         if self.num_updates > 0:
             self.writer.write(f"load_adapter={adapter_dir} not applied: training resumed at update {self.num_updates}")
             return
+        from mmf_pe.tuners import method_settings
         from mmf_pe.tuners.export import load_adapter
 
         merge = bool(model.config.get("merge_adapter", False))
@@ -62,7 +63,7 @@ class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTra
         check = bool(model.config.get("load_adapter_check_fingerprint", True))
         exported = load_adapter(model, adapter_dir, merge=merge, check_fingerprint=check)
         self.writer.write(f"Loaded adapter {adapter_dir}: {exported['num_parameters']:,} parameters "
-                          f"({exported['training_mode']}, pe.method={(exported.get('pe') or {}).get('method')})")
+                          f"({exported['training_mode']}, pe.method={method_settings(exported.get('pe'), None)[0]})")
 
     def _set_device(self):
         ddp.set_device(self)  # rc10 puts every distributed run on CUDA (mmf_pe/launch/ddp.py)

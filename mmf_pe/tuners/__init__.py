@@ -9,7 +9,9 @@ this package that has a `defaults.yaml` is imported here, so adding a method is 
     lora      peft LoRA on configurable linears (default query, value)                     lora/     (peft_methods/)
     ia3       peft IA3 on key, value and the FFN's inner activation                        ia3/      (peft_methods/)
 
-`pe_config_from(node)` builds a method's config (unknown keys refused); `apply_pe_method(bert, config)` adds the
+A model's `pe:` node has one sub-node per method (`pe: {method: lora, lora: {rank: 8}}`): `method_settings(node)`
+reads it (mmf_pe/tuners/settings.py, with `resolve_training_mode`; old layouts: mmf_pe/tuners/legacy.py);
+`pe_config_from(node)` builds the method's config (unknown keys refused); `apply_pe_method(bert, config)` adds the
 method's modules to `bert` and returns the names (relative to `bert`) of the parameters it added; lora and ia3 also
 go into any encoder's lists of layers (`apply_pe_method(model, config, layer_lists)`, used by models/frozen_vl).
 """
@@ -25,9 +27,9 @@ from mmf_pe.tuners.registry import (
     any_encoder_methods,
     apply_pe_method,
     get_pe_method,
-    pe_config_from,
     register_pe_method,
 )
+from mmf_pe.tuners.settings import TRAINING_MODES, method_settings, pe_config_from, resolve_training_mode
 
 
 def _import_method_folders():
@@ -40,7 +42,6 @@ def _import_method_folders():
 _import_method_folders()
 
 __all__ = [
-    "BasePEConfig", "PE_METHODS", "all_pe_keys", "any_encoder_methods", "apply_pe_method", "get_pe_method",
-    "pe_config_from",
-    "register_pe_method",
+    "BasePEConfig", "PE_METHODS", "TRAINING_MODES", "all_pe_keys", "any_encoder_methods", "apply_pe_method",
+    "get_pe_method", "method_settings", "pe_config_from", "register_pe_method", "resolve_training_mode",
 ]

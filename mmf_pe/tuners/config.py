@@ -1,9 +1,10 @@
 """Config objects of the PE methods (peft-style): one dataclass per method, built from `model_config.*.pe`.
 
 `BasePEConfig` holds the knobs every method shares: which encoder layers get the method (`layers` and/or
-`top_k_layers`, AdapterDrop-style) and whether LayerNorms and the visual projection also train (VL-Adapter trains
-both). Each method's folder subclasses it with its own fields; its `defaults.yaml` lists every key with the same
-defaults (null = unset), and registration checks the two agree. Keys a method does not know are refused by name.
+`top_k_layers`, AdapterDrop-style) and whether LayerNorms also train (VL-Adapter; the visual projection is the
+model's `train_visual_projection`). Each method's folder subclasses it with its own fields; its `defaults.yaml`
+lists every key with the same defaults (null = unset), and registration checks the two agree. Keys a method does
+not know are refused by name.
 """
 from dataclasses import dataclass, fields
 from typing import ClassVar, List, Optional
@@ -15,7 +16,6 @@ class BasePEConfig:
     layers: Optional[List[int]] = None  # encoder layers that get the method (negative = from the top); None = all
     top_k_layers: Optional[int] = None  # only the top k encoder layers (AdapterDrop-style); combines with `layers`
     train_layer_norms: bool = False     # Houlsby / VL-Adapter train LayerNorms
-    train_visual_projection: bool = False  # VL-Adapter trains the visual projection
 
     # Substrings of parameter names that take no weight decay (IA3's scales start at 1: decay would pull them to 0).
     no_weight_decay_markers: ClassVar[tuple] = ()
@@ -33,15 +33,19 @@ class BasePEConfig:
         if unknown:
             method = data.get("method") or cls.method
             raise ValueError(
-                f"pe.{unknown[0]} is not a key of pe.method={method!r}"
-                + (f" (nor are {', '.join('pe.' + k for k in unknown[1:])})" if unknown[1:] else "")
-                + f"; its keys: {', '.join(known)}"
+                f"pe.{method}.{unknown[0]} is not a key of pe.method={method!r}"
+                + (f" (nor are {', '.join(f'pe.{method}.{k}' for k in unknown[1:])})" if unknown[1:] else "")
+                + f"; its keys: {', '.join(k for k in known if k != 'method')}"
             )
         return cls(**{k: v for k, v in data.items() if k in known and v is not None}).validate()
 
+    def key(self, name):
+        """The key as a config spells it (`pe.lora.rank`), for messages."""
+        return f"pe.{self.method}.{name}"
+
     def validate(self):
         if self.top_k_layers is not None and self.top_k_layers < 1:
-            raise ValueError(f"pe.top_k_layers must be >= 1, got {self.top_k_layers}")
+            raise ValueError(f"{self.key('top_k_layers')} must be >= 1, got {self.top_k_layers}")
         return self
 
     def get(self, name, default=None):
@@ -58,12 +62,14 @@ class BasePEConfig:
             chosen = set()
             for index in self.layers:
                 if not -num_layers <= index < num_layers:
-                    raise ValueError(f"pe.layers: {index} is out of range for a model with {num_layers} layers")
+                    raise ValueError(f"{self.key('layers')}: {index} is out of range for a model with {num_layers} "
+                                     "layers")
                 chosen.add(index % num_layers)
         if self.top_k_layers is not None:
             chosen &= set(range(max(0, num_layers - self.top_k_layers), num_layers))
         if not chosen:
-            raise ValueError(f"pe.layers={self.layers} / pe.top_k_layers={self.top_k_layers} select no layer")
+            raise ValueError(f"{self.key('layers')}={self.layers} / {self.key('top_k_layers')}={self.top_k_layers} "
+                             "select no layer")
         return sorted(chosen)
 
     def layer_selected(self, index, num_layers):
@@ -75,10 +81,6 @@ class BasePEConfig:
 
 
 def _plain(config):
-    if config is None:
-        return {}
-    if not hasattr(config, "items"):
-        raise TypeError(f"pe config must be a mapping, got {type(config).__name__}")
-    from omegaconf import OmegaConf
+    from mmf_pe.tuners.settings import plain
 
-    return OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
+    return plain(config)

@@ -6,13 +6,13 @@ LayerNorms / visual projection where they trained); `<out>/adapter_config.json` 
 architecture and a fingerprint of the frozen base weights. `load_adapter(model, out)` checks fingerprint, names and
 shapes before copying anything, and never unpickles: safetensors and JSON only.
 """
-import importlib
 import json
 import os
 
 import torch
 
 from mmf_pe.tuners.peft_methods import base_key
+from mmf_pe.tuners.settings import method_settings
 from mmf_pe.utils.fingerprint import tensor_digests, tensors_digest
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 from mmf_pe.utils.text_normalization import check_mode
@@ -162,7 +162,7 @@ def load_adapter(model, adapter_dir, merge=False, check_fingerprint=True):
         raise AdapterMismatchError(
             f"{where}: exported from a {config['training_mode']!r} model, loaded onto a {model.training_mode!r} one"
         )
-    method = (config.get("pe") or {}).get("method")
+    method = method_settings(config.get("pe"), None)[0]
     if model.training_mode == "pe" and method != model.pe_config.method:
         raise AdapterMismatchError(f"{where}: pe.method {method!r} but the model uses {model.pe_config.method!r}")
     params = dict(model.named_parameters())
@@ -199,15 +199,7 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-# Moved to mmf_pe.experiments.export (they read MMF runs and build models): still importable from here, looked up
-# only when used, so this module keeps importing no MMF.
-MOVED_TO_EXPERIMENTS = ("find_checkpoint", "read_checkpoint", "build_from_run_config", "export", "main")
+def __getattr__(name):  # names moved to mmf_pe.experiments.export (old names: mmf_pe/tuners/legacy.py)
+    from mmf_pe.tuners.legacy import moved_name
 
-
-def __getattr__(name):
-    if name in MOVED_TO_EXPERIMENTS:
-        return getattr(importlib.import_module(_EXPERIMENTS_EXPORT), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_EXPERIMENTS_EXPORT = "mmf_pe.experiments.export"
+    return moved_name(__name__, name)

@@ -69,15 +69,6 @@ def get_pe_method(name):
     return PE_METHODS[name]
 
 
-def pe_config_from(config, default_method="paper"):
-    """The method's config object from a `pe:` node (method null = `default_method`); unknown keys are refused."""
-    from mmf_pe.tuners.config import _plain
-
-    data = _plain(config)
-    name = data.get("method") or default_method
-    return get_pe_method(name).config_cls.from_config({**data, "method": name})
-
-
 def apply_pe_method(bert, pe_config, layer_lists=None):
     """Add the method's modules to `bert`; returns the names (relative to `bert`) of the parameters it added.
 
@@ -98,7 +89,7 @@ def any_encoder_methods():
 
 
 def all_pe_keys():
-    """Every key some registered method knows (a model's `pe:` node lists them all, so each can be overridden)."""
+    """Every key some registered method knows."""
     keys = {}
     for method in PE_METHODS.values():
         keys.update(dict.fromkeys(method.config_cls.keys()))

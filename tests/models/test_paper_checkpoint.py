@@ -98,7 +98,7 @@ def reference(tmp_path_factory):
 def test_paper_checkpoint_through_resume_file_scores_as_the_paper(reference):
     """checkpoint.resume_file: rc10's Checkpoint._load hands the file's `model` dict to model.load_state_dict."""
     state = torch.load(reference["path"], weights_only=True)["model"]
-    model = build_model("pe", OPTIONS + ["pe.method=paper", "pe.reduction_factor=10"])
+    model = build_model("pe", OPTIONS + ["pe.method=paper", "pe.paper.reduction_factor=10"])
     model.load_state_dict(state, strict=True)  # every key of the file has its place, none is left out
     model.eval()
     torch.testing.assert_close(scores(model), reference["scores"], rtol=0, atol=1e-6)
@@ -121,7 +121,7 @@ def test_paper_checkpoint_exports_as_a_pe_adapter(reference, tmp_path):
                 key = f"model.bert.encoder.layer.{i}.output.{{}}.{kind}"
                 assert torch.equal(saved[key.format(ours)], paper[key.format(theirs)])
     # the exported adapter on the same base weights (put on after them, as load_adapter does) scores the same
-    base = build_model("pe", OPTIONS + ["pe.method=paper", "pe.reduction_factor=10"])
+    base = build_model("pe", OPTIONS + ["pe.method=paper", "pe.paper.reduction_factor=10"])
     base.load_state_dict({k: v for k, v in paper.items() if "AdaptComb" not in k}, strict=False)
     load_adapter(base, str(tmp_path / "adapter"))
     torch.testing.assert_close(scores(base.eval()), reference["scores"], rtol=0, atol=1e-6)

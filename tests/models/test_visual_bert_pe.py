@@ -10,7 +10,7 @@ from mmf_pe.tuners.bottleneck import AdaptBertOutput
 TINY = [
     "hidden_size=32", "num_hidden_layers=2", "num_attention_heads=2", "intermediate_size=64", "vocab_size=100",
     "max_position_embeddings=32", "visual_embedding_dim=16", "hidden_dropout_prob=0.0",
-    "attention_probs_dropout_prob=0.0", "pe.reduction_factor=4",
+    "attention_probs_dropout_prob=0.0", "pe.paper.reduction_factor=4",
 ]
 
 
@@ -25,18 +25,25 @@ def test_table1_counts_at_bert_base(mode):
 def test_training_mode_resolution():
     from omegaconf import OmegaConf
 
-    from mmf_pe.models.visual_bert_pe import resolve_training_mode
+    from mmf_pe.tuners import resolve_training_mode
+    from mmf_pe.tuners.legacy import upgrade_model_config
 
     def mode(**kwargs):
-        return resolve_training_mode(OmegaConf.create(kwargs))
+        node = upgrade_model_config(kwargs, "visual_bert_pe", "paper")
+        return resolve_training_mode(OmegaConf.create(node), "full", "visual_bert_pe")
 
-    assert mode(training_mode="PE", freeze_base=False) == "pe"
+    assert mode(training_mode="PE") == "pe" and mode() == "full"
+    assert mode(training_mode="pe", pe={"method": "lora", "lora": {"rank": 2}}) == "pe"
+    # the old switch, in configs written before training_mode was the only one
+    assert mode(training_mode="PE", freeze_base=False, pe={"method": None, "rank": None}) == "pe"
     assert mode(freeze_base=False, pe={"method": "paper"}) == "full"
     assert mode(freeze_base=True, pe={"method": None}) == "fc"
     assert mode(freeze_base=True) == "fc"
     assert mode(freeze_base=True, pe={"method": "paper"}) == "pe"
     with pytest.raises(ValueError, match="training_mode"):
         mode(training_mode="adapters")
+    with pytest.raises(ValueError, match="freeze_base=True contradicts model_config.visual_bert_pe.training_mode"):
+        mode(training_mode="full", freeze_base=True, pe={"method": None, "paper": {}})
 
 
 def _batch(vocab=100, regions=4, dim=16, batch=3):

@@ -25,7 +25,8 @@ TINY = [
     "max_position_embeddings=64", f"visual_embedding_dim={FEATURE_DIM}", "hidden_dropout_prob=0.0",
     "attention_probs_dropout_prob=0.0",
 ]
-KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper", "pe.reduction_factor=4"), "lora": ("pe", "pe.method=lora")}
+KINDS = {"fc": ("fc",), "pe": ("pe", "pe.method=paper", "pe.paper.reduction_factor=4"),
+         "lora": ("pe", "pe.method=lora")}
 
 
 def build(mode, *overrides, seed=0):
@@ -96,8 +97,12 @@ class OfflineScorer:
         from transformers import BertTokenizer
 
         config = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
-        pe = config["pe"] if config["training_mode"] == "pe" else {}  # the export's own method settings
-        overrides = [f"pe.{key}={json.dumps(value)}" for key, value in pe.items() if not isinstance(value, dict)]
+        from mmf_pe.tuners import method_settings
+
+        method, settings = method_settings(config["pe"] if config["training_mode"] == "pe" else None, None)
+        overrides = [f"pe.method={method}"] if method else []  # the export's own method settings
+        overrides += [f"pe.{method}.{key}={json.dumps(value)}" for key, value in settings.items()
+                      if not isinstance(value, dict)]
         self.model = on_base(base, config["training_mode"], *overrides)
         load_adapter(self.model, adapter_dir)
         self.model.eval()

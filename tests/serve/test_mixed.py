@@ -22,7 +22,7 @@ SEEDS = (21, 22, 23)
 def _export(base, out_dir, mode, seed):
     from mmf_pe.tuners.export import save_adapter
 
-    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", "pe.reduction_factor=4") \
+    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", f"pe.{mode}.reduction_factor=4") \
         if "reduction_factor" in PE_METHODS[mode].defaults() else ("pe", f"pe.method={mode}")
     model = trained_like(on_base(base, *overrides), seed)
     os.makedirs(out_dir, exist_ok=True)

@@ -311,25 +311,25 @@ def _command_line_config(tmp_path, *opts):
 
 
 def test_every_pe_key_is_overridable_on_the_command_line(tmp_path):
-    from mmf_pe.tuners import all_pe_keys
+    from mmf_pe.tuners import PE_METHODS
 
-    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.layers=[1]",
+    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.pfeiffer.layers=[1]",
                                   "model_config.visual_bert_pe.pe.method=pfeiffer",
-                                  "model_config.visual_bert_pe.pe.non_linearity=gelu")
+                                  "model_config.visual_bert_pe.pe.pfeiffer.non_linearity=gelu")
     import mmf.utils.env  # noqa: F401  (registers MMF's and this plugin's components, in their import order)
 
     from mmf_pe.models.visual_bert_pe import VisualBERTPE
 
-    documented = set(all_pe_keys())
-    present = set(config.model_config.visual_bert_pe.pe)
-    assert documented <= present, documented - present
+    pe = config.model_config.visual_bert_pe.pe
+    for name, method in PE_METHODS.items():  # one node per method, every key of its own
+        assert set(pe[name]) == set(method.config_cls.keys()) - {"method"}, name
     model = VisualBERTPE(config.model_config.visual_bert_pe)
     model.build()
     layers = {name.split(".")[2] for name in model.pe_parameter_names}
     assert layers == {"1"}, model.pe_parameter_names
     assert model.pe_config.get("non_linearity") == "gelu"
-    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.layers=[99]")
-    with pytest.raises(ValueError, match=r"pe.layers: 99 is out of range for a model with 2 layers"):
+    config = _command_line_config(tmp_path, "model_config.visual_bert_pe.pe.paper.layers=[99]")
+    with pytest.raises(ValueError, match=r"pe.paper.layers: 99 is out of range for a model with 2 layers"):
         VisualBERTPE(config.model_config.visual_bert_pe).build()
 
 

@@ -8,7 +8,7 @@ TINY = [
     "max_position_embeddings=32", "visual_embedding_dim=16", "hidden_dropout_prob=0.0",
     "attention_probs_dropout_prob=0.0",
 ]
-BOTTLENECK = ["pe.reduction_factor=4"]  # a wider tiny bottleneck, for the methods that have one
+BOTTLENECK = "reduction_factor=4"  # a wider tiny bottleneck (pe.<method>.reduction_factor), where a method has one
 # Every registered method, the test-only one of tests/tuners/scale_method included (tests/tuners/conftest.py
 # registers it before collection): a new method folder gets every contract test parametrised over METHODS.
 METHODS = sorted(PE_METHODS)
@@ -26,7 +26,8 @@ def build(mode, *overrides, seed=0):
     torch.manual_seed(seed)
     method = PE_METHODS.get(method_of(overrides))  # (an unknown name is the model's to refuse)
     has_bottleneck = method is not None and "reduction_factor" in method.config_cls.keys()
-    return build_model(mode, TINY + (BOTTLENECK if has_bottleneck else []) + list(overrides))
+    bottleneck = [f"pe.{method.name}.{BOTTLENECK}"] if has_bottleneck else []
+    return build_model(mode, TINY + bottleneck + list(overrides))
 
 
 def trained_by_method(model):
@@ -37,7 +38,7 @@ def trained_by_method(model):
     bert = dict(model.model.bert.named_parameters(prefix="model.bert"))
     if model.pe_config.train_layer_norms:  # every LayerNorm (the embeddings' included)
         expected |= {n for n in bert if "LayerNorm" in n}
-    if model.pe_config.train_visual_projection:
+    if model.config.get("train_visual_projection", False):
         expected |= {n for n in bert if ".embeddings.projection." in n}
     return expected
 

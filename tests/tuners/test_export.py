@@ -52,7 +52,7 @@ def test_method_and_shape_mismatch(tmp_path):
     with pytest.raises(AdapterMismatchError, match="pe.method 'lora'.*'ia3'"):
         load_adapter(build("pe", "pe.method=ia3", seed=0), tmp_path)
     with pytest.raises(AdapterMismatchError, match=r"lora_A.*shape \(8, 32\) in the adapter, \(4, 32\)"):
-        load_adapter(build("pe", "pe.method=lora", "pe.rank=4", seed=0), tmp_path)
+        load_adapter(build("pe", "pe.method=lora", "pe.lora.rank=4", seed=0), tmp_path)
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):
@@ -91,7 +91,7 @@ def test_cli_on_an_mmf_checkpoint(tmp_path, capsys):
 
     model = trained_like(build("pe", "pe.method=houlsby", seed=0))
     config = {"model": "visual_bert_pe", "model_config": {"visual_bert_pe": OmegaConf.to_container(
-        model_config("pe", TINY + BOTTLENECK + ["pe.method=houlsby"]))}}
+        model_config("pe", TINY + [f"pe.houlsby.{BOTTLENECK}", "pe.method=houlsby"]))}}
     run = tmp_path / "run"
     run.mkdir()
     torch.save({"model": model.state_dict(), "config": config, "num_updates": 3}, run / "best.ckpt")

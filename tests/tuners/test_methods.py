@@ -7,8 +7,8 @@ from tests.tuners.helpers import METHODS, build, encode, inputs, pe_model_on_bas
 
 
 @pytest.mark.parametrize("method, overrides", [
-    ("pfeiffer", ["pe.init_weights=zeros"]),
-    ("houlsby", ["pe.init_weights=zeros"]),
+    ("pfeiffer", ["pe.pfeiffer.init_weights=zeros"]),
+    ("houlsby", ["pe.houlsby.init_weights=zeros"]),
     ("lora", []),  # B = 0
     ("ia3", []),   # scaling vectors = 1
 ])
@@ -22,8 +22,8 @@ def test_exact_identity_at_init(method, overrides):
 @pytest.mark.parametrize("method", ["houlsby", "pfeiffer"])
 def test_near_identity_init(method):
     """Houlsby's init (its default; pfeiffer on request) starts close to the base model, BERT's init does not."""
-    base, near = pe_model_on_base(method, "pe.init_weights=houlsby")
-    _, bert_init = pe_model_on_base(method, "pe.init_weights=bert", "pe.reduction_factor=1")
+    base, near = pe_model_on_base(method, f"pe.{method}.init_weights=houlsby")
+    _, bert_init = pe_model_on_base(method, f"pe.{method}.init_weights=bert", f"pe.{method}.reduction_factor=1")
     with torch.no_grad():
         reference = encode(base)[0]
         near_gap = (encode(near)[0] - reference).abs().max().item()
@@ -61,15 +61,15 @@ def test_only_method_parameters_get_gradients(method):
 
 
 def test_knobs_layer_norms_visual_projection_top_k():
-    model = build("pe", "pe.method=lora", "pe.train_layer_norms=true", "pe.train_visual_projection=true",
-                  "pe.top_k_layers=1", "pe.rank=2")
+    model = build("pe", "pe.method=lora", "pe.lora.train_layer_norms=true", "train_visual_projection=true",
+                  "pe.lora.top_k_layers=1", "pe.lora.rank=2")
     trained = {n for n, p in model.model.bert.named_parameters() if p.requires_grad}
     assert all(".layer.1." in n for n in model.pe_parameter_names) and model.pe_parameter_names
     assert {"embeddings.projection.weight", "embeddings.LayerNorm.weight", "encoder.layer.0.output.LayerNorm.bias"} \
         <= trained
     lora_a = model.model.bert.encoder.layer[1].attention.self.query.lora_A["default"].weight
     assert lora_a.shape == (2, 32)
-    houlsby = build("pe", "pe.method=houlsby", "pe.train_layer_norms=false")
+    houlsby = build("pe", "pe.method=houlsby", "pe.houlsby.train_layer_norms=false")
     assert not any("LayerNorm" in n for n, p in houlsby.model.bert.named_parameters() if p.requires_grad)
 
 
@@ -81,7 +81,7 @@ def test_layer_selection():
         pe_config_from({"layers": [12]}).selected_layers(12)
     with pytest.raises(ValueError, match="select no layer"):
         pe_config_from({"layers": [0], "top_k_layers": 1}).selected_layers(12)
-    model = build("pe", "pe.method=houlsby", "pe.layers=[1]")
+    model = build("pe", "pe.method=houlsby", "pe.houlsby.layers=[1]")
     assert model.pe_parameter_names and all(n.startswith("encoder.layer.1.") for n in model.pe_parameter_names)
 
 
@@ -94,8 +94,8 @@ def test_target_modules_match_only_what_is_meant():
     ffn = model.model.bert.encoder.layer[0].output.dense
     assert ffn.ia3_l["default"].shape == (1, 64)  # feed-forward: scales the 64-wide input
     with pytest.raises(ValueError, match="no nn.Linear 'attention.self.quer'"):
-        build("pe", "pe.method=lora", "pe.target_modules=[attention.self.quer,attention.self.value]")
-    regex = build("pe", "pe.method=lora", "pe.target_modules='attention\\.self\\.(key|query)'")
+        build("pe", "pe.method=lora", "pe.lora.target_modules=[attention.self.quer,attention.self.value]")
+    regex = build("pe", "pe.method=lora", "pe.lora.target_modules='attention\\.self\\.(key|query)'")
     assert {p.rsplit(".", 1)[-1] for p in regex.peft_wrapped_paths} == {"key", "query"}
 
 
@@ -103,7 +103,7 @@ def test_unknown_method_and_bad_knobs():
     with pytest.raises(ValueError, match="unknown pe.method"):
         build("pe", "pe.method=prefix")
     with pytest.raises(ValueError, match="non_linearity"):
-        build("pe", "pe.method=pfeiffer", "pe.non_linearity=softplus")
+        build("pe", "pe.method=pfeiffer", "pe.pfeiffer.non_linearity=softplus")
     with pytest.raises(ValueError, match="rank"):
         pe_config_from({"method": "lora", "rank": 0})
 
@@ -131,7 +131,7 @@ def test_base_checkpoint_loads_into_peft_models_and_merge():
 def test_backward_stops_below_the_lowest_adapter():
     """With adapters only in the top layer and nothing below training, autograd records no graph below it:
     the frozen lower layers cost no backward time or activation memory (no torch.no_grad needed)."""
-    model = build("pe", "pe.method=pfeiffer", "pe.top_k_layers=1")
+    model = build("pe", "pe.method=pfeiffer", "pe.pfeiffer.top_k_layers=1")
     outputs = {}
     for index, layer in enumerate(model.model.bert.encoder.layer):
         layer.register_forward_hook(lambda module, args, out, i=index: outputs.__setitem__(i, out[0]))
@@ -174,7 +174,7 @@ KEYS_BEFORE_THE_RENAME = [
 
 
 def test_the_paper_module_is_adapt_bert_output_and_old_checkpoints_load(tmp_path):
-    from mmf_pe.tuners.bottleneck import PaperAdapterOutput
+    from mmf_pe.tuners.legacy import PaperAdapterOutput
     from mmf_pe.tuners.paper import AdaptBertOutput
 
     model = build("pe", "pe.method=paper")

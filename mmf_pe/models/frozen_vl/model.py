@@ -1,8 +1,8 @@
 """`frozen_vl`: meme classifiers on a frozen vision-language encoder (CLIP, BLIP, BLIP-ITM, BLIP-2; chosen by
 `model_config.frozen_vl.encoder`) with a trained fusion head, the source systems' recipe.
 
-Modes as for visual_bert_pe (`training_mode`, or `freeze_base` + `pe.method`): fc = frozen encoder, only the head
-trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
+Modes as for visual_bert_pe (`training_mode` alone, null = fc; resolved by the PE core): fc = frozen encoder, only
+the head trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see frozen_vl/pe.py) on the chosen towers
 (`pe_towers`) + head; full = everything trains. With a frozen encoder the embedding cache makes later epochs cost
 only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
 (fp32 | bf16 | fp16 | auto) loads the encoder in half precision; the head stays fp32.
@@ -20,8 +20,17 @@ from mmf_pe.models.frozen_vl.cache import EmbeddingCache, cache_fingerprint, ima
 from mmf_pe.models.frozen_vl.encoders import get_encoder, module_bytes, torch_dtype
 from mmf_pe.models.frozen_vl.encoders.base import weights_fingerprint
 from mmf_pe.models.frozen_vl.heads import StreamHead, StreamHeadConfig, describe_memory, format_bytes, head_memory
-from mmf_pe.models.frozen_vl.pe import chosen_towers, inject, pe_config_for, pe_settings, with_encoder_defaults
-from mmf_pe.models.visual_bert_pe import resolve_training_mode
+from mmf_pe.models.frozen_vl.pe import (
+    DEFAULT_MODE,
+    chosen_towers,
+    inject,
+    pe_config_for,
+    pe_settings,
+    upgrade_node,
+    with_encoder_defaults,
+)
+from mmf_pe.models.pe_node import yaml_with_method_nodes
+from mmf_pe.tuners import any_encoder_methods, resolve_training_mode
 
 logger = logging.getLogger(__name__)
 GIB = 1024 ** 3
@@ -35,7 +44,8 @@ class FrozenVL(BaseModel):
 
     @classmethod
     def config_path(cls):
-        return os.path.join(PACKAGE_DIR, "configs", "models", f"{cls.MODEL_NAME}.yaml")
+        return yaml_with_method_nodes(os.path.join(PACKAGE_DIR, "configs", "models", f"{cls.MODEL_NAME}.yaml"),
+                                      cls.MODEL_NAME, any_encoder_methods())
 
     def encoder_name(self):
         return str(self.config.get("encoder", "clip"))
@@ -46,7 +56,8 @@ class FrozenVL(BaseModel):
 
     def build(self):
         config = self.config
-        self.training_mode = resolve_training_mode(config)
+        upgrade_node(config, self.MODEL_NAME)
+        self.training_mode = resolve_training_mode(config, DEFAULT_MODE, self.MODEL_NAME)
         pe_node = pe_settings(config.get("pe", None), self.MODEL_NAME)
         self.pe_config = pe_config_for(pe_node, self.MODEL_NAME)
         self.spec = get_encoder(self.encoder_name(), config)

@@ -1,27 +1,32 @@
 """PE methods on a frozen encoder, through the PE core's registry (`mmf_pe.tuners`): the same config classes,
 `target_modules` meaning and `alpha` default as for visual_bert_pe, applied to the layers of the chosen towers.
 
-- `model_config.<model>.pe`: the method's keys only (unknown or inapplicable keys are refused, naming the key);
-  methods: those registered for any encoder (`lora`, `ia3`); method null = lora. `target_modules` are exact paths
-  relative to one layer of a tower (`self_attn.q_proj`), or one regex string over such paths; null = the encoder's
-  defaults (`FrozenEncoder.pe_defaults`, only the paths its chosen towers have). `alpha` null = rank.
+- `model_config.<model>.pe`: `method` and one sub-node per method (`pe.lora.rank`; read by the PE core's
+  `method_settings`; unknown or inapplicable keys are refused, naming the key); methods: those registered for any
+  encoder (`lora`, `ia3`); method null = lora. The mode is `training_mode` alone (null = fc). `target_modules` are
+  exact paths relative to one layer of a tower (`self_attn.q_proj`), or one regex string over such paths; null = the
+  encoder's defaults (`FrozenEncoder.pe_defaults`, only the paths its chosen towers have). `alpha` null = rank.
 - `model_config.<model>.pe_towers`: `all` (alias `both`), one tower name or a list (clip/blip: vision, text; blip2:
   vision, qformer, text, and text_decoder with T5). A model key, not a method's: which layers exist is the model's
   knowledge. `pe.layers` / `pe.top_k_layers` are resolved per tower, whose depths may differ.
 """
-from omegaconf import OmegaConf
 
-from mmf_pe.tuners import any_encoder_methods, apply_pe_method, get_pe_method, pe_config_from
+from mmf_pe.tuners import any_encoder_methods, apply_pe_method, get_pe_method, method_settings, pe_config_from
+from mmf_pe.tuners.legacy import LEGACY_CLIP_TARGETS, upgrade_model_node
 
 ALL_TOWERS = ("all", "both")
-# What the model YAMLs shipped before the PE core unification, still in the config.yaml of runs saved then (read back
-# by export / evaluate): pe.encoders' defaults (every tower, now `pe_towers`) and clip_pe's target_modules default
-# (last parts; exact paths are self_attn.q_proj / self_attn.v_proj, the same modules, so the same checkpoint keys).
-LEGACY_ENCODERS = ALL_TOWERS
-LEGACY_CLIP_TARGETS = (["q_proj", "v_proj"], ["self_attn.q_proj", "self_attn.v_proj"])
 DEFAULT_METHOD = "lora"
+DEFAULT_MODE = "fc"
 # Keys of BasePEConfig that the frozen encoders do not act on: refused when set, rather than ignored.
-UNSUPPORTED = ("train_layer_norms", "train_visual_projection")
+UNSUPPORTED = ("train_layer_norms",)
+
+
+def upgrade_node(config, model_name):
+    """The model node in today's layout, changed in place (old configs: mmf_pe.tuners.legacy); returns it."""
+    upgrade_model_node(config, model_name, DEFAULT_METHOD)
+    if config.get("train_visual_projection", None):  # moved there from an old pe node
+        raise ValueError(f"model_config.{model_name}.pe.train_visual_projection is not supported on a frozen encoder")
+    return config
 
 
 def chosen_towers(towers, selection, key):
@@ -36,14 +41,9 @@ def chosen_towers(towers, selection, key):
 
 
 def pe_settings(node, model_name):
-    """The `pe:` node as a plain dict of its set keys (null = unset), with the moved key `pe.encoders` refused."""
-    data = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
-    if data.get("encoders") in LEGACY_ENCODERS:
-        data.pop("encoders")
-    if data.get("encoders") is not None:
-        raise ValueError(f"model_config.{model_name}.pe.encoders is now model_config.{model_name}.pe_towers "
-                         f"(the towers are the model's, not the PE method's); got encoders={data['encoders']!r}")
-    return {k: v for k, v in data.items() if k != "encoders" and v is not None}
+    """The chosen method's set keys (null = unset) and `method`, as one flat dict (the PE core's `method_settings`)."""
+    method, settings = method_settings(node, DEFAULT_METHOD)
+    return {**settings, "method": method}
 
 
 def pe_config_for(settings, model_name):
@@ -55,7 +55,7 @@ def pe_config_for(settings, model_name):
     config = pe_config_from({**settings, "method": method})
     for key in UNSUPPORTED:
         if config.get(key):
-            raise ValueError(f"model_config.{model_name}.pe.{key} is not supported on a frozen encoder")
+            raise ValueError(f"model_config.{model_name}.pe.{method}.{key} is not supported on a frozen encoder")
     return config
 
 
@@ -68,8 +68,9 @@ def with_encoder_defaults(settings, encoder, model, towers, model_name):
     defaults = encoder.pe_defaults.get(method)
     if defaults is None:
         if settings.get("target_modules") is None:
-            raise ValueError(f"model_config.{model_name}.pe.target_modules: {encoder.label} has no default targets "
-                             f"for pe.method={method}; set them (exact paths relative to one layer, or one regex)")
+            raise ValueError(f"model_config.{model_name}.pe.{method}.target_modules: {encoder.label} has no default "
+                             f"targets for pe.method={method}; set them (exact paths relative to one layer, or one "
+                             "regex)")
         return settings
     merged = dict(settings)
     for key, paths in defaults.items():

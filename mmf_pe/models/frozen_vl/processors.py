@@ -1,5 +1,6 @@
 """`hf_tokenizer`: MMF text processor with the encoder's own tokenizer from its local directory (BLIP's BERT
 WordPiece, BLIP-2's OPT / T5 tokenizers, CLIP's BPE). Output keys follow MMF's (`input_ids`, `input_mask`, `text`).
+`clip_tokenizer`: the same for a CLIP directory, at most CLIP's 77 positions.
 
 rc10's `bert_tokenizer` would load `bert-base-uncased` by name (a download) and insert [CLS]/[SEP] by hand; this
 one reads the directory the model comes from, so the ids always match the encoder's vocabulary.
@@ -52,3 +53,20 @@ class HFTokenizerProcessor(BaseProcessor):
             "input_mask": torch.tensor(encoded["attention_mask"], dtype=torch.long),
             "text": text,
         }
+
+
+CLIP_MAX_LENGTH = 77  # CLIP's text position embeddings
+CLIP_EXAMPLE = "openai/clip-vit-large-patch14 under $MMF_PE_WEIGHTS_DIR/clip-vit-large-patch14"
+
+
+@registry.register_processor("clip_tokenizer")
+class CLIPTokenizerProcessor(HFTokenizerProcessor):
+    """params: tokenizer_config.type (the CLIP directory, as for bert_tokenizer), max_seq_length (<= 77).
+
+    rc10's `bert_tokenizer` inserts [CLS]/[SEP], which CLIP's vocabulary does not have."""
+
+    name = "clip_tokenizer"
+    default_max_length = CLIP_MAX_LENGTH
+
+    def check_dir(self, path):
+        return check_encoder_dir(path, f"{self.name}: tokenizer_config.type", "CLIP", CLIP_EXAMPLE)

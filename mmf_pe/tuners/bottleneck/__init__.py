@@ -2,7 +2,6 @@
 from mmf_pe.tuners.bottleneck.layer import (
     AdaptBertOutput,
     BottleneckAdapter,
-    PaperAdapterOutput,
     SequentialAdapterOutput,
 )
 from mmf_pe.tuners.bottleneck.model import (
@@ -12,6 +11,6 @@ from mmf_pe.tuners.bottleneck.model import (
 )
 
 __all__ = [
-    "AdaptBertOutput", "BottleneckAdapter", "PaperAdapterOutput", "SequentialAdapterOutput",
+    "AdaptBertOutput", "BottleneckAdapter", "SequentialAdapterOutput",
     "inject_paper_adapters", "inject_pfeiffer_adapters", "inject_houlsby_adapters",
 ]

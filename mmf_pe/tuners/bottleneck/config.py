@@ -11,7 +11,7 @@ class BottleneckConfig(BasePEConfig):
 
     def validate(self):
         if self.reduction_factor <= 0:
-            raise ValueError(f"pe.reduction_factor must be positive, got {self.reduction_factor}")
+            raise ValueError(f"{self.key('reduction_factor')} must be positive, got {self.reduction_factor}")
         return super().validate()
 
 
@@ -24,7 +24,9 @@ class SequentialBottleneckConfig(BottleneckConfig):
 
     def validate(self):
         if self.non_linearity not in ACTIVATIONS:
-            raise ValueError(f"pe.non_linearity must be one of {sorted(ACTIVATIONS)}, got {self.non_linearity!r}")
+            raise ValueError(f"{self.key('non_linearity')} must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {self.non_linearity!r}")
         if self.init_weights not in INIT_WEIGHTS:
-            raise ValueError(f"pe.init_weights must be one of {' | '.join(INIT_WEIGHTS)}, got {self.init_weights!r}")
+            raise ValueError(f"{self.key('init_weights')} must be one of {' | '.join(INIT_WEIGHTS)}, "
+                             f"got {self.init_weights!r}")
         return super().validate()

@@ -69,9 +69,6 @@ class AdaptBertOutput(nn.Module):
         return self.LayerNorm(hidden_states + input_tensor)
 
 
-PaperAdapterOutput = AdaptBertOutput  # the name before the rename; same module, same state-dict keys
-
-
 class SequentialAdapterOutput(nn.Module):
     """A residual sublayer (`BertSelfOutput` or `BertOutput`) with a sequential bottleneck adapter, AdapterHub-style.
 

@@ -17,6 +17,6 @@ class IA3Config(BasePEConfig):
     no_weight_decay_markers = (".ia3_l.",)
 
     def validate(self):
-        check_targets("target_modules", self.target_modules)
-        check_targets("feedforward_modules", self.feedforward_modules)
+        check_targets(self.key("target_modules"), self.target_modules)
+        check_targets(self.key("feedforward_modules"), self.feedforward_modules)
         return super().validate()

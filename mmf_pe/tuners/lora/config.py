@@ -22,10 +22,10 @@ class LoraConfig(BasePEConfig):
 
     def validate(self):
         if self.rank < 1:
-            raise ValueError(f"pe.rank must be >= 1, got {self.rank}")
+            raise ValueError(f"{self.key('rank')} must be >= 1, got {self.rank}")
         if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"pe.alpha must be positive (or null = rank), got {self.alpha}")
+            raise ValueError(f"{self.key('alpha')} must be positive (or null = rank), got {self.alpha}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"pe.dropout must be in [0, 1), got {self.dropout}")
-        check_targets("target_modules", self.target_modules)
+            raise ValueError(f"{self.key('dropout')} must be in [0, 1), got {self.dropout}")
+        check_targets(self.key("target_modules"), self.target_modules)
         return super().validate()

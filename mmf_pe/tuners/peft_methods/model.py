@@ -24,7 +24,7 @@ def target_regex(model, pe_config, modules, layer_lists=BERT_LAYERS):
         inner = modules
     else:
         if not modules:
-            raise ValueError(f"pe.target_modules is empty for method {pe_config.method!r}")
+            raise ValueError(f"{pe_config.key('target_modules')} is empty")
         inner = "|".join(re.escape(m) for m in modules)
     selected = {path: pe_config.selected_layers(len(model.get_submodule(path))) for path in layer_lists}
     prefixes = "|".join(rf"{re.escape(path)}\.(?:{'|'.join(map(str, layers))})" for path, layers in selected.items())
@@ -35,14 +35,15 @@ def target_regex(model, pe_config, modules, layer_lists=BERT_LAYERS):
         for relative in modules:
             if not any(all(f"{path}.{i}.{relative}" in linear_names for i in layers)
                        for path, layers in selected.items()):
-                raise ValueError(_missing_path_message(relative, selected, linear_names))
+                raise ValueError(_missing_path_message(pe_config.key("target_modules"), relative, selected,
+                                                        linear_names))
     if not any(re.fullmatch(pattern, name) for name in linear_names):
-        raise ValueError(f"pe.target_modules {modules!r} matches no nn.Linear in the layers "
+        raise ValueError(f"{pe_config.key('target_modules')} {modules!r} matches no nn.Linear in the layers "
                          + "; ".join(f"{path}.{{{','.join(map(str, layers))}}}" for path, layers in selected.items()))
     return pattern
 
 
-def _missing_path_message(relative, selected, linear_names):
+def _missing_path_message(key, relative, selected, linear_names):
     """Which layer lacks the path, and the exact paths that end like it (`q_proj` -> `self_attn.q_proj`)."""
     path, layers = next(iter(selected.items()))
     missing = next(i for i in layers if f"{path}.{i}.{relative}" not in linear_names)
@@ -50,7 +51,7 @@ def _missing_path_message(relative, selected, linear_names):
     similar = sorted({name.split(f"{p}.{i}.", 1)[1] for p, ls in selected.items() for i in ls for name in linear_names
                       if name.startswith(f"{p}.{i}.") and name.endswith(f".{relative}")})
     hint = f"; paths are exact, relative to one layer: did you mean {similar}?" if similar else ""
-    return f"pe.target_modules: {where} has no nn.Linear {relative!r}{hint}"
+    return f"{key}: {where} has no nn.Linear {relative!r}{hint}"
 
 
 def _inject(bert, peft_config):

@@ -11,7 +11,7 @@ from tests.models.frozen_vl.helpers import grads_after_step, samples_from
 def batch(clip_dir, n=4, image_size=32, seed=0):
     from omegaconf import OmegaConf
 
-    from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
+    from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor
 
     tokenizer = CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_dir},
                                                          "max_seq_length": 16}))
@@ -34,7 +34,7 @@ def test_fusions_forward_backward_only_head_trains(clip_hmd, fusion, pre_output,
 def test_lora_starts_as_identity_and_only_lora_and_head_train(clip_hmd):
     samples = batch(clip_hmd["clip_dir"])
     plain = build_model(clip_hmd["clip_dir"])
-    lora = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "rank": 2})
+    lora = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "lora": {"rank": 2}})
     plain.eval(), lora.eval()
     with torch.no_grad():
         for a, b in zip(plain.encode(samples), lora.encode(samples)):
@@ -89,7 +89,7 @@ def test_cache_refused_when_encoders_train(clip_hmd, tmp_path):
 
 def test_checkpoint_holds_trained_parameters_only_and_restores(clip_hmd):
     samples = batch(clip_hmd["clip_dir"])
-    model = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "rank": 2})
+    model = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "lora": {"rank": 2}})
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
@@ -97,7 +97,7 @@ def test_checkpoint_holds_trained_parameters_only_and_restores(clip_hmd):
     state = model.state_dict()
     assert all(k.startswith("head.") or "lora_" in k for k in state)
     assert any("lora_" in k for k in state)
-    restored = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "rank": 2})
+    restored = build_model(clip_hmd["clip_dir"], training_mode="pe", pe={"method": "lora", "lora": {"rank": 2}})
     result = restored.load_state_dict(state, strict=False)
     assert not result.unexpected_keys
     model.eval(), restored.eval()
@@ -130,7 +130,7 @@ def test_image_size_mismatch_names_the_fix(clip_hmd):
 def test_clip_tokenizer_processor(clip_hmd):
     from omegaconf import OmegaConf
 
-    from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
+    from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor
 
     processor = CLIPTokenizerProcessor(OmegaConf.create({"tokenizer_config": {"type": clip_hmd["clip_dir"]},
                                                          "max_seq_length": 8}))
@@ -148,8 +148,8 @@ def test_clip_tokenizer_processor(clip_hmd):
 
 def test_lora_settings_and_layers_from_the_top(clip_hmd):
     model = build_model(clip_hmd["clip_dir"], training_mode="pe", pe_towers="text",
-                        pe={"method": "lora", "rank": 3, "alpha": 3, "layers": [-1],
-                            "target_modules": ["self_attn.k_proj"]})
+                        pe={"method": "lora", "lora": {"rank": 3, "alpha": 3, "layers": [-1],
+                            "target_modules": ["self_attn.k_proj"]}})
     depth = model.clip.config.text_config.num_hidden_layers
     names = model.pe_parameter_names
     assert names and all(n.startswith(f"text_model.encoder.layers.{depth - 1}.self_attn.k_proj.lora_") for n in names)

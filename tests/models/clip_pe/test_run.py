@@ -51,8 +51,8 @@ def test_cross_trains_with_cache_and_reuses_it(clip_hmd, run_mmf, tmp_path):
 def test_concat_and_lora_train(run_mmf, tmp_path):
     concat = run_mmf(write_clip_run_config(tmp_path, "hmd_concat.yaml"), tmp_path / "concat")
     assert metric_values(concat) and "fusion=concat" in concat
-    lora = run_mmf(write_clip_run_config(tmp_path, "hmd_lora.yaml",
-                                         "model_config:\n  clip_pe:\n    pe:\n      rank: 2\n"), tmp_path / "lora")
+    lora_yaml = "model_config:\n  clip_pe:\n    pe:\n      lora:\n        rank: 2\n"
+    lora = run_mmf(write_clip_run_config(tmp_path, "hmd_lora.yaml", lora_yaml), tmp_path / "lora")
     assert metric_values(lora) and "clip_pe mode=pe (lora)" in lora
     assert "adapter 0;" not in lora
 

@@ -31,8 +31,7 @@ def build(vl_hmd, key, **overrides):
 
 
 def tokenizer_for(vl_hmd, key):
-    from mmf_pe.models.clip_pe.processors import CLIPTokenizerProcessor
-    from mmf_pe.models.frozen_vl.processors import HFTokenizerProcessor
+    from mmf_pe.models.frozen_vl.processors import CLIPTokenizerProcessor, HFTokenizerProcessor
 
     encoder, tiny = ENCODERS[key]
     cls = CLIPTokenizerProcessor if encoder == "clip" else HFTokenizerProcessor

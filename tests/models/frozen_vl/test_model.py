@@ -54,7 +54,7 @@ def pe_model_starting_as_identity(vl_hmd, key, pe):
 
 @pytest.mark.parametrize("key", list(ENCODERS))
 def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
-    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "rank": 2})
+    samples, lora = pe_model_starting_as_identity(vl_hmd, key, {"method": "lora", "lora": {"rank": 2}})
     names = lora.pe_parameter_names
     assert names and all(".lora_" in n for n in names)
     for path in lora.spec.towers(lora.backbone).values():  # every tower the features use gets LoRA
@@ -71,13 +71,14 @@ def test_lora_starts_as_identity_and_only_lora_and_head_train(vl_hmd, key):
 
 def test_lora_targets_by_path_or_regex_and_alpha_defaults_to_rank(vl_hmd):
     model = build(vl_hmd, "blip2_opt", training_mode="pe", pe_towers="qformer",
-                  pe={"method": "lora", "rank": 4, "target_modules": ["attention.attention.query"], "layers": [-1]})
+                  pe={"method": "lora", "lora": {"rank": 4, "target_modules": ["attention.attention.query"],
+                                                 "layers": [-1]}})
     assert model.pe_parameter_names and all(
         n.startswith("qformer.encoder.layer.1.attention.attention.query.lora_") for n in model.pe_parameter_names)
     lora_layer = model.backbone.get_submodule("qformer.encoder.layer.1.attention.attention.query")
     assert lora_layer.scaling["default"] == 1.0  # alpha null = rank
     regex = build(vl_hmd, "blip", training_mode="pe", pe_towers=["vision"],
-                  pe={"method": "lora", "rank": 2, "alpha": 4, "target_modules": r"mlp\.fc\d"})
+                  pe={"method": "lora", "lora": {"rank": 2, "alpha": 4, "target_modules": r"mlp\.fc\d"}})
     assert regex.pe_parameter_names and all(".mlp.fc" in n for n in regex.pe_parameter_names)
     assert regex.backbone.get_submodule("vision_model.encoder.layers.0.mlp.fc1").scaling["default"] == 2.0
     vision_only = build(vl_hmd, "blip", training_mode="pe", pe_towers="vision", pe={"method": "lora"})
@@ -86,24 +87,30 @@ def test_lora_targets_by_path_or_regex_and_alpha_defaults_to_rank(vl_hmd):
     with pytest.raises(ValueError, match="pe_towers"):
         build(vl_hmd, "blip", training_mode="pe", pe_towers="qformer", pe={"method": "lora"})
     with pytest.raises(ValueError, match="has no nn.Linear 'no_such_proj'"):
-        build(vl_hmd, "blip", training_mode="pe", pe={"method": "lora", "target_modules": ["no_such_proj"]})
+        build(vl_hmd, "blip", training_mode="pe",
+              pe={"method": "lora", "lora": {"target_modules": ["no_such_proj"]}})
 
 
 def test_pe_settings_go_through_the_core_method_configs(vl_hmd):
     """Paths are exact (a last part is refused, naming the exact path); unknown keys, moved keys and BERT-only
     methods are errors naming the key."""
     with pytest.raises(ValueError, match=r"has no nn.Linear 'q_proj'.*did you mean \['self_attn.q_proj'\]"):
-        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "target_modules": ["q_proj"]})
-    with pytest.raises(ValueError, match="pe.reduction_factor is not a key of pe.method='lora'"):
-        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "reduction_factor": 4})
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "lora": {"target_modules": ["q_proj"]}})
+    with pytest.raises(ValueError, match="pe.lora.reduction_factor is not a key of pe.method='lora'"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "lora": {"reduction_factor": 4}})
     with pytest.raises(ValueError, match="pe.encoders is now model_config.frozen_vl.pe_towers"):
         build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "encoders": "vision"})
     with pytest.raises(ValueError, match="pe.method='paper' works on BERT-family encoders only"):
         build(vl_hmd, "clip", training_mode="pe", pe={"method": "paper"})
-    with pytest.raises(ValueError, match="pe.train_layer_norms is not supported"):
-        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "train_layer_norms": True})
+    with pytest.raises(ValueError, match="pe.lora.train_layer_norms is not supported"):
+        build(vl_hmd, "clip", training_mode="pe", pe={"method": "lora", "lora": {"train_layer_norms": True}})
     with pytest.raises(ValueError, match="no default targets for pe.method=ia3"):
         build(vl_hmd, "blip", training_mode="pe", pe={"method": "ia3"})
+    with pytest.raises(ValueError, match="frozen_vl.pe.method=lora is set but model_config.frozen_vl.training_mode=fc"):
+        build(vl_hmd, "clip", pe={"method": "lora"})  # the mode is training_mode's alone (null = fc)
+    # a key of another method's node never reaches the chosen one (frozen_vl.yaml lists lora's and ia3's)
+    ia3 = build(vl_hmd, "clip", training_mode="pe", pe={"method": "ia3", "lora": {"rank": 3}})
+    assert ia3.pe_config.method == "ia3"
 
 
 def test_ia3_on_clip_starts_as_identity_and_its_scales_take_no_weight_decay(vl_hmd):
@@ -166,7 +173,7 @@ def test_encoder_dtype_half_precision(vl_hmd, caplog, tmp_path):
 
 def test_checkpoint_holds_trained_parameters_only_and_restores(vl_hmd):
     samples = batch(vl_hmd, "blip_itm")
-    options = dict(training_mode="pe", pe={"method": "lora", "rank": 2})
+    options = dict(training_mode="pe", pe={"method": "lora", "lora": {"rank": 2}})
     model = build(vl_hmd, "blip_itm", **options)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
