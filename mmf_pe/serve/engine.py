@@ -216,22 +216,29 @@ class Engine:
         return mixed.group_of(version)
 
     def score_batch(self, versions, texts, inputs):
-        """Hate probabilities for a batch whose rows may carry different adapters of one kind (one per row), with
-        no adapter switch and no shared module written; a kind without a batched implementation takes one-adapter
-        batches (`score`)."""
+        """Hate probabilities for a batch whose rows may carry different adapters of one base (one per row; of
+        several methods when each has a batched implementation), with no adapter switch and no shared module
+        written; a kind without a batched implementation takes one-adapter batches (`score`)."""
         from mmf_pe.utils.precision import autocast
 
         kind = versions[0].kind
-        if any(v.kind is not kind for v in versions):
-            raise ValueError("a mixed batch holds adapters of one kind (one base, one layout) only")
-        if kind.mixed is None:
+        if any(v.kind.base is not kind.base for v in versions):
+            raise ValueError("a mixed batch holds adapters of one base only")
+        if kind.mixed is None or any(v.kind.mixed is None for v in versions):
             if any(v is not versions[0] for v in versions):
-                raise ValueError(f"{kind.mixed_refusal or 'this kind has no batched model'}")
+                refusal = next(v.kind.mixed_refusal for v in versions if v.kind.mixed is None)
+                raise ValueError(f"{refusal or 'this kind has no batched model'}")
             return self.score(versions[0], texts, inputs)
-        batch = self._collate(kind.base, texts, inputs)
+        kinds, order = mixed.part_order(versions)
+        rows = [versions[r] for r in order]
+        batch = self._collate(kind.base, [texts[r] for r in order], [inputs[r] for r in order])
         with torch.inference_mode(), autocast(self.precision, self.device.type):
-            probabilities = mixed.run(kind, versions, batch, kind.base.probabilities)
-        return probabilities.float().cpu().tolist(), False
+            probabilities = mixed.run(kinds, rows, batch, kind.base.probabilities)
+        ordered = probabilities.float().cpu().tolist()
+        out = [0.0] * len(order)
+        for position, row in enumerate(order):
+            out[row] = ordered[position]
+        return out, False
 
     def score(self, version, texts, inputs):
         """Hate probabilities for a batch of one adapter: texts [str]; inputs: `prepare`d items, {"image": ..} /

@@ -1,16 +1,20 @@
-"""Mixed-adapter micro-batches on the server: requests for different adapters of one skeleton share a forward pass.
+"""Mixed-adapter micro-batches on the server: requests for different adapters of one base share a forward pass.
 
-Each `Kind` (one base, one trained-parameter layout) gets, when its method has a batched implementation
-(mmf_pe.tuners.batched), a row-batched copy of its skeleton sharing the base tensors. A batch's rows then carry
-their own adapter's tensors (each linear runs once per distinct adapter on its rows); nothing is copied into shared
-slots and no lock is taken. A kind whose method has none keeps the one-adapter batches (`Kind.put_on` under its
-lock), and `mixed_refusal` says why. Adapters of different kinds (other base, other method or settings) never
-share a batch.
+Each `Kind` (one base, one trained-parameter layout: a method and its settings) gets, when its method has a batched
+implementation (mmf_pe.tuners.batched), a row-batched copy of its skeleton sharing the base tensors. A batch's rows
+then carry their own adapter's tensors (each linear runs once per distinct adapter on its rows); nothing is copied
+into shared slots and no lock is taken. Rows of different batched kinds of one base (the paper's adapter, LoRA, IA3,
+FC heads ...) share a batch too: a composite of their skeletons (mmf_pe.tuners.composite, built once per set of
+kinds) runs what they share once and each kind's own modules on its rows. A kind whose method has no batched
+implementation keeps one-adapter batches (`Kind.put_on` under its lock), and `mixed_refusal` says why. Adapters of
+different bases never share a batch (Full-mode exports are not served).
 """
 import logging
 import threading
+from collections import OrderedDict
 
 from mmf_pe.tuners.batched import NotBatchable, batched_method_name, batched_model, use_rows
+from mmf_pe.tuners.composite import composite_model
 
 log = logging.getLogger("mmf_pe.serve")
 _build_lock = threading.Lock()
@@ -39,23 +43,61 @@ def prepare(kind, config):
     return kind
 
 
+MAX_COMPOSITES = 64  # composites kept per base (one per set of kinds met in a batch; a few module trees each)
+
+
 def group_of(version):
-    """What a request may share a batch with: its kind when the kind batches mixed adapters, else its version."""
+    """What a request may share a batch with: every batched adapter of its base, else its version alone."""
     kind = version.kind
-    return kind if kind.mixed is not None else version
+    return kind.base if kind.mixed is not None else version
 
 
-def rows_of(versions):
-    """(adapter of each row [B ints], {slot: [tensor of each distinct version]}), distinct versions in first-seen
-    order; nothing is stacked or copied."""
+def part_order(versions):
+    """The kinds of a batch (a canonical order) and the row order that puts each kind's rows, then each version's,
+    side by side (contiguous rows are sliced, not gathered)."""
+    kinds = sorted({id(v.kind): v.kind for v in versions}.values(), key=lambda k: (str(k.key), id(k)))
+    part = {id(k): i for i, k in enumerate(kinds)}
+    first = {}
+    for position, version in enumerate(versions):
+        first.setdefault(id(version), position)
+    order = sorted(range(len(versions)), key=lambda r: (part[id(versions[r].kind)], first[id(versions[r])]))
+    return kinds, order
+
+
+def rows_of(versions, kinds=None):
+    """(adapter of each row [B ints], {slot: [tensor of each distinct version, None where it has no such slot]},
+    part of each distinct version), distinct versions in first-seen order; nothing is stacked or copied."""
     order = {}
     index = [order.setdefault(id(v), len(order)) for v in versions]
     distinct = list({id(v): v for v in versions}.values())
-    return index, {name: [v.tensors[name] for v in distinct] for name in distinct[0].tensors}
+    names = dict.fromkeys(name for v in distinct for name in v.tensors)
+    tensors = {name: [v.tensors.get(name) for v in distinct] for name in names}
+    part = {id(k): i for i, k in enumerate(kinds or [])}
+    return index, tensors, [part.get(id(v.kind), 0) for v in distinct]
 
 
-def run(kind, versions, batch, probabilities):
-    """`probabilities(model, batch)` on the kind's row-batched model with each row's adapter tensors."""
-    index, tensors = rows_of(versions)
-    with use_rows(index, tensors):
-        return probabilities(kind.mixed, batch)
+def composite_for(kinds):
+    """The composite model of these kinds of one base (built once per set of kinds, LRU-bounded per base)."""
+    base = kinds[0].base
+    key = tuple(id(k) for k in kinds)
+    with _build_lock:
+        cache = base.__dict__.setdefault("mixed_composites", OrderedDict())
+        model = cache.get(key)
+        if model is not None:
+            cache.move_to_end(key)
+            return model
+    model = composite_model([k.mixed for k in kinds])
+    with _build_lock:
+        cache[key] = model
+        while len(cache) > MAX_COMPOSITES:
+            cache.popitem(last=False)
+    return model
+
+
+def run(kinds, versions, batch, probabilities):
+    """`probabilities(model, batch)` with each row's adapter tensors: on the kind's row-batched model, or on the
+    composite of several kinds (rows ordered by `part_order`)."""
+    index, tensors, part_of = rows_of(versions, kinds)
+    model = kinds[0].mixed if len(kinds) == 1 else composite_for(kinds)
+    with use_rows(index, tensors, part_of):
+        return probabilities(model, batch)

@@ -1,8 +1,8 @@
-"""Mixed-adapter batches (issue 25): rows of one forward pass carry different adapters of one skeleton.
+"""Mixed-adapter batches (issue 25): rows of one forward pass carry different adapters, of one method or of several.
 
 Iterates over the PE method registry (plus fc heads): a method with a batched implementation scores a mixed batch
-exactly as one request at a time; one without (the test-only `scale`) is refused by name and keeps one-adapter
-batches."""
+(of its own adapters, and beside every other batched method's) exactly as one request at a time; one without (the
+test-only `scale`) is refused by name and keeps one-adapter batches."""
 import os
 
 import numpy as np
@@ -65,7 +65,7 @@ def test_a_mixed_batch_scores_each_row_as_its_adapter_alone(mixed_engine, mode):
     texts = [t for t, _ in pairs]
     inputs = [torch.from_numpy(f) for _, f in pairs]
     rows = [versions[mode][i % len(SEEDS)] for i in (0, 1, 2, 0, 2, 1, 1)]
-    assert engine.batch_group(rows[0]) is kind is engine.batch_group(rows[1])
+    assert engine.batch_group(rows[0]) is kind.base is engine.batch_group(rows[1])
     switches = kind.switches
     mixed, switched = engine.score_batch(rows, texts, inputs)
     assert switched is False and kind.switches == switches  # no adapter copied into the shared skeleton
@@ -79,13 +79,43 @@ def test_a_mixed_batch_scores_each_row_as_its_adapter_alone(mixed_engine, mode):
                                                   for t, x in zip(texts, inputs)])) > 1e-4
 
 
-def test_adapters_of_other_kinds_never_share_a_batch(mixed_engine):
+def test_every_method_in_one_batch_scores_each_row_as_its_adapter_alone(mixed_engine):
+    """One forward pass over adapters of every batched method (and FC heads) of one base: what the methods share
+    (embeddings, the frozen attention and FFN matmuls around their modules, the classifier) runs once; each method's
+    own modules run on its rows."""
+    from mmf_pe.serve import mixed
+    from mmf_pe.tuners.composite import PartSwitch, switched_paths
+
     engine, versions = mixed_engine
-    groups = {engine.batch_group(versions[mode][0]) for mode in SERVED}
-    assert len(groups) == len(SERVED)  # fc, paper, lora, ... each its own group
-    with pytest.raises(ValueError, match="one kind"):
-        engine.score_batch([versions["fc"][0], versions["paper"][0]], ["a", "b"],
-                           [torch.zeros(3, 2048), torch.zeros(3, 2048)])
+    assert len({engine.batch_group(versions[mode][0]) for mode in SERVED}) == 1  # one base: one group
+    order = [(mode, seed) for seed in range(len(SEEDS)) for mode in SERVED]
+    order = order[1::2] + order[::2]  # interleaved: no method's rows contiguous
+    rows = [versions[mode][seed] for mode, seed in order]
+    pairs = feature_set(len(rows), seed=6)
+    texts, inputs = [t for t, _ in pairs], [torch.from_numpy(f) for _, f in pairs]
+    scores, switched = engine.score_batch(rows, texts, inputs)
+    alone = [engine.score(v, [t], [x])[0][0] for v, t, x in zip(rows, texts, inputs)]
+    assert switched is False
+    np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-5)
+    composite = mixed.composite_for(mixed.part_order(rows)[0])
+    switches = switched_paths(composite)
+    assert switches and not isinstance(composite, PartSwitch)  # the trunk is shared, not one model per method
+    assert not any(path.startswith("model.classifier") for path in switches)  # heads: one module, rows per adapter
+    assert not any(path.endswith(".intermediate") or ".intermediate." in path for path in switches)
+
+
+def test_adapters_of_other_bases_never_share_a_batch(mixed_engine):
+    import copy
+
+    from mmf_pe.serve.engine import AdapterVersion
+
+    engine, versions = mixed_engine
+    elsewhere = copy.copy(versions["fc"][0].kind)
+    elsewhere.base = copy.copy(elsewhere.base)  # another base (the engine finds adapters theirs by fingerprint)
+    foreign = AdapterVersion("foreign", "f" * 16, versions["fc"][0].config, versions["fc"][0].tensors, elsewhere)
+    assert engine.batch_group(foreign) is not engine.batch_group(versions["fc"][0])
+    with pytest.raises(ValueError, match="one base"):
+        engine.score_batch([versions["fc"][0], foreign], ["a", "b"], [torch.zeros(3, 2048)] * 2)
 
 
 def test_a_method_without_a_batched_implementation_keeps_one_adapter_batches(mixed_engine, monkeypatch):
@@ -106,6 +136,10 @@ def test_a_method_without_a_batched_implementation_keeps_one_adapter_batches(mix
                                         for t, x in zip(texts, inputs)], atol=1e-5)
     with pytest.raises(ValueError, match="'lora' has no batched implementation"):
         fresh.score_batch([one, two], texts, inputs)
+    paper = fresh.read_folder_version(f"paper_{SEEDS[0]}")  # batched, but not beside an unbatched method
+    assert fresh.batch_group(paper) is paper.kind.base is not fresh.batch_group(one)
+    with pytest.raises(ValueError, match="'lora' has no batched implementation"):
+        fresh.score_batch([paper, one], texts, inputs)
 
 
 @pytest.fixture(scope="module")

@@ -48,3 +48,20 @@ def test_fan_out_heads_on_one_meme_run_the_frozen_encoder_once(vl_served, vl_hmd
     assert encoded and all(rows == 1 for _, rows in encoded), encoded  # each stream encoded for one row, not four
     assert len(set(scores)) == 4
     np.testing.assert_allclose(scores, [engine.score(h, [text], [{"image": image}])[0][0] for h in heads], atol=1e-5)
+
+
+def test_heads_and_encoder_methods_of_one_frozen_base_share_a_batch(vl_served, vl_hmd):
+    """An FC head (concat fusion) and IA3 in the CLIP encoder under a cross-attention head, on one CLIP base, rows
+    interleaved in one forward pass: each row as its adapter alone."""
+    from mmf_pe.serve.engine import Engine
+
+    engine = Engine(vl_served["served"], embedding_cache_mb=0)
+    fc, ia3 = engine.read_folder_version("clip_fc"), engine.read_folder_version("clip_ia3")
+    assert fc.kind is not ia3.kind and engine.batch_group(fc) is engine.batch_group(ia3)
+    rows = [fc, ia3, ia3, fc]
+    picked = memes(vl_hmd)[:4]
+    texts, inputs = [t for _, t, _ in picked], [{"image": image} for _, _, image in picked]
+    mixed, switched = engine.score_batch(rows, texts, inputs)
+    alone = [engine.score(v, [t], [x])[0][0] for v, t, x in zip(rows, texts, inputs)]
+    assert switched is False
+    np.testing.assert_allclose(mixed, alone, rtol=0, atol=1e-5)
