@@ -231,9 +231,17 @@ class Engine:
             return self.score(versions[0], texts, inputs)
         kinds, order = mixed.part_order(versions)
         rows = [versions[r] for r in order]
-        batch = self._collate(kind.base, [texts[r] for r in order], [inputs[r] for r in order])
+        texts, inputs = [texts[r] for r in order], [inputs[r] for r in order]
+        expand = None
+        if mixed.model_for(kinds)[1] is not None:  # fan-out: the stages below the lowest adapter run per meme
+            firsts, expand = mixed.distinct_inputs(texts, inputs)
+            if len(firsts) < len(rows):
+                texts, inputs = [texts[r] for r in firsts], [inputs[r] for r in firsts]
+            else:
+                expand = None
+        batch = self._collate(kind.base, texts, inputs)
         with torch.inference_mode(), autocast(self.precision, self.device.type):
-            probabilities = mixed.run(kinds, rows, batch, kind.base.probabilities)
+            probabilities = mixed.run(kinds, rows, batch, kind.base.probabilities, expand)
         ordered = probabilities.float().cpu().tolist()
         out = [0.0] * len(order)
         for position, row in enumerate(order):

@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from mmf_pe.tuners.batched import NotBatchable, batched_method_name, batched_model, use_rows
 from mmf_pe.tuners.composite import composite_model
+from mmf_pe.tuners.shared_rows import expand_from, wrap_stages
 
 log = logging.getLogger("mmf_pe.serve")
 _build_lock = threading.Lock()
@@ -33,6 +34,9 @@ def prepare(kind, config):
             return kind
         try:
             kind.mixed, kind.mixed_refusal = batched_model(kind.model, kind.slots, method_of(config)), None
+            stages = kind.base.row_stages(kind.model)
+            if stages:
+                kind.mixed_expand_from = expand_from(wrap_stages(kind.mixed, stages))
         except NotBatchable as error:
             kind.mixed, kind.mixed_refusal = None, str(error)
             log.info("%s", error)
@@ -77,27 +81,54 @@ def rows_of(versions, kinds=None):
 
 
 def composite_for(kinds):
-    """The composite model of these kinds of one base (built once per set of kinds, LRU-bounded per base)."""
+    """The composite model of these kinds of one base and its first stage run per row (built once per set of
+    kinds, LRU-bounded per base)."""
     base = kinds[0].base
     key = tuple(id(k) for k in kinds)
     with _build_lock:
         cache = base.__dict__.setdefault("mixed_composites", OrderedDict())
-        model = cache.get(key)
-        if model is not None:
+        built = cache.get(key)
+        if built is not None:
             cache.move_to_end(key)
-            return model
+            return built
     model = composite_model([k.mixed for k in kinds])
+    built = (model, expand_from(model))
     with _build_lock:
-        cache[key] = model
+        cache[key] = built
         while len(cache) > MAX_COMPOSITES:
             cache.popitem(last=False)
-    return model
+    return built
 
 
-def run(kinds, versions, batch, probabilities):
+def model_for(kinds):
+    """(model, first stage run per row or None) of a batch of these kinds."""
+    if len(kinds) == 1:
+        return kinds[0].mixed, kinds[0].mixed_expand_from
+    return composite_for(kinds)
+
+
+def distinct_inputs(texts, inputs):
+    """(positions of the distinct (text, input) pairs, each row's distinct position): a fan-out's rows hold one
+    prepared input object and one text."""
+    seen, firsts, expand = {}, [], []
+    for row, (text, given) in enumerate(zip(texts, inputs)):
+        key = (text, id(given))
+        if key not in seen:
+            seen[key] = len(firsts)
+            firsts.append(row)
+        expand.append(seen[key])
+    return firsts, expand
+
+
+def run(kinds, versions, batch, probabilities, expand=None):
     """`probabilities(model, batch)` with each row's adapter tensors: on the kind's row-batched model, or on the
-    composite of several kinds (rows ordered by `part_order`)."""
+    composite of several kinds (rows ordered by `part_order`). `expand`: the batch holds the distinct inputs only,
+    `expand[row]` the one of each row (used only where the model shares stages: `model_for`)."""
+    import torch
+
     index, tensors, part_of = rows_of(versions, kinds)
-    model = kinds[0].mixed if len(kinds) == 1 else composite_for(kinds)
-    with use_rows(index, tensors, part_of):
+    model, first_per_row = model_for(kinds)
+    if expand is not None:
+        expand = torch.tensor(expand, dtype=torch.long)
+    with use_rows(index, tensors, part_of, expand, first_per_row if expand is not None else None):
         return probabilities(model, batch)

@@ -19,12 +19,20 @@ SERVED = [mode for mode in MODES if mode in BATCHED]  # the others are refused b
 SEEDS = (21, 22, 23)
 
 
-def _export(base, out_dir, mode, seed):
+TOP = ("paper", "lora", "ia3")  # also exported with the method in the top layer only (`top_<method>_<seed>`)
+
+
+def _pe_setting(key, value):
+    """A `pe` setting as a command-line override (one place for the `pe:` node's layout)."""
+    return f"pe.{key}={value}"
+
+
+def _export(base, out_dir, mode, seed, *extra):
     from mmf_pe.tuners.export import save_adapter
 
-    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", "pe.reduction_factor=4") \
+    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", _pe_setting("reduction_factor", 4)) \
         if "reduction_factor" in PE_METHODS[mode].defaults() else ("pe", f"pe.method={mode}")
-    model = trained_like(on_base(base, *overrides), seed)
+    model = trained_like(on_base(base, *overrides, *extra), seed)
     os.makedirs(out_dir, exist_ok=True)
     save_adapter(model, out_dir)
 
@@ -43,6 +51,9 @@ def mixed_engine(tmp_path_factory):
     for mode in SERVED:
         for seed in SEEDS:
             _export(base, os.path.join(served, f"{mode}_{seed}"), mode, seed)
+    for mode in TOP:
+        for seed in SEEDS[:2]:
+            _export(base, os.path.join(served, f"top_{mode}_{seed}"), mode, seed, _pe_setting("layers", "[1]"))
     engine = Engine(served)
     versions = {mode: [engine.read_folder_version(f"{mode}_{seed}") for seed in SEEDS] for mode in SERVED}
     return engine, versions
@@ -97,11 +108,43 @@ def test_every_method_in_one_batch_scores_each_row_as_its_adapter_alone(mixed_en
     alone = [engine.score(v, [t], [x])[0][0] for v, t, x in zip(rows, texts, inputs)]
     assert switched is False
     np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-5)
-    composite = mixed.composite_for(mixed.part_order(rows)[0])
+    composite, _ = mixed.composite_for(mixed.part_order(rows)[0])
     switches = switched_paths(composite)
     assert switches and not isinstance(composite, PartSwitch)  # the trunk is shared, not one model per method
     assert not any(path.startswith("model.classifier") for path in switches)  # heads: one module, rows per adapter
     assert not any(path.endswith(".intermediate") or ".intermediate." in path for path in switches)
+
+
+def test_fan_out_runs_the_layers_below_the_lowest_adapter_once(mixed_engine):
+    """Adapters confined to the top layer (`pe.layers=[1]` of 2) and FC heads on one meme: the embeddings and layer
+    0 run for one row, layer 1 and the heads for every adapter (FC heads alone: all but the classifier once); each
+    answer equals that adapter alone. An adapter
+    in every layer in the batch: all layers run per row (and still equal)."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    engine, _ = mixed_engine
+    top = [engine.read_folder_version(f"top_{mode}_{seed}") for mode in TOP for seed in SEEDS[:2]]
+    heads = [engine.read_folder_version(f"fc_{seed}") for seed in SEEDS]
+    everywhere = [engine.read_folder_version(f"paper_{SEEDS[0]}")]
+    text, features = feature_set(1, seed=17)[0]
+    given = torch.from_numpy(features)
+    seen = []
+
+    def record(module, args):  # what each encoder layer and the pooler is given: how many rows
+        if type(module).__name__ in ("BertLayer", "BertPooler"):
+            seen.append(args[0].shape[0])
+
+    for fanned, per_row_from in ((top + heads, 1), (heads, 3), (top + everywhere, 0)):
+        seen.clear()
+        hook = register_module_forward_pre_hook(record)
+        try:
+            scores, _ = engine.score_batch(fanned, [text] * len(fanned), [given] * len(fanned))
+        finally:
+            hook.remove()
+        assert seen == [1 if stage < per_row_from else len(fanned) for stage in range(3)], (per_row_from, seen)
+        alone = [engine.score(v, [text], [given])[0][0] for v in fanned]
+        np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-5)
+        assert len(set(np.round(scores, 6))) == len(fanned)  # every adapter its own answer
 
 
 def test_adapters_of_other_bases_never_share_a_batch(mixed_engine):
