@@ -362,9 +362,14 @@ def open_base(directory, device="cpu", embedding_cache_bytes=0):
     return family.open_base(directory, config, device=device, embedding_cache_bytes=embedding_cache_bytes).open()
 
 
-def read_adapter_files(path):
+def read_adapter_files(path, weights=True):
+    """(config bytes, weights bytes or None when `weights` is False: the caller maps the file itself)."""
     with open(os.path.join(path, CONFIG_NAME), "rb") as f:
         config_bytes = f.read()
+    if not weights:
+        if not os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
+            raise FileNotFoundError(os.path.join(path, WEIGHTS_NAME))
+        return config_bytes, None
     with open(os.path.join(path, WEIGHTS_NAME), "rb") as f:
         weights_bytes = f.read()
     return config_bytes, weights_bytes

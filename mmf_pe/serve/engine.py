@@ -136,9 +136,14 @@ class Engine:
 
     # ---- adapters ----------------------------------------------------------------------------------------------
 
-    def read_version(self, name, config_bytes, weights_bytes, where):
-        """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion."""
+    def read_version(self, name, config_bytes, weights_bytes, where, weights_path=None):
+        """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion.
+
+        `weights_path` (instead of `weights_bytes`): the weights are memory-mapped from that file (safetensors'
+        `load_file`; fp32 tensors on the CPU stay views of the mapping, so an adapter costs page cache the kernel
+        can drop, not process memory), and fingerprinted from the file in chunks."""
         from safetensors.torch import load as load_safetensors
+        from safetensors.torch import load_file
 
         config = checked_config(config_bytes, where)  # data only: types bounded, never interpolated
         try:
@@ -146,7 +151,7 @@ class Engine:
         except ValueError as error:
             raise AdapterError(str(error)) from None
         try:
-            tensors = load_safetensors(weights_bytes)
+            tensors = load_safetensors(weights_bytes) if weights_path is None else load_file(weights_path)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: not a readable safetensors file ({error})") from None
         check_weights(tensors, where)
@@ -165,7 +170,11 @@ class Engine:
             raise AdapterError(f"{where}: trained on other base weights (fingerprint {str(expected)[:12]}.., this "
                                f"server's base {base.name} {kind.digest[:12]}..)")
         kind = mixed.prepare(base.keep_kind(kind), config)  # kept only once an adapter of its kind is accepted
-        return AdapterVersion(name, layout.fingerprint(config_bytes, weights_bytes), config, tensors, kind)
+        if weights_path is None:
+            identity = layout.fingerprint(config_bytes, weights_bytes)
+        else:
+            identity = layout.fingerprint(config_bytes, None, layout.file_sha256(weights_path))
+        return AdapterVersion(name, identity, config, tensors, kind)
 
     def base_for(self, config, where):
         """The loaded base whose tensors are those the adapter was trained on (matched tensor by tensor)."""
@@ -185,9 +194,16 @@ class Engine:
                                                                   else ""))
 
     def read_folder_version(self, name):
+        """The adapter `<folder>/<name>` (its version folder resolved once), weights memory-mapped; an adapter whose
+        files change while it loads is refused (the next scan or request reads the new files)."""
         path = os.path.join(self.folder, name)
-        config_bytes, weights_bytes = read_adapter_files(path)
-        return self.read_version(name, config_bytes, weights_bytes, path)
+        real = os.path.realpath(path)
+        before = layout.stamp(self.folder, name)
+        config_bytes = read_adapter_files(real, weights=False)[0]
+        version = self.read_version(name, config_bytes, None, path, weights_path=os.path.join(real, WEIGHTS_NAME))
+        if layout.stamp(self.folder, name) != before:
+            raise AdapterError(f"{path}: its files changed while it was loading; read again")
+        return version
 
     # ---- scoring -------------------------------------------------------------------------------------------------
 

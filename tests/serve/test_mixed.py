@@ -259,3 +259,23 @@ def test_the_command_line_options_reach_the_app(mixed_engine):
                                               "adapters": "fc_21,fc_22,paper_21"})
         assert fine.status_code == 200 and len(fine.json()["results"]) == 3
     assert len(app.state.adapters.versions) == 2  # three loaded, the least recently used evicted
+
+
+def test_folder_adapters_are_memory_mapped_not_copied(mixed_engine):
+    """A folder adapter's fp32 tensors are views of its mapped weights file (page cache, not process memory), and
+    its fingerprint is the same as from the bytes (as an upload of the same files gets)."""
+    from mmf_pe.serve import layout
+    from tests.serve.helpers import read_files
+
+    engine, _ = mixed_engine
+    version = engine.read_folder_version(f"paper_{SEEDS[0]}")
+    weights = os.path.realpath(os.path.join(engine.folder, f"paper_{SEEDS[0]}", "adapter_model.safetensors"))
+    mapped = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith(weights):
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                mapped.append((start, end))
+    assert mapped, "the weights file is not mapped"
+    assert all(any(start <= t.data_ptr() < end for start, end in mapped) for t in version.tensors.values())
+    assert version.fingerprint == layout.fingerprint(*read_files(os.path.dirname(weights)))
