@@ -221,6 +221,13 @@ def test_fan_out_answers_equal_single_adapter_answers(mixed_server):
         assert abs(result["probability"] - alone["probability"]) < 1e-5
         assert result["label"] == alone["label"] and result["threshold"] == alone["threshold"]
     assert max(r["batch_size"] for r in results) > 1  # the two LoRA adapters shared a forward pass
+    # adapters in the top layer only and FC heads: the layers below run once for all (engine test above)
+    names = ["top_paper_21", "fc_22", "top_lora_22", "top_ia3_21"]
+    fanned = _post(mixed_server, text=text, features=features.tolist(), adapters=names).json()["results"]
+    assert {r["batch_size"] for r in fanned} == {len(names)}  # two methods, FC heads: one forward pass
+    for result in fanned:
+        alone = _post(mixed_server, text=text, features=features.tolist(), adapter=result["adapter"]["name"]).json()
+        assert result["adapter"] == alone["adapter"] and abs(result["probability"] - alone["probability"]) < 1e-5
 
 
 def test_fan_out_bad_input_names_the_problem(mixed_server):
