@@ -17,6 +17,7 @@ Imports no MMF.
 """
 import copy
 import dataclasses
+from typing import Any, List, Sequence
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ PE_SETTING_KEYS = frozenset({"pe", "training_mode"})  # a config's PE settings (
 _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"})
 
 
-def pe_settings_removed(config):
+def pe_settings_removed(config: Any) -> Any:
     """A config-like object (dict, OmegaConf node, transformers config) as plain data without its PE settings."""
     if hasattr(config, "to_dict") and callable(config.to_dict):
         data = config.to_dict()
@@ -77,7 +78,7 @@ def _row_leaves(module):
     return leaves
 
 
-def same_module(modules):
+def same_module(modules: Sequence[nn.Module]) -> bool:
     """Whether the modules compute the same function of their inputs, their children aside."""
     first = modules[0]
     for other in modules[1:]:
@@ -179,7 +180,7 @@ def _merge(out, result, members, batch):
                     "lists and mappings of them are put back in row order")
 
 
-def composite_model(models):
+def composite_model(models: Sequence[nn.Module]) -> nn.Module:
     """One module tree over `models` (row-batched skeletons of one base, one per part): shared where they are the
     same, a `PartSwitch` where they differ. Every tensor stays the parts' own; only module trees are new."""
     memo = {}
@@ -204,7 +205,7 @@ def composite_model(models):
     return top.eval()
 
 
-def switched_paths(model):
+def switched_paths(model: nn.Module) -> List[str]:
     """The module paths of a composite where the parts run their own modules (what cannot be shared)."""
     return [path for path, module in model.named_modules() if isinstance(module, PartSwitch)]
 

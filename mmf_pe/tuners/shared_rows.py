@@ -9,12 +9,14 @@ rows, and from that stage on every batch-first argument (hidden states, attentio
 `expand_from` finds that stage, or None where sharing is not possible (something adapter-specific outside the stages,
 e.g. trained embedding LayerNorms, or above them). Plain torch; nothing is mutated.
 """
+from typing import Optional, Sequence
+
 from torch import nn
 
 from mmf_pe.tuners.batched import current_rows
 
 
-def varies_by_row(module):
+def varies_by_row(module: nn.Module) -> bool:
     """Whether a module computes something adapter-specific (row modules, per-method switches)."""
     return bool(getattr(type(module), "varies_by_row", False))
 
@@ -50,7 +52,7 @@ def _expanded(value, expand, distinct):
     return value
 
 
-def wrap_stages(model, paths):
+def wrap_stages(model: nn.Module, paths: Sequence[str]) -> nn.Module:
     """Put each stage of `paths` (module paths, in the order the hidden states pass) in a StageRows, in place
     (`model` is a row-batched tree copy, its own modules). Returns the model."""
     for position, path in enumerate(paths):
@@ -60,7 +62,7 @@ def wrap_stages(model, paths):
     return model
 
 
-def expand_from(model):
+def expand_from(model: nn.Module) -> Optional[int]:
     """The position of the first stage holding something adapter-specific, when every adapter-specific module is
     inside a stage (none above or beside the stack); else None (the batch runs every row throughout)."""
     stages = [(path, m) for path, m in model.named_modules() if isinstance(m, StageRows)]
