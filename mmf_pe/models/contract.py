@@ -182,6 +182,12 @@ class ServedBase:
     def collate(self, texts, items):
         raise NotImplementedError
 
+    def row_stages(self, model):
+        """The module paths of `model` the hidden states pass through in order (each encoder layer, then what maps
+        the last one to scores), for fan-out to run what lies below the lowest adapter once
+        (mmf_pe/tuners/shared_rows.py); None: the family declares none."""
+        return None
+
     def probabilities(self, model, batch):
         scores = model.forward(batch)["scores"]  # forward: MMF's __call__ would add losses
         return torch.softmax(scores.float(), dim=-1)[:, 1]
@@ -279,6 +285,7 @@ class Kind:
         self.switches = 0
         # mixed-adapter batches (mmf_pe/serve/mixed.py): the row-batched copy, or why there is none
         self.mixed, self.mixed_refusal, self.mixed_ready = None, None, False
+        self.mixed_expand_from = None  # fan-out: the first stage run per row (mmf_pe/tuners/shared_rows.py)
 
     def put_on(self, version):
         """Make `version` the skeleton's adapter (call with `lock` held). Copies the adapter's tensors only."""
@@ -355,9 +362,14 @@ def open_base(directory, device="cpu", embedding_cache_bytes=0):
     return family.open_base(directory, config, device=device, embedding_cache_bytes=embedding_cache_bytes).open()
 
 
-def read_adapter_files(path):
+def read_adapter_files(path, weights=True):
+    """(config bytes, weights bytes or None when `weights` is False: the caller maps the file itself)."""
     with open(os.path.join(path, CONFIG_NAME), "rb") as f:
         config_bytes = f.read()
+    if not weights:
+        if not os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
+            raise FileNotFoundError(os.path.join(path, WEIGHTS_NAME))
+        return config_bytes, None
     with open(os.path.join(path, WEIGHTS_NAME), "rb") as f:
         weights_bytes = f.read()
     return config_bytes, weights_bytes

@@ -178,6 +178,14 @@ class VisualBERTBase(ServedBase):
         self.max_seq_length = int(config.get("max_seq_length", 128))
         self._tokenizer = None
 
+    def row_stages(self, model):
+        """Each encoder layer, the pooler, the classifier (MMF's VisualBERT without `bypass_transformer`)."""
+        bert = model.model.bert
+        if getattr(bert, "bypass_transformer", False):
+            return None
+        layers = [f"model.bert.encoder.layer.{i}" for i in range(len(bert.encoder.layer))]
+        return layers + ["model.bert.pooler", "model.classifier"]
+
     def load_tensors(self):
         from safetensors.torch import load_file
 

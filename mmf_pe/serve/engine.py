@@ -137,9 +137,14 @@ class Engine:
 
     # ---- adapters ----------------------------------------------------------------------------------------------
 
-    def read_version(self, name, config_bytes, weights_bytes, where):
-        """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion."""
+    def read_version(self, name, config_bytes, weights_bytes, where, weights_path=None):
+        """Parse and check an adapter (no unpickling: JSON + safetensors); returns an AdapterVersion.
+
+        `weights_path` (instead of `weights_bytes`): the weights are memory-mapped from that file (safetensors'
+        `load_file`; fp32 tensors on the CPU stay views of the mapping, so an adapter costs page cache the kernel
+        can drop, not process memory), and fingerprinted from the file in chunks."""
         from safetensors.torch import load as load_safetensors
+        from safetensors.torch import load_file
 
         config = checked_config(config_bytes, where)  # data only: types bounded, never interpolated
         try:
@@ -147,7 +152,7 @@ class Engine:
         except ValueError as error:
             raise AdapterError(str(error)) from None
         try:
-            tensors = load_safetensors(weights_bytes)
+            tensors = load_safetensors(weights_bytes) if weights_path is None else load_file(weights_path)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise AdapterError(f"{where}/{WEIGHTS_NAME}: not a readable safetensors file ({error})") from None
         check_weights(tensors, where)
@@ -166,7 +171,11 @@ class Engine:
             raise AdapterError(f"{where}: trained on other base weights (fingerprint {str(expected)[:12]}.., this "
                                f"server's base {base.name} {kind.digest[:12]}..)")
         kind = mixed.prepare(base.keep_kind(kind), config)  # kept only once an adapter of its kind is accepted
-        return AdapterVersion(name, layout.fingerprint(config_bytes, weights_bytes), config, tensors, kind)
+        if weights_path is None:
+            identity = layout.fingerprint(config_bytes, weights_bytes)
+        else:
+            identity = layout.fingerprint(config_bytes, None, layout.file_sha256(weights_path))
+        return AdapterVersion(name, identity, config, tensors, kind)
 
     def base_for(self, config, where):
         """The loaded base whose tensors are those the adapter was trained on (matched tensor by tensor)."""
@@ -186,9 +195,16 @@ class Engine:
                                                                   else ""))
 
     def read_folder_version(self, name):
+        """The adapter `<folder>/<name>` (its version folder resolved once), weights memory-mapped; an adapter whose
+        files change while it loads is refused (the next scan or request reads the new files)."""
         path = os.path.join(self.folder, name)
-        config_bytes, weights_bytes = read_adapter_files(path)
-        return self.read_version(name, config_bytes, weights_bytes, path)
+        real = os.path.realpath(path)
+        before = layout.stamp(self.folder, name)
+        config_bytes = read_adapter_files(real, weights=False)[0]
+        version = self.read_version(name, config_bytes, None, path, weights_path=os.path.join(real, WEIGHTS_NAME))
+        if layout.stamp(self.folder, name) != before:
+            raise AdapterError(f"{path}: its files changed while it was loading; read again")
+        return version
 
     # ---- scoring -------------------------------------------------------------------------------------------------
 
@@ -217,22 +233,37 @@ class Engine:
         return mixed.group_of(version)
 
     def score_batch(self, versions, texts, inputs):
-        """Hate probabilities for a batch whose rows may carry different adapters of one kind (one per row), with
-        no adapter switch and no shared module written; a kind without a batched implementation takes one-adapter
-        batches (`score`)."""
+        """Hate probabilities for a batch whose rows may carry different adapters of one base (one per row; of
+        several methods when each has a batched implementation), with no adapter switch and no shared module
+        written; a kind without a batched implementation takes one-adapter batches (`score`)."""
         from mmf_pe.utils.precision import autocast
 
         kind = versions[0].kind
-        if any(v.kind is not kind for v in versions):
-            raise ValueError("a mixed batch holds adapters of one kind (one base, one layout) only")
-        if kind.mixed is None:
+        if any(v.kind.base is not kind.base for v in versions):
+            raise ValueError("a mixed batch holds adapters of one base only")
+        if kind.mixed is None or any(v.kind.mixed is None for v in versions):
             if any(v is not versions[0] for v in versions):
-                raise ValueError(f"{kind.mixed_refusal or 'this kind has no batched model'}")
+                refusal = next(v.kind.mixed_refusal for v in versions if v.kind.mixed is None)
+                raise ValueError(f"{refusal or 'this kind has no batched model'}")
             return self.score(versions[0], texts, inputs)
+        kinds, order = mixed.part_order(versions)
+        rows = [versions[r] for r in order]
+        texts, inputs = [texts[r] for r in order], [inputs[r] for r in order]
+        expand = None
+        if mixed.model_for(kinds)[1] is not None:  # fan-out: the stages below the lowest adapter run per meme
+            firsts, expand = mixed.distinct_inputs(texts, inputs)
+            if len(firsts) < len(rows):
+                texts, inputs = [texts[r] for r in firsts], [inputs[r] for r in firsts]
+            else:
+                expand = None
         batch = self._collate(kind.base, texts, inputs)
         with torch.inference_mode(), autocast(self.precision, self.device.type):
-            probabilities = mixed.run(kind, versions, batch, kind.base.probabilities)
-        return probabilities.float().cpu().tolist(), False
+            probabilities = mixed.run(kinds, rows, batch, kind.base.probabilities, expand)
+        ordered = probabilities.float().cpu().tolist()
+        out = [0.0] * len(order)
+        for position, row in enumerate(order):
+            out[row] = ordered[position]
+        return out, False
 
     def score(self, version, texts, inputs):
         """Hate probabilities for a batch of one adapter: texts [str]; inputs: `prepare`d items, {"image": ..} /

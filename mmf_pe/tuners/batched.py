@@ -30,27 +30,45 @@ class NotBatchable(ValueError):
 
 
 class Rows:
-    """One batch's adapter tensors: `tensors[name]` lists the tensor of each of the U distinct adapters, `index`
-    (B ints) the adapter of each row. `groups`: (adapter, rows) with rows a slice where they are contiguous."""
+    """One batch's adapter tensors: `tensors[name]` lists the tensor of each of the U distinct adapters (None for an
+    adapter without that slot), `index` (B ints) the adapter of each row. `groups`: (adapter, rows) with rows a
+    slice where they are contiguous. `part_of` (U ints, optional): the part (the skeleton of one method and its
+    settings, mmf_pe/tuners/composite.py) of each adapter; `part_groups`: (part, rows). `expand` (a LongTensor of
+    B row positions into the batch's `distinct_inputs` inputs, optional): the model was given each distinct input
+    once, and the stages from `expand_from` on take every row (mmf_pe/tuners/shared_rows.py)."""
 
-    def __init__(self, index, tensors):
+    def __init__(self, index, tensors, part_of=None, expand=None, expand_from=None):
         self.index, self.tensors = list(index), tensors
+        self.part_of = part_of
+        self.expand, self.expand_from = expand, expand_from
+        self.distinct_inputs = None if expand is None else int(expand.max()) + 1
         self.single = len(set(self.index)) <= 1
         self.first = self.index[0] if self.index else 0
-        rows = {}
-        for row, adapter in enumerate(self.index):
-            rows.setdefault(adapter, []).append(row)
-        self.groups = [(adapter, _rows_of(members)) for adapter, members in rows.items()]
+        self.groups = _grouped(self.index)
+        self.part_groups = _grouped([0 if part_of is None else part_of[a] for a in self.index])
+        self.single_part = len(self.part_groups) <= 1
+
+    def subset(self, members):
+        """The Rows of the batch rows `members` (a slice or a LongTensor of row positions)."""
+        positions = range(len(self.index))[members] if isinstance(members, slice) else members.tolist()
+        return Rows([self.index[r] for r in positions], self.tensors, self.part_of)
 
     def get(self, slot, adapter, fixed):
         return fixed if slot is None else self.tensors[slot][adapter]
 
     def per_row(self, slot, like):
         """(B, D) of a vector slot, each row its adapter's (vectors only: a cheap copy)."""
-        out = like.new_empty((len(self.index), self.tensors[slot][0].numel()))
+        out = like.new_empty((len(self.index), self.tensors[slot][self.first].numel()))
         for adapter, part in self.groups:
             out[part] = self.tensors[slot][adapter].reshape(-1).to(out.dtype)
         return out
+
+
+def _grouped(keys):
+    rows = {}
+    for row, key in enumerate(keys):
+        rows.setdefault(key, []).append(row)
+    return [(key, _rows_of(members)) for key, members in rows.items()]
 
 
 def _rows_of(members):
@@ -60,16 +78,22 @@ def _rows_of(members):
 
 
 @contextlib.contextmanager
-def use_rows(index, tensors):
-    """Make `Rows(index, tensors)` the tensors of every row module run inside the block (this context only)."""
-    token = _ROWS.set(Rows(index, tensors))
+def use_rows(index, tensors, part_of=None, expand=None, expand_from=None):
+    """Make `Rows(...)` the tensors of every row module run inside the block (this context only)."""
+    with rows_scope(Rows(index, tensors, part_of, expand, expand_from)):
+        yield
+
+
+@contextlib.contextmanager
+def rows_scope(rows):
+    token = _ROWS.set(rows)
     try:
         yield
     finally:
         _ROWS.reset(token)
 
 
-def _rows():
+def current_rows():
     rows = _ROWS.get()
     if rows is None:
         raise RuntimeError("a row module ran outside use_rows(...): no adapter tensors for this batch")
@@ -98,6 +122,10 @@ class RowLinear(nn.Module):
     """An nn.Linear whose trained weight / bias are each row's own (one matmul per distinct adapter of the batch:
     no weight is gathered or copied)."""
 
+    varies_by_row = True  # adapter-specific (mmf_pe/tuners/shared_rows.py)
+
+    slot_attributes = {"weight": "weight_slot", "bias": "bias_slot"}  # parameters kept as shape records only
+
     def __init__(self, linear, weight_slot, bias_slot):
         super().__init__()
         self.weight, self.bias = linear.weight, linear.bias  # shape / dtype (peft reads `.weight.dtype`); shared
@@ -105,13 +133,17 @@ class RowLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x):
-        rows = _rows()
+        rows = current_rows()
         return _per_segment(rows, x, lambda part, a: F.linear(part, rows.get(self.weight_slot, a, self.weight),
                                                               rows.get(self.bias_slot, a, self.bias)))
 
 
 class RowLayerNorm(nn.Module):
     """An nn.LayerNorm whose trained scale / shift are each row's own."""
+
+    varies_by_row = True  # adapter-specific (mmf_pe/tuners/shared_rows.py)
+
+    slot_attributes = {"weight": "weight_slot", "bias": "bias_slot"}
 
     def __init__(self, norm, weight_slot, bias_slot):
         super().__init__()
@@ -120,7 +152,7 @@ class RowLayerNorm(nn.Module):
         self.normalized_shape, self.eps = norm.normalized_shape, norm.eps
 
     def forward(self, x):
-        rows = _rows()
+        rows = current_rows()
         return _per_segment(rows, x, lambda part, a: F.layer_norm(
             part, self.normalized_shape, rows.get(self.weight_slot, a, self.weight),
             rows.get(self.bias_slot, a, self.bias), self.eps))
@@ -129,12 +161,14 @@ class RowLayerNorm(nn.Module):
 class RowIA3Linear(nn.Module):
     """peft's IA3 Linear (its frozen `base_layer` kept, run once for the batch) with each row's own scaling vector."""
 
+    varies_by_row = True  # adapter-specific (mmf_pe/tuners/shared_rows.py)
+
     def __init__(self, layer, slot):
         super().__init__()
         self.base_layer, self.slot, self.is_feedforward = layer.base_layer, slot, layer.is_feedforward
 
     def forward(self, x, *args, **kwargs):
-        rows = _rows()
+        rows = current_rows()
         if self.is_feedforward:
             scales = rows.per_row(self.slot, x)
             return self.base_layer(x * _broadcast(scales, x), *args, **kwargs)

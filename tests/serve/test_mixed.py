@@ -1,8 +1,8 @@
-"""Mixed-adapter batches (issue 25): rows of one forward pass carry different adapters of one skeleton.
+"""Mixed-adapter batches (issue 25): rows of one forward pass carry different adapters, of one method or of several.
 
 Iterates over the PE method registry (plus fc heads): a method with a batched implementation scores a mixed batch
-exactly as one request at a time; one without (the test-only `scale`) is refused by name and keeps one-adapter
-batches."""
+(of its own adapters, and beside every other batched method's) exactly as one request at a time; one without (the
+test-only `scale`) is refused by name and keeps one-adapter batches."""
 import os
 
 import numpy as np
@@ -19,12 +19,20 @@ SERVED = [mode for mode in MODES if mode in BATCHED]  # the others are refused b
 SEEDS = (21, 22, 23)
 
 
-def _export(base, out_dir, mode, seed):
+TOP = ("paper", "lora", "ia3")  # also exported with the method in the top layer only (`top_<method>_<seed>`)
+
+
+def _pe_setting(method, key, value):
+    """A method's `pe` setting as a command-line override (one place for the `pe:` node's layout)."""
+    return f"pe.{method}.{key}={value}"
+
+
+def _export(base, out_dir, mode, seed, *extra):
     from mmf_pe.tuners.export import save_adapter
 
-    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", f"pe.{mode}.reduction_factor=4") \
+    overrides = ("fc",) if mode == "fc" else ("pe", f"pe.method={mode}", _pe_setting(mode, "reduction_factor", 4)) \
         if "reduction_factor" in PE_METHODS[mode].defaults() else ("pe", f"pe.method={mode}")
-    model = trained_like(on_base(base, *overrides), seed)
+    model = trained_like(on_base(base, *overrides, *extra), seed)
     os.makedirs(out_dir, exist_ok=True)
     save_adapter(model, out_dir)
 
@@ -43,6 +51,9 @@ def mixed_engine(tmp_path_factory):
     for mode in SERVED:
         for seed in SEEDS:
             _export(base, os.path.join(served, f"{mode}_{seed}"), mode, seed)
+    for mode in TOP:
+        for seed in SEEDS[:2]:
+            _export(base, os.path.join(served, f"top_{mode}_{seed}"), mode, seed, _pe_setting(mode, "layers", "[1]"))
     engine = Engine(served)
     versions = {mode: [engine.read_folder_version(f"{mode}_{seed}") for seed in SEEDS] for mode in SERVED}
     return engine, versions
@@ -65,7 +76,7 @@ def test_a_mixed_batch_scores_each_row_as_its_adapter_alone(mixed_engine, mode):
     texts = [t for t, _ in pairs]
     inputs = [torch.from_numpy(f) for _, f in pairs]
     rows = [versions[mode][i % len(SEEDS)] for i in (0, 1, 2, 0, 2, 1, 1)]
-    assert engine.batch_group(rows[0]) is kind is engine.batch_group(rows[1])
+    assert engine.batch_group(rows[0]) is kind.base is engine.batch_group(rows[1])
     switches = kind.switches
     mixed, switched = engine.score_batch(rows, texts, inputs)
     assert switched is False and kind.switches == switches  # no adapter copied into the shared skeleton
@@ -79,13 +90,75 @@ def test_a_mixed_batch_scores_each_row_as_its_adapter_alone(mixed_engine, mode):
                                                   for t, x in zip(texts, inputs)])) > 1e-4
 
 
-def test_adapters_of_other_kinds_never_share_a_batch(mixed_engine):
+def test_every_method_in_one_batch_scores_each_row_as_its_adapter_alone(mixed_engine):
+    """One forward pass over adapters of every batched method (and FC heads) of one base: what the methods share
+    (embeddings, the frozen attention and FFN matmuls around their modules, the classifier) runs once; each method's
+    own modules run on its rows."""
+    from mmf_pe.serve import mixed
+    from mmf_pe.tuners.composite import PartSwitch, switched_paths
+
     engine, versions = mixed_engine
-    groups = {engine.batch_group(versions[mode][0]) for mode in SERVED}
-    assert len(groups) == len(SERVED)  # fc, paper, lora, ... each its own group
-    with pytest.raises(ValueError, match="one kind"):
-        engine.score_batch([versions["fc"][0], versions["paper"][0]], ["a", "b"],
-                           [torch.zeros(3, 2048), torch.zeros(3, 2048)])
+    assert len({engine.batch_group(versions[mode][0]) for mode in SERVED}) == 1  # one base: one group
+    order = [(mode, seed) for seed in range(len(SEEDS)) for mode in SERVED]
+    order = order[1::2] + order[::2]  # interleaved: no method's rows contiguous
+    rows = [versions[mode][seed] for mode, seed in order]
+    pairs = feature_set(len(rows), seed=6)
+    texts, inputs = [t for t, _ in pairs], [torch.from_numpy(f) for _, f in pairs]
+    scores, switched = engine.score_batch(rows, texts, inputs)
+    alone = [engine.score(v, [t], [x])[0][0] for v, t, x in zip(rows, texts, inputs)]
+    assert switched is False
+    np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-5)
+    composite, _ = mixed.composite_for(mixed.part_order(rows)[0])
+    switches = switched_paths(composite)
+    assert switches and not isinstance(composite, PartSwitch)  # the trunk is shared, not one model per method
+    assert not any(path.startswith("model.classifier") for path in switches)  # heads: one module, rows per adapter
+    assert not any(path.endswith(".intermediate") or ".intermediate." in path for path in switches)
+
+
+def test_fan_out_runs_the_layers_below_the_lowest_adapter_once(mixed_engine):
+    """Adapters confined to the top layer (`pe.layers=[1]` of 2) and FC heads on one meme: the embeddings and layer
+    0 run for one row, layer 1 and the heads for every adapter (FC heads alone: all but the classifier once); each
+    answer equals that adapter alone. An adapter
+    in every layer in the batch: all layers run per row (and still equal)."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    engine, _ = mixed_engine
+    top = [engine.read_folder_version(f"top_{mode}_{seed}") for mode in TOP for seed in SEEDS[:2]]
+    heads = [engine.read_folder_version(f"fc_{seed}") for seed in SEEDS]
+    everywhere = [engine.read_folder_version(f"paper_{SEEDS[0]}")]
+    text, features = feature_set(1, seed=17)[0]
+    given = torch.from_numpy(features)
+    seen = []
+
+    def record(module, args):  # what each encoder layer and the pooler is given: how many rows
+        if type(module).__name__ in ("BertLayer", "BertPooler"):
+            seen.append(args[0].shape[0])
+
+    for fanned, per_row_from in ((top + heads, 1), (heads, 3), (top + everywhere, 0)):
+        seen.clear()
+        hook = register_module_forward_pre_hook(record)
+        try:
+            scores, _ = engine.score_batch(fanned, [text] * len(fanned), [given] * len(fanned))
+        finally:
+            hook.remove()
+        assert seen == [1 if stage < per_row_from else len(fanned) for stage in range(3)], (per_row_from, seen)
+        alone = [engine.score(v, [text], [given])[0][0] for v in fanned]
+        np.testing.assert_allclose(scores, alone, rtol=0, atol=1e-5)
+        assert len(set(np.round(scores, 6))) == len(fanned)  # every adapter its own answer
+
+
+def test_adapters_of_other_bases_never_share_a_batch(mixed_engine):
+    import copy
+
+    from mmf_pe.serve.engine import AdapterVersion
+
+    engine, versions = mixed_engine
+    elsewhere = copy.copy(versions["fc"][0].kind)
+    elsewhere.base = copy.copy(elsewhere.base)  # another base (the engine finds adapters theirs by fingerprint)
+    foreign = AdapterVersion("foreign", "f" * 16, versions["fc"][0].config, versions["fc"][0].tensors, elsewhere)
+    assert engine.batch_group(foreign) is not engine.batch_group(versions["fc"][0])
+    with pytest.raises(ValueError, match="one base"):
+        engine.score_batch([versions["fc"][0], foreign], ["a", "b"], [torch.zeros(3, 2048)] * 2)
 
 
 def test_a_method_without_a_batched_implementation_keeps_one_adapter_batches(mixed_engine, monkeypatch):
@@ -106,6 +179,10 @@ def test_a_method_without_a_batched_implementation_keeps_one_adapter_batches(mix
                                         for t, x in zip(texts, inputs)], atol=1e-5)
     with pytest.raises(ValueError, match="'lora' has no batched implementation"):
         fresh.score_batch([one, two], texts, inputs)
+    paper = fresh.read_folder_version(f"paper_{SEEDS[0]}")  # batched, but not beside an unbatched method
+    assert fresh.batch_group(paper) is paper.kind.base is not fresh.batch_group(one)
+    with pytest.raises(ValueError, match="'lora' has no batched implementation"):
+        fresh.score_batch([paper, one], texts, inputs)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +221,13 @@ def test_fan_out_answers_equal_single_adapter_answers(mixed_server):
         assert abs(result["probability"] - alone["probability"]) < 1e-5
         assert result["label"] == alone["label"] and result["threshold"] == alone["threshold"]
     assert max(r["batch_size"] for r in results) > 1  # the two LoRA adapters shared a forward pass
+    # adapters in the top layer only and FC heads: the layers below run once for all (engine test above)
+    names = ["top_paper_21", "fc_22", "top_lora_22", "top_ia3_21"]
+    fanned = _post(mixed_server, text=text, features=features.tolist(), adapters=names).json()["results"]
+    assert {r["batch_size"] for r in fanned} == {len(names)}  # two methods, FC heads: one forward pass
+    for result in fanned:
+        alone = _post(mixed_server, text=text, features=features.tolist(), adapter=result["adapter"]["name"]).json()
+        assert result["adapter"] == alone["adapter"] and abs(result["probability"] - alone["probability"]) < 1e-5
 
 
 def test_fan_out_bad_input_names_the_problem(mixed_server):
@@ -182,3 +266,23 @@ def test_the_command_line_options_reach_the_app(mixed_engine):
                                               "adapters": "fc_21,fc_22,paper_21"})
         assert fine.status_code == 200 and len(fine.json()["results"]) == 3
     assert len(app.state.adapters.versions) == 2  # three loaded, the least recently used evicted
+
+
+def test_folder_adapters_are_memory_mapped_not_copied(mixed_engine):
+    """A folder adapter's fp32 tensors are views of its mapped weights file (page cache, not process memory), and
+    its fingerprint is the same as from the bytes (as an upload of the same files gets)."""
+    from mmf_pe.serve import layout
+    from tests.serve.helpers import read_files
+
+    engine, _ = mixed_engine
+    version = engine.read_folder_version(f"paper_{SEEDS[0]}")
+    weights = os.path.realpath(os.path.join(engine.folder, f"paper_{SEEDS[0]}", "adapter_model.safetensors"))
+    mapped = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith(weights):
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                mapped.append((start, end))
+    assert mapped, "the weights file is not mapped"
+    assert all(any(start <= t.data_ptr() < end for start, end in mapped) for t in version.tensors.values())
+    assert version.fingerprint == layout.fingerprint(*read_files(os.path.dirname(weights)))

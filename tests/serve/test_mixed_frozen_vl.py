@@ -46,5 +46,30 @@ def test_fan_out_heads_on_one_meme_run_the_frozen_encoder_once(vl_served, vl_hmd
     _, text, image = memes(vl_hmd)[1]
     scores, _ = engine.score_batch(heads, [text] * 4, [{"image": image}] * 4)
     assert encoded and all(rows == 1 for _, rows in encoded), encoded  # each stream encoded for one row, not four
+    collated = []
+    monkeypatch.setattr(heads[0].base, "collate", lambda texts, items, c=heads[0].base.collate: (
+        collated.append(len(items)), c(texts, items))[1])
+    again, _ = engine.score_batch(heads, [text] * 4, [{"image": image}] * 4)
+    assert collated == [1] and again == scores  # one meme, four heads: prepared and collated once
     assert len(set(scores)) == 4
     np.testing.assert_allclose(scores, [engine.score(h, [text], [{"image": image}])[0][0] for h in heads], atol=1e-5)
+
+
+def test_heads_and_encoder_methods_of_one_frozen_base_share_a_batch(vl_served, vl_hmd):
+    """An FC head (concat fusion) and IA3 in the CLIP encoder under a cross-attention head, on one CLIP base, rows
+    interleaved in one forward pass: each row as its adapter alone."""
+    from mmf_pe.serve.engine import Engine
+
+    engine = Engine(vl_served["served"], embedding_cache_mb=0)
+    fc, ia3 = engine.read_folder_version("clip_fc"), engine.read_folder_version("clip_ia3")
+    assert fc.kind is not ia3.kind and engine.batch_group(fc) is engine.batch_group(ia3)
+    # fan-out: FC heads take one encoding of a meme (the head is the first stage run per row); IA3 sits in the
+    # encoder, so its batches run every row through it
+    assert fc.kind.mixed_expand_from == 0 and ia3.kind.mixed_expand_from is None
+    rows = [fc, ia3, ia3, fc]
+    picked = memes(vl_hmd)[:4]
+    texts, inputs = [t for _, t, _ in picked], [{"image": image} for _, _, image in picked]
+    mixed, switched = engine.score_batch(rows, texts, inputs)
+    alone = [engine.score(v, [t], [x])[0][0] for v, t, x in zip(rows, texts, inputs)]
+    assert switched is False
+    np.testing.assert_allclose(mixed, alone, rtol=0, atol=1e-5)

@@ -141,6 +141,11 @@ class FrozenVLBase(ServedBase):
         self.cache = MemoryEmbeddingCache(embedding_cache_bytes) if embedding_cache_bytes > 0 else None
         self._processors = None
 
+    def row_stages(self, model):
+        """The head: FC heads on one meme take the frozen encoder's features of that meme once (LoRA / IA3 in the
+        encoder are adapter-specific before the head: those batches run every row)."""
+        return ["head"]
+
     def load_tensors(self):
         from omegaconf import OmegaConf
 
