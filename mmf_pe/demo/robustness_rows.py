@@ -175,7 +175,11 @@ def pgd_twins(texts, names, params, normalization=NORMALISED):
 
 
 def _metrics(row):
-    return {k: row.get(k) for k in ("auroc", "accuracy", "attack_success", "flipped", "originally_correct")}
+    """The row's numbers; NaN (AUROC of one class, success with nothing originally correct) as None (JSON null)."""
+    import math
+
+    picked = {k: row.get(k) for k in ("auroc", "accuracy", "attack_success", "flipped", "originally_correct")}
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in picked.items()}
 
 
 def measure(runs, annotations, features, images_dir, out_dir, pgd_memes=PGD_MEMES, image_memes=IMAGE_MEMES):
@@ -281,7 +285,7 @@ def _stage(out, run_dirs, paths, log):
         log(f"robustness rows: measured earlier, reused ({out_dir})")
         return cached
     log(f"robustness rows: {', '.join(runs)} on {SPLIT} under {len(TEXT_ATTACKS + PGD_ATTACKS + IMAGE_ATTACKS)} "
-        f"attacks (PGD on {sizes['pgd']}, image attacks on {sizes['images']} memes), beside the next stage")
+        f"attacks (PGD on {sizes['pgd']}, image attacks on {sizes['images']} memes), beside the OCR rows")
     job = json.dumps({"runs": runs, "annotations": annotations, "features": features, "images": paths["images"],
                       "out_dir": out_dir, "pgd_memes": sizes["pgd"], "image_memes": sizes["images"]})
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -321,8 +325,10 @@ def _fmt(value):
 
 
 def _success(row):
-    if row.get("attack_success") is None or row["attack"].startswith("clean"):
+    if row["attack"].startswith("clean"):
         return "—"
+    if row.get("attack_success") is None:
+        return "n/a (0 correct)"
     return f"{row['attack_success']:.3f} ({row['flipped']}/{row['originally_correct']})"
 
 
@@ -341,8 +347,9 @@ def markdown(result):
              f"`{NORMALISED}` (the runs trained with: "
              + ", ".join(f"{LABELS[m]} `{v}`" for m, v in result["trained_with"].items())
              + f"); \"raw\": `{RAW}`. A raw row marked = scores the same inputs as the normalised one (normalisation "
-             "leaves every attacked caption unchanged) and is not measured twice; likewise normalised `pgd+homoglyphs`, "
-             "whose captions normalise to the clean ones, is `pgd`'s run (the same inputs, the same seeded start). "
+             "leaves every attacked caption unchanged) and is not measured twice; likewise normalised "
+             "`pgd+homoglyphs`, whose captions normalise to the clean ones, is `pgd`'s run (the same inputs, the "
+             "same seeded start). "
              "Changed: memes whose caption, pixels or (PGD) region features the attack changed. Rows and "
              "parameters: `robustness/rows.csv`, `robustness/rows.json`."]
     by_mode = {}
@@ -361,7 +368,7 @@ def markdown(result):
     again = {m: r for m, r in (result.get("reextracted") or {}).items() if r}
     if again:
         stored = {m: a[f"clean ({result['image_memes']} memes)"][NORMALISED] for m, a in by_mode.items()}
-        same = all(r["attack_success"] == 0 and r["auroc"] == stored[m]["auroc"] for m, r in again.items())
+        same = all(r["flipped"] == 0 and r["auroc"] == stored[m]["auroc"] for m, r in again.items())
         lines += ["", "Check: the unattacked image sample run through the detector again scores AUROC "
                   + ", ".join(f"{_fmt(r['auroc'])} ({LABELS.get(m, m)})" for m, r in again.items())
                   + f", {max(r['flipped'] for r in again.values())} prediction(s) flipped against the stored "

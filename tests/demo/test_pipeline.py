@@ -243,13 +243,13 @@ def test_robustness_table(demo):
         for attack in attacks:
             for normalization in (rr.NORMALISED, rr.RAW):
                 row = rows[(mode, attack, normalization)]
-                assert 0.0 <= float(row["attack_success"]) <= 1.0, row
+                assert row["originally_correct"] == "0" or 0.0 <= float(row["attack_success"]) <= 1.0, row
                 assert f"| {attack} |" in section
         clean = rows[(mode, "clean", rr.NORMALISED)]
         for attack in ("homoglyphs", "homoglyphs+zero_width"):  # the defence: these inputs tokenise as the clean
             assert int(rows[(mode, attack, rr.RAW)]["changed_inputs"]) > 0
             assert rows[(mode, attack, rr.NORMALISED)]["auroc"] == clean["auroc"]
-            assert float(rows[(mode, attack, rr.NORMALISED)]["attack_success"]) == 0.0
+            assert rows[(mode, attack, rr.NORMALISED)]["flipped"] == "0"
         for attack in ("sticker", "gaussian_noise", "pgd"):  # pixels / features changed
             assert int(rows[(mode, attack, rr.NORMALISED)]["changed_inputs"]) == \
                 int(rows[(mode, attack, rr.NORMALISED)]["memes"]) > 0
