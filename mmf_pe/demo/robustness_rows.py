@@ -11,7 +11,8 @@ The demo has a 15-minute budget, so the stage is bounded and kept off the critic
   or whose case an uncased tokenizer ignores) on the same features reuse the score, and an attacked image is run
   through the detector once for all three modes;
 - without normalisation, an attack whose every attacked caption normalisation leaves unchanged gives the very same
-  inputs, so its row is the normalised one (marked `same inputs`), not measured twice;
+  inputs, so its row is the normalised one (`=` in the report), not measured twice; with normalisation,
+  `pgd+homoglyphs` (captions that normalise to the clean ones) is `pgd`'s run;
 - the finished rows are cached under `<out>/robustness/` and reused while the runs and the attack set are unchanged.
 """
 import argparse
@@ -91,7 +92,8 @@ class ExtractOnce:
     def __call__(self, image):
         import numpy as np
 
-        key = hashlib.blake2b(np.asarray(image).tobytes(), digest_size=16).digest()
+        pixels = np.asarray(image)
+        key = (pixels.shape, hashlib.blake2b(pixels.tobytes(), digest_size=16).digest())
         if key not in self.cache:
             self.cache[key] = self.featurize(image)
             self.extracted += 1
