@@ -40,5 +40,8 @@ def main(argv=None):
           + f"; total {sum(result['stages'].values()):.0f} s", flush=True)
     print("\nTable II (measured; detector weights are random, see the report):\n" + result["table2"], flush=True)
     print("\n" + result["precision"], flush=True)
+    if result.get("robustness"):
+        print("\nAttack success on test_seen, normalised / raw text (report: Evasion attacks):\n"
+              + result["robustness"], flush=True)
     log(f"report: {result['markdown']}")
     return 0

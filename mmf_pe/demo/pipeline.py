@@ -355,16 +355,22 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
     stages["test splits"] = time.time() - mark
     mark = time.time()
     from mmf_pe.demo.ocr_rows import ocr_stage
+    from mmf_pe.demo.robustness_rows import start_stage
 
+    robustness = start_stage(out, run_dirs, paths, log)  # its own process, on the core OCR leaves free
     ocr = ocr_stage(out, list(run_dirs.values()), paths["annotations"], log)
     stages["OCR rows"] = time.time() - mark
+    mark = time.time()
+    robustness = robustness.result()
+    stages["robustness rows (after OCR)"] = time.time() - mark
     mark = time.time()
     adapters = export_demo_adapters(out, run_dirs, settings.seeds[0],
                                     tokenizer_dir=os.path.join(paths["data_dir"], "tokenizer"))
     stages["adapter export"] = time.time() - mark
     mark = time.time()
     result = write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title,
-                          adapters=adapters, stages=stages, ocr=dict(ocr, size=settings.image_size))
+                          adapters=adapters, stages=stages, ocr=dict(ocr, size=settings.image_size),
+                          robustness=robustness)
     stages["report"] = time.time() - mark
     result["stages"] = stages
     return result

@@ -222,3 +222,45 @@ def test_seeds_mean_std_and_same_numbers_from_scratch(demo, tmp_path):
         assert again[key] == before[key], key
     fc_line = next(line for line in result["table2"].splitlines() if line.startswith("| fc |"))
     assert "±" in fc_line and "Training seed(s): 1, 2 " in result["table2"]
+
+
+def test_robustness_table(demo):
+    """The report's evasion table: FC / Full / PE x every attack, normalised and raw text; attacks change inputs;
+    the normalised look-alike captions score as the clean ones; a rerun reuses the rows."""
+    import csv
+
+    from mmf_pe.demo import robustness_rows as rr
+
+    out, settings, result = demo
+    with open(result["markdown"]) as f:
+        section = f.read().split("## Evasion attacks (robustness)", 1)[1].split("\n## ", 1)[0]
+    for mode in ("**fc**", "**full**", "**pe/paper**"):
+        assert mode in section
+    with open(os.path.join(out, "robustness", "rows.csv")) as f:
+        rows = {(r["mode"], r["attack"], r["normalization"]): r for r in csv.DictReader(f)}
+    attacks = rr.TEXT_ATTACKS + rr.PGD_ATTACKS + rr.IMAGE_ATTACKS
+    for mode in rr.MODES:
+        for attack in attacks:
+            for normalization in (rr.NORMALISED, rr.RAW):
+                row = rows[(mode, attack, normalization)]
+                assert row["originally_correct"] == "0" or 0.0 <= float(row["attack_success"]) <= 1.0, row
+                assert f"| {attack} |" in section
+        clean = rows[(mode, "clean", rr.NORMALISED)]
+        for attack in ("homoglyphs", "homoglyphs+zero_width"):  # the defence: these inputs tokenise as the clean
+            assert int(rows[(mode, attack, rr.RAW)]["changed_inputs"]) > 0
+            assert rows[(mode, attack, rr.NORMALISED)]["auroc"] == clean["auroc"]
+            assert rows[(mode, attack, rr.NORMALISED)]["flipped"] == "0"
+        for attack in ("sticker", "gaussian_noise", "pgd"):  # pixels / features changed
+            assert int(rows[(mode, attack, rr.NORMALISED)]["changed_inputs"]) == \
+                int(rows[(mode, attack, rr.NORMALISED)]["memes"]) > 0
+        assert rows[(mode, "typos", rr.RAW)]["same_inputs_as_normalised"] == "True"  # plain ASCII: scored once
+    assert "homoglyphs" in result["robustness"]  # the summary `mmf_pe demo` prints at its end
+    paths = {"annotations": os.path.join(out, "data", *pipeline.FEATURES_DIR[:-1], "annotations"),
+             "root": os.path.join(out, "data", *pipeline.FEATURES_DIR[:-1]),
+             "images": os.path.join(out, "data", *pipeline.FEATURES_DIR[:-1], "images")}
+    run_dirs = {(name, 1): pipeline.run_dir(out, name, 1) for name in settings.runs}
+    said = []
+    again = rr.start_stage(out, run_dirs, paths, said.append).result()
+    assert said == [f"robustness rows: measured earlier, reused ({os.path.join(out, 'robustness')})"]
+    with open(os.path.join(out, "robustness", "rows.json")) as f:
+        assert again["rows"] == json.load(f)["rows"]
