@@ -28,9 +28,12 @@ IMAGE_ATTACKS = {
     "sticker": {"min_size": (0.2, 0.01, 1.0), "max_size": (0.4, 0.01, 1.0)},
     "crop_resize": {"keep": (0.8, 0.1, 1.0)},
 }
-COMBINED_ATTACKS = {"homoglyphs+zero_width": {}, "homoglyphs+zero_width+sticker": {}, "pgd+homoglyphs": {}}
+# any `a+b[+c]` of single attacks is accepted; these are the ones the docs' tables use
+COMBINED_ATTACKS = {"homoglyphs+zero_width": {}, "homoglyphs+zero_width+sticker": {}, "pgd+homoglyphs": {},
+                    "pgd+typos": {}}
 PGD_ATTACKS = {"pgd": {"epsilon": (0.2, 0.0, 100.0), "steps": (5, 1, 1000), "step_size": (None, 0.0, 100.0)}}
-ATTACKS = {**TEXT_ATTACKS, **IMAGE_ATTACKS, **PGD_ATTACKS, **COMBINED_ATTACKS}
+SINGLE_ATTACKS = {**TEXT_ATTACKS, **IMAGE_ATTACKS, **PGD_ATTACKS}
+ATTACKS = {**SINGLE_ATTACKS, **COMBINED_ATTACKS}
 ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
 BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f"]
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7", "l": "1", "g": "9", "b": "8"}
@@ -49,7 +52,8 @@ def resolve(names, overrides=None):
     """{attack: {parameter: value}} for the requested attacks, defaults filled in; clear errors for unknown names
     and out-of-range values. `overrides`: {attack: {parameter: value}} (e.g. from a YAML file)."""
     overrides = overrides or {}
-    unknown = [n for n in list(names) + list(overrides) if n not in ATTACKS]
+    unknown = [n for n in names if not all(p in SINGLE_ATTACKS for p in parts(n))]
+    unknown += [n for n in overrides if n not in SINGLE_ATTACKS]
     if unknown:
         raise AttackError(f"unknown attack {unknown[0]!r}; known: {', '.join(ATTACKS)}")
     chosen = {}

@@ -124,8 +124,51 @@ class FrozenVLFamily(Family):
         atomic_write_text(os.path.join(out_dir, BASE_CONFIG), json.dumps(config, indent=2) + "\n")
         return out_dir
 
+    def run_inputs(self, run_config, device="cpu"):
+        return RunInputs(run_config, device)
+
     def open_base(self, directory, config, device="cpu", embedding_cache_bytes=0):
         return FrozenVLBase(self, directory, config, device, embedding_cache_bytes)
+
+
+def pixel_batch(items, device):
+    """MMF's SampleList of (pixels, input_ids, input_mask) items (the model's `image`, `input_ids`, `input_mask`)."""
+    from mmf.common.sample import SampleList
+
+    batch = SampleList()
+    batch.image = torch.stack([p for p, _, _ in items]).to(device)
+    batch.input_ids = torch.stack([i for _, i, _ in items]).to(device)
+    batch.input_mask = torch.stack([m for _, _, m in items]).to(device)
+    return batch
+
+
+class RunInputs:
+    """A run's own processors for its model offline (`mmf_pe robustness`): `image_processor` config as the run's
+    dataset has it, the text through its tokenizer processor with normalisation left to the caller (as a served
+    base leaves it to the server). `prepare` takes the processed pixel tensor as `image`."""
+
+    def __init__(self, run_config, device="cpu"):
+        from omegaconf import OmegaConf
+
+        _mmf()
+        from mmf.datasets.processors.processors import Processor
+
+        processors = run_processors(run_config)
+        text = processors["text_processor"]
+        if "text_normalization" in (text.get("params") or {}):
+            text["params"]["text_normalization"] = "none"
+        self.text_processor = Processor(OmegaConf.create(text))
+        self.image_processor = processors["image_processor"]
+        self.device = torch.device(device)
+
+    def prepare(self, text, image=None, features=None):
+        if not isinstance(image, torch.Tensor):
+            raise RequestError("a frozen_vl run scores processed pixel tensors: give `image`", "image")
+        tokens = self.text_processor({"text": text})
+        return image, tokens["input_ids"], tokens["input_mask"]
+
+    def collate(self, texts, items):
+        return pixel_batch(items, self.device)
 
 
 class FrozenVLBase(ServedBase):
@@ -216,13 +259,7 @@ class FrozenVLBase(ServedBase):
         return pixels, tokens["input_ids"], tokens["input_mask"]
 
     def collate(self, texts, items):
-        from mmf.common.sample import SampleList
-
-        batch = SampleList()
-        batch.image = torch.stack([p for p, _, _ in items]).to(self.device)
-        batch.input_ids = torch.stack([i for _, i, _ in items]).to(self.device)
-        batch.input_mask = torch.stack([m for _, _, m in items]).to(self.device)
-        return batch
+        return pixel_batch(items, self.device)
 
     def describe(self):
         described = super().describe()
