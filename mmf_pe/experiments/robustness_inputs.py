@@ -84,19 +84,19 @@ def load_run(run_dir, split):
         detector = Detector(model, inputs, mode_of_run_config(config))
         data = str((dataset_config.get("features") or {}).get("test")[0]).split(",")[0]
     else:  # frozen_vl / clip_pe: the memes' images through the run's image processor
-        detector = PixelDetector(model, inputs, mode_of_run_config(config),
-                                 pixel_space_of(inputs.image_processor, f"{run_dir}: image_processor"))
+        detector = PixelDetector(model, inputs, mode_of_run_config(config), pixel_space_of(inputs, run_dir))
         data = str((dataset_config.get("images") or {}).get("test")[0]).split(",")[0]
     return detector, os.path.join(data_dir, annotations), os.path.join(data_dir, data)
 
 
-def pixel_space_of(image_processor, where):
-    from mmf_pe.models.frozen_vl.pixels import PixelSpace, PixelSpaceError
+def pixel_space_of(inputs, where):
+    """The [0, 1] pixels <-> model input map a pixel model's request processing (run inputs / served base) has."""
+    from mmf_pe.models.contract import ContractError
 
     try:
-        return PixelSpace(image_processor, where)
-    except PixelSpaceError as error:
-        raise RobustnessError(str(error)) from None
+        return inputs.pixel_space
+    except ContractError as error:
+        raise RobustnessError(f"{where}: {error}") from None
 
 
 def load_adapter_export(adapter_dir):
@@ -108,7 +108,7 @@ def load_adapter_export(adapter_dir):
     version = engine.read_folder_version(name)
     version.kind.put_on(version)
     if not version.base.family.reads_region_features:
-        space = pixel_space_of(version.base.config["processors"]["image_processor"], f"{folder}: image_processor")
+        space = pixel_space_of(version.base, folder)
         return PixelDetector(version.kind.model, version.base, version.text_normalization, space,
                              version.threshold), None
     return Detector(version.kind.model, version.base, version.text_normalization,

@@ -160,6 +160,16 @@ class RunInputs:
         self.text_processor = Processor(OmegaConf.create(text))
         self.image_processor = processors["image_processor"]
         self.device = torch.device(device)
+        self._pixel_space = None
+
+    @property
+    def pixel_space(self):
+        """The run's image processor split at its Normalize (mmf_pe.models.frozen_vl.pixels), for pixel attacks."""
+        if self._pixel_space is None:
+            from mmf_pe.models.frozen_vl.pixels import PixelSpace
+
+            self._pixel_space = PixelSpace(self.image_processor, "the run's image_processor")
+        return self._pixel_space
 
     def prepare(self, text, image=None, features=None):
         if not isinstance(image, torch.Tensor):
@@ -231,6 +241,13 @@ class FrozenVLBase(ServedBase):
             tokenizer["type"] = os.path.join(self.directory, str(tokenizer["type"]))
             self._processors = {k: Processor(OmegaConf.create(v)) for k, v in configs.items()}
         return self._processors
+
+    @property
+    def pixel_space(self):
+        """The base's image processor split at its Normalize (mmf_pe.models.frozen_vl.pixels), for pixel attacks."""
+        from mmf_pe.models.frozen_vl.pixels import PixelSpace
+
+        return PixelSpace(self.config["processors"]["image_processor"], f"{self.directory}: image_processor")
 
     def process_image(self, data, filename="image"):
         """An upload's bytes -> the pixel tensor, as MMF's dataset reads an image file (PIL, RGB, the processor)."""

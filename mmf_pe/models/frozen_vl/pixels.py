@@ -8,8 +8,10 @@ import copy
 
 import torch
 
+from mmf_pe.models.contract import ContractError
 
-class PixelSpaceError(ValueError):
+
+class PixelSpaceError(ContractError):
     pass
 
 
@@ -69,9 +71,10 @@ class PixelSpace:
         if self._processor is None:
             from omegaconf import OmegaConf
 
-            from mmf_pe.models.frozen_vl.family import _mmf
+            from mmf_pe.compat import install
 
-            _mmf()
+            install()
+            import mmf.utils.env  # noqa: F401  (registers MMF's processors)
             from mmf.datasets.processors.processors import Processor
 
             self._processor = Processor(OmegaConf.create(self.config))
