@@ -1,5 +1,5 @@
 """`mmf_pe robustness <run dir | exported adapter> [--split test_seen] [--attacks ...] --out DIR`: how a detector's
-predictions change under evasion attacks (mmf_pe.experiments.attacks) and white-box PGD.
+predictions change under evasion attacks (mmf_pe.utils.attacks) and white-box PGD.
 
 Per attack: AUROC, accuracy and attack success rate (predictions flipped among the originally correct ones) beside
 the clean numbers, as `robustness.md`, `robustness.csv` and `robustness.png` under --out, with the attack
@@ -19,7 +19,6 @@ import os
 
 import torch
 
-from mmf_pe.experiments import attacks as A
 from mmf_pe.experiments.robustness_inputs import (
     Detector,
     ImageFeatures,
@@ -30,6 +29,7 @@ from mmf_pe.experiments.robustness_inputs import (
     load_run,
     read_split,
 )
+from mmf_pe.utils import attacks as A
 
 DEFAULT_ATTACKS = ["homoglyphs", "zero_width", "typos", "leetspeak", "case", "homoglyphs+zero_width", "pgd",
                    "pgd+homoglyphs"] + list(A.IMAGE_ATTACKS)

@@ -38,7 +38,7 @@ def tiny_run(tiny_hmd, tmp_path_factory):
 
     from mmf_cli.run import run as mmf_run
 
-    from mmf_pe.experiments.attacks import attack_text, resolve, rng_for
+    from mmf_pe.utils.attacks import attack_text, resolve, rng_for
     from mmf_pe_testing import write_run_config
 
     root = tmp_path_factory.mktemp("tiny_run")

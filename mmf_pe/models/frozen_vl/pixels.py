@@ -68,14 +68,11 @@ class PixelSpace:
         return inputs * std + mean
 
     def to_pixels(self, image):
+        """(Callers have MMF set up: the model is built, mmf_pe.compat installed.)"""
         if self._processor is None:
-            from omegaconf import OmegaConf
-
-            from mmf_pe.compat import install
-
-            install()
-            import mmf.utils.env  # noqa: F401  (registers MMF's processors)
+            import mmf.datasets.processors.image_processors  # noqa: F401  (registers torchvision_transforms)
             from mmf.datasets.processors.processors import Processor
+            from omegaconf import OmegaConf
 
             self._processor = Processor(OmegaConf.create(self.config))
         return self._processor(image)
