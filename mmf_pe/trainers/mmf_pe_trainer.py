@@ -17,8 +17,9 @@ from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(AugmentMixin, TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTrainer):
-    # AugmentMixin: training.augment, adversarial training with the robustness attacks (augment.py)
+class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, AugmentMixin, RunSafetyMixin, BaseTrainer):
+    # AugmentMixin: training.augment, adversarial training with the robustness attacks (augment.py); inside
+    # PrecisionMixin, so its PGD steps run under the run's autocast
     # TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
     # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)
