@@ -42,7 +42,10 @@ class AugmentSettings:
         self.fraction = float(node.get("fraction", 0.1))
         if not 0.0 <= self.fraction <= 1.0:
             raise AugmentError(f"{KEY}.fraction = {self.fraction} is out of range [0, 1]")
-        self.attacks = [str(a) for a in (node.get("attacks") or [])]
+        attacks = node.get("attacks") or []
+        if isinstance(attacks, str):  # a command-line override (`training.augment.attacks=[typos,pgd]`) is a string
+            attacks = [a.strip() for a in attacks.strip().strip("[]").split(",") if a.strip()]
+        self.attacks = [str(a) for a in attacks]
         self.seed = int(node.get("seed", 0) or 0)
         if self.enabled and not self.attacks:
             raise AugmentError(f"{KEY}.attacks: name at least one attack (e.g. [typos, pgd])")

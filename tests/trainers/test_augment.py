@@ -35,6 +35,7 @@ def test_the_caption_draw_changes_text_and_is_seeded():
 
 
 def test_bad_augment_settings_are_clear_errors():
+    assert AugmentSettings({"enabled": True, "attacks": "[typos, pgd+typos]"}).attacks == ["typos", "pgd+typos"]
     with pytest.raises(AugmentError, match="training.augment.fraction = 1.5 is out of range"):
         AugmentSettings({"enabled": True, "fraction": 1.5, "attacks": ["typos"]})
     with pytest.raises(AugmentError, match="unknown attack 'emoji_bomb'"):
