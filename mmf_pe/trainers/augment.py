@@ -83,6 +83,8 @@ class AugmentingTextProcessor:
         self.processor, self.settings = processor, settings
 
     def __getattr__(self, name):
+        if name in ("processor", "settings"):  # not yet set (e.g. while unpickling in a DataLoader worker)
+            raise AttributeError(name)
         return getattr(self.processor, name)
 
     def __call__(self, item):

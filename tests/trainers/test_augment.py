@@ -34,6 +34,22 @@ def test_the_caption_draw_changes_text_and_is_seeded():
     assert all(off({"text": c})["text"] == c and int(off({"text": c})[FIELD]) == 0 for c in captions)
 
 
+class _Tokenizer:
+    vocab_size = 7
+
+    def __call__(self, item):
+        return {"text": item["text"]}
+
+
+def test_the_wrapped_processor_pickles_for_dataloader_workers():
+    import pickle
+
+    wrapped = AugmentingTextProcessor(_Tokenizer(), AugmentSettings({"enabled": True, "attacks": ["typos"],
+                                                                     "fraction": 1.0}))
+    copy = pickle.loads(pickle.dumps(wrapped))
+    assert copy.vocab_size == 7 and copy({"text": "nice cat"})["text"] == wrapped({"text": "nice cat"})["text"]
+
+
 def test_bad_augment_settings_are_clear_errors():
     assert AugmentSettings({"enabled": True, "attacks": "[typos, pgd+typos]"}).attacks == ["typos", "pgd+typos"]
     with pytest.raises(AugmentError, match="training.augment.fraction = 1.5 is out of range"):
