@@ -134,6 +134,9 @@ class InputAttack:
             return False
         pixels = hasattr(model, "input_gradients")
         key = "image" if pixels else "image_feature_0"
+        if batch.get(key, None) is None:
+            raise AugmentError(f"{KEY}: {', '.join(INPUT_ATTACKS)} perturb the batch's {key!r}, which this run's "
+                               "batches do not have; use text attacks only")
         clean = batch[key]
         device = next(model.parameters()).device
         space = self._pixel_space(batch.dataset_name) if pixels else None

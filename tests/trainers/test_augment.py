@@ -87,6 +87,9 @@ def test_pixel_attacks_move_only_the_drawn_rows_within_epsilon(vl_hmd):
     assert moved[2] > 8 / 255  # the noise (variance 0.005)
     assert torch.equal(samples.image[1], clean[1]) and torch.equal(samples.image[3], clean[3])
     assert not any(p.grad is not None for p in model.parameters())  # the attack leaves no parameter gradients
+    del samples["image"]
+    with pytest.raises(AugmentError, match="perturb the batch's 'image', which this run's batches do not have"):
+        InputAttack(settings, config)(model, samples, update=1)
 
 
 def test_an_augmented_run_changes_its_training_inputs_and_records_it(mmf_data_env, tmp_path, monkeypatch):
