@@ -1,14 +1,17 @@
 """`mmf_pe robustness <run dir | exported adapter> [--split test_seen] [--attacks ...] --out DIR`: how a detector's
-predictions change under evasion attacks (mmf_pe.experiments.attacks) and white-box PGD.
+predictions change under evasion attacks (mmf_pe.utils.attacks) and white-box PGD.
 
 Per attack: AUROC, accuracy and attack success rate (predictions flipped among the originally correct ones) beside
 the clean numbers, as `robustness.md`, `robustness.csv` and `robustness.png` under --out, with the attack
 parameters (`attacks.yaml`, also printed). Seeds are fixed (--seed). A run directory brings its data (the run
-config's annotations and region features); an exported adapter (`<served folder>/<name>`) needs --annotations and
---features. PGD perturbs the region features (L-infinity ball around them): VisualBERT is not differentiable end
-to end (the Faster R-CNN's box selection sits between pixels and features), so pixel PGD does not apply to it.
-Image attacks need the memes' images and the detector that made the features; with precomputed features only they
-are reported as not run.
+config's annotations and region features or images); an exported adapter (`<served folder>/<name>`) needs
+--annotations and --features (VisualBERT) or --images (frozen_vl / clip_pe).
+
+PGD: for VisualBERT it perturbs the region features (L-infinity ball around them): VisualBERT is not differentiable
+end to end (the Faster R-CNN's box selection sits between pixels and features), so pixel PGD does not apply to it.
+For frozen_vl / clip_pe models it perturbs the pixels in [0, 1], differentiated through the run's image processor's
+Normalize and the (frozen) encoder. Image attacks on VisualBERT need the memes' images and the detector that made
+the features; with precomputed features only they are reported as not run.
 """
 import argparse
 import csv
@@ -16,38 +19,37 @@ import os
 
 import torch
 
-from mmf_pe.experiments import attacks as A
 from mmf_pe.experiments.robustness_inputs import (
+    Detector,
     ImageFeatures,
+    ImagePixels,
+    PixelDetector,
     RobustnessError,
     load_adapter_export,
     load_run,
-    padded,
     read_split,
 )
+from mmf_pe.utils import attacks as A
 
 DEFAULT_ATTACKS = ["homoglyphs", "zero_width", "typos", "leetspeak", "case", "homoglyphs+zero_width", "pgd",
                    "pgd+homoglyphs"] + list(A.IMAGE_ATTACKS)
-PGD_NOTE = ("PGD perturbs the region features, not the pixels: the detector (Faster R-CNN box selection) is not "
-            "differentiable end to end")
+PGD_NOTE = Detector.pgd_note  # VisualBERT's; PixelDetector.pgd_note for frozen_vl / clip_pe
+PIXEL_PGD_NOTE = PixelDetector.pgd_note
 
 
 # ---- attacks and metrics ---------------------------------------------------------------------------------------
 
-def pgd(detector, texts, labels, features, epsilon, steps, step_size=None, seed=0):
-    """L-infinity PGD on the region features (random start, sign steps) maximising the true label's loss."""
+def pgd(detector, texts, labels, features, epsilon, steps, step_size=None, seed=0, bounds=None):
+    """L-infinity PGD (random start, sign steps) maximising the true label's loss, on the detector's image inputs
+    (region features, or [0, 1] pixels with `bounds` (0, 1)); `detector.logits(texts, inputs)` must be
+    differentiable in the inputs."""
+    from mmf_pe.utils.pgd import linf_pgd
+
+    def loss(inputs):
+        return torch.nn.functional.cross_entropy(detector.logits(texts, inputs), torch.tensor(labels))
+
     torch.manual_seed(seed)
-    step_size = step_size if step_size is not None else 2.5 * epsilon / steps
-    target = torch.tensor(labels)
-    adversarial = features + torch.empty_like(features).uniform_(-epsilon, epsilon)
-    for _ in range(int(steps)):
-        adversarial.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(detector.logits(texts, adversarial), target)
-        gradient, = torch.autograd.grad(loss, adversarial)
-        with torch.no_grad():
-            adversarial = adversarial + step_size * gradient.sign()
-            adversarial = features + (adversarial - features).clamp(-epsilon, epsilon)
-    return adversarial.detach()
+    return linf_pgd(loss, features, epsilon, steps, step_size, None, bounds)
 
 
 def metrics(labels, probabilities, threshold, clean_predictions=None):
@@ -69,8 +71,9 @@ def run_attacks(detector, texts, labels, features, names, params, seed=0, images
     `images`: an ImageFeatures (image attacks run through the detector), or None (they are reported as not run)."""
     clean, clean_predictions = metrics(labels, detector.probabilities(texts, features), detector.threshold)
     rows, perturbed = [dict(attack="clean", **clean, attack_success=0.0, status="ok")], {}
-    if images is not None and any(A.needs_images(n) for n in names):  # the detector run again on the clean images:
-        again = padded([images(images.load(p)) for p in image_paths], features.shape[1])  # its own drift, no attack
+    if images is not None and images.reextracts and any(A.needs_images(n) for n in names):
+        # the detector run again on the clean images: its own drift, no attack
+        again = images.batch([images(images.load(p)) for p in image_paths], features)
         row, _ = metrics(labels, detector.probabilities(texts, again), detector.threshold, clean_predictions)
         rows.append(dict(attack="clean_images_reextracted", **row, status="ok"))
     for name in names:
@@ -80,13 +83,13 @@ def run_attacks(detector, texts, labels, features, names, params, seed=0, images
         attacked = [A.attack_text(t, name, params, A.rng_for(seed, i, name)) for i, t in enumerate(texts)]
         attacked_features = features
         if A.needs_images(name):
-            attacked_features = padded([images(A.attack_image(images.load(path), name, params,
-                                                              A.rng_for(seed, i, name)))
-                                        for i, path in enumerate(image_paths)], features.shape[1])
+            attacked_features = images.batch([images(A.attack_image(images.load(path), name, params,
+                                                                    A.rng_for(seed, i, name)))
+                                              for i, path in enumerate(image_paths)], features)
         if A.uses_pgd(name):
             p = params["pgd"]
-            attacked_features = pgd(detector, attacked, labels, features, p["epsilon"], p["steps"], p["step_size"],
-                                    seed)
+            attacked_features = pgd(detector, attacked, labels, attacked_features, p["epsilon"], p["steps"],
+                                    p["step_size"], seed, detector.bounds)
         perturbed[name] = attacked
         row, _ = metrics(labels, detector.probabilities(attacked, attacked_features), detector.threshold,
                          clean_predictions)
@@ -144,26 +147,37 @@ def robustness(source, out, split="test_seen", names=None, overrides=None, seed=
 
     if os.path.isfile(os.path.join(source, "adapter_config.json")):
         detector, provenance = load_adapter_export(source)
-        if not annotations or not features:
+        pixels = isinstance(detector, PixelDetector)
+        if not annotations or not (images if pixels else features):
+            data = "--images <the memes' image folder>" if pixels else "--features <region feature LMDB>"
             raise RobustnessError(f"{source}: an exported adapter does not record its data; pass --annotations "
-                                  "<labelled jsonl> and --features <region feature LMDB>")
+                                  f"<labelled jsonl> and {data}")
     else:
-        detector, run_annotations, run_features = load_run(source, split)
-        annotations, features = annotations or run_annotations, features or run_features
+        detector, run_annotations, run_data = load_run(source, split)
+        pixels = isinstance(detector, PixelDetector)
+        annotations = annotations or run_annotations
+        if pixels:
+            images = images or run_data
+        else:
+            features = features or run_data
         provenance = None
     if normalization is not None:  # measure the same model with the defence switched (e.g. off: `none`)
         from mmf_pe.utils.text_normalization import check_mode
 
         detector.normalization = check_mode(normalization, "--normalization")
-    for path in (annotations, features):
+    for path in (annotations, images if pixels else features):
         if not os.path.exists(path):
             raise RobustnessError(f"{path}: not found")
-    provenance = provenance or read_feature_provenance(features)
-    texts, labels, batch, image_paths = read_split(annotations, features)
+    featurize = None
+    if pixels:  # the clean inputs are the images through the run's processor; image attacks always run
+        featurize = ImagePixels(images, detector.pixel_space)
+        texts, labels, batch, image_paths = read_split(annotations, None, featurize)
+    else:
+        provenance = provenance or read_feature_provenance(features)
+        texts, labels, batch, image_paths = read_split(annotations, features)
     if limit:
         texts, labels, batch, image_paths = texts[:limit], labels[:limit], batch[:limit], image_paths[:limit]
-    featurize = None
-    if images and any(A.needs_images(n) for n in names):
+    if not pixels and images and any(A.needs_images(n) for n in names):
         featurize = ImageFeatures(images, provenance, detector_weights, allow_random_weights)
     rows, perturbed = run_attacks(detector, texts, labels, batch, names, params, seed, featurize, image_paths)
     os.makedirs(out, exist_ok=True)
@@ -173,7 +187,7 @@ def robustness(source, out, split="test_seen", names=None, overrides=None, seed=
         f.write(text)
     header = (f"Robustness of {source} on {annotations} ({len(texts)} memes, seed {seed}, text normalisation "
               f"{detector.normalization}). Attack success: flipped predictions / originally correct ones. "
-              f"{PGD_NOTE}.")
+              f"{detector.pgd_note}.")
     write_outputs(rows, out, header)
     return rows, perturbed, params, text
 
@@ -188,9 +202,11 @@ def main(argv=None):
     parser.add_argument("--params", default=None, help="YAML {attack: {parameter: value}} overriding the defaults")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotations", default=None, help="labelled jsonl (needed for an exported adapter)")
-    parser.add_argument("--features", default=None, help="region feature LMDB (needed for an exported adapter)")
+    parser.add_argument("--features", default=None, help="region feature LMDB (needed for an exported VisualBERT "
+                        "adapter)")
     parser.add_argument("--images", default=None, help="the memes' image folder (annotations' img paths under it): "
-                        "image attacks run through the detector the features' provenance records")
+                        "for VisualBERT image attacks run through the detector the features' provenance records; "
+                        "frozen_vl / clip_pe read the images anyway (default for a run: its dataset's images)")
     parser.add_argument("--detector-weights", default=None, help="the detector's weights (as for mmf_pe serve)")
     parser.add_argument("--allow-random-weights", action="store_true", help="a random-weight detector (demo, tests)")
     parser.add_argument("--limit", type=int, default=None, help="score the first N memes only")

@@ -10,6 +10,7 @@ call only this module; no family's key names, sample fields or tokenisation live
 Families are imported lazily (`FAMILY_MODULES`), so this module imports no MMF; a test or a plugin adds one with
 `register_family`.
 """
+import copy
 import hashlib
 import importlib
 import json
@@ -133,8 +134,15 @@ class Family:
 
     def export_adapter(self, model, out_dir, run_config, source=None, feature_provenance=None, threshold=None,
                        text_normalization=None):
+        extra = dict(self.adapter_extra(model, run_config))
+        augment = ((run_config or {}).get("training") or {}).get("augment") or {}
+        if augment.get("enabled"):  # adversarial training (training.augment): what the adapter was trained against
+            from omegaconf import OmegaConf
+
+            plain = OmegaConf.to_container(augment, resolve=True) if OmegaConf.is_config(augment) else augment
+            extra["training_augment"] = copy.deepcopy(dict(plain))
         return save_adapter(model, out_dir, source=source, feature_provenance=feature_provenance,
-                            threshold=threshold, model_name=self.name, extra=self.adapter_extra(model, run_config),
+                            threshold=threshold, model_name=self.name, extra=extra,
                             text_normalization=text_normalization)
 
     def export_base(self, model, run_config, out_dir, default_adapter=None, **options):

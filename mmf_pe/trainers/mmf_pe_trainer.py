@@ -10,6 +10,7 @@ from mmf.trainers.base_trainer import BaseTrainer
 from mmf_pe.data.checks import check_config_data, check_pretrained_checkpoint
 from mmf_pe.launch import ddp
 from mmf_pe.tracking.hooks import TrackingTrainerMixin
+from mmf_pe.trainers.augment import AugmentMixin
 from mmf_pe.trainers.checkpoint import MMFPECheckpoint, use_checkpoint_class
 from mmf_pe.trainers.loading import configure_loaders, trainer_loaders
 from mmf_pe.trainers.precision import PrecisionMixin
@@ -18,7 +19,9 @@ from mmf_pe.trainers.run_safety import RunSafetyMixin
 
 
 @registry.register_trainer("mmf_pe")
-class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, RunSafetyMixin, BaseTrainer):
+class MMFPETrainer(TrackingTrainerMixin, PrecisionMixin, AugmentMixin, RunSafetyMixin, BaseTrainer):
+    # AugmentMixin: training.augment, adversarial training with the robustness attacks (augment.py); inside
+    # PrecisionMixin, so its PGD steps run under the run's autocast
     # TrackingTrainerMixin: tracking + exact global metrics (mmf_pe/tracking)
     # PrecisionMixin: training.precision fp32 | bf16 | fp16 through torch.autocast (precision.py)
     # RunSafetyMixin: a non-finite loss stops training naming the batch's ids; exact resume (run_safety.py)

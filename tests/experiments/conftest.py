@@ -38,7 +38,7 @@ def tiny_run(tiny_hmd, tmp_path_factory):
 
     from mmf_cli.run import run as mmf_run
 
-    from mmf_pe.experiments.attacks import attack_text, resolve, rng_for
+    from mmf_pe.utils.attacks import attack_text, resolve, rng_for
     from mmf_pe_testing import write_run_config
 
     root = tmp_path_factory.mktemp("tiny_run")
@@ -55,3 +55,20 @@ def tiny_run(tiny_hmd, tmp_path_factory):
     with open(os.path.join(annotations, "twins.jsonl"), "w") as f:
         f.write("".join(json.dumps(r) + "\n" for r in records + twins))
     return {"save_dir": str(save_dir), "data": tiny_hmd, "records": records, "twins": twins}
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_run(vl_hmd, tmp_path_factory):
+    """One 8-update frozen_vl run (tiny random CLIP, concat head, fc) on the generated image memes."""
+    from mmf_cli.run import run as mmf_run
+
+    from tests.models.frozen_vl.helpers import write_run_config
+
+    root = tmp_path_factory.mktemp("tiny_vl_run")
+    config = write_run_config(root / "config", "hmd_clip_concat.yaml")
+    save_dir = root / "save"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMF_DATA_DIR", vl_hmd["data_dir"])
+        mmf_run([f"config={config}", "model=frozen_vl", "dataset=hateful_memes", f"env.save_dir={save_dir}"])
+    return {"save_dir": str(save_dir), "data": vl_hmd, "images": os.path.join(vl_hmd["root"], "images"),
+            "annotations": os.path.join(vl_hmd["root"], "annotations", "test_seen.jsonl")}

@@ -7,7 +7,7 @@ import random
 import pytest
 from PIL import Image
 
-from mmf_pe.experiments import attacks as A
+from mmf_pe.utils import attacks as A
 
 
 def test_every_text_and_image_attack_changes_its_input():

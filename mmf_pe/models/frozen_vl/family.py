@@ -124,8 +124,61 @@ class FrozenVLFamily(Family):
         atomic_write_text(os.path.join(out_dir, BASE_CONFIG), json.dumps(config, indent=2) + "\n")
         return out_dir
 
+    def run_inputs(self, run_config, device="cpu"):
+        return RunInputs(run_config, device)
+
     def open_base(self, directory, config, device="cpu", embedding_cache_bytes=0):
         return FrozenVLBase(self, directory, config, device, embedding_cache_bytes)
+
+
+def pixel_batch(items, device):
+    """MMF's SampleList of (pixels, input_ids, input_mask) items (the model's `image`, `input_ids`, `input_mask`)."""
+    from mmf.common.sample import SampleList
+
+    batch = SampleList()
+    batch.image = torch.stack([p for p, _, _ in items]).to(device)
+    batch.input_ids = torch.stack([i for _, i, _ in items]).to(device)
+    batch.input_mask = torch.stack([m for _, _, m in items]).to(device)
+    return batch
+
+
+class RunInputs:
+    """A run's own processors for its model offline (`mmf_pe robustness`): `image_processor` config as the run's
+    dataset has it, the text through its tokenizer processor with normalisation left to the caller (as a served
+    base leaves it to the server). `prepare` takes the processed pixel tensor as `image`."""
+
+    def __init__(self, run_config, device="cpu"):
+        from omegaconf import OmegaConf
+
+        _mmf()
+        from mmf.datasets.processors.processors import Processor
+
+        processors = run_processors(run_config)
+        text = processors["text_processor"]
+        if "text_normalization" in (text.get("params") or {}):
+            text["params"]["text_normalization"] = "none"
+        self.text_processor = Processor(OmegaConf.create(text))
+        self.image_processor = processors["image_processor"]
+        self.device = torch.device(device)
+        self._pixel_space = None
+
+    @property
+    def pixel_space(self):
+        """The run's image processor split at its Normalize (mmf_pe.models.frozen_vl.pixels), for pixel attacks."""
+        if self._pixel_space is None:
+            from mmf_pe.models.frozen_vl.pixels import PixelSpace
+
+            self._pixel_space = PixelSpace(self.image_processor, "the run's image_processor")
+        return self._pixel_space
+
+    def prepare(self, text, image=None, features=None):
+        if not isinstance(image, torch.Tensor):
+            raise RequestError("a frozen_vl run scores processed pixel tensors: give `image`", "image")
+        tokens = self.text_processor({"text": text})
+        return image, tokens["input_ids"], tokens["input_mask"]
+
+    def collate(self, texts, items):
+        return pixel_batch(items, self.device)
 
 
 class FrozenVLBase(ServedBase):
@@ -194,6 +247,13 @@ class FrozenVLBase(ServedBase):
             self._processors = {k: Processor(OmegaConf.create(v)) for k, v in configs.items()}
         return self._processors
 
+    @property
+    def pixel_space(self):
+        """The base's image processor split at its Normalize (mmf_pe.models.frozen_vl.pixels), for pixel attacks."""
+        from mmf_pe.models.frozen_vl.pixels import PixelSpace
+
+        return PixelSpace(self.config["processors"]["image_processor"], f"{self.directory}: image_processor")
+
     def process_image(self, data, filename="image"):
         """An upload's bytes -> the pixel tensor, as MMF's dataset reads an image file (PIL, RGB, the processor)."""
         from PIL import Image
@@ -221,13 +281,7 @@ class FrozenVLBase(ServedBase):
         return pixels, tokens["input_ids"], tokens["input_mask"]
 
     def collate(self, texts, items):
-        from mmf.common.sample import SampleList
-
-        batch = SampleList()
-        batch.image = torch.stack([p for p, _, _ in items]).to(self.device)
-        batch.input_ids = torch.stack([i for _, i, _ in items]).to(self.device)
-        batch.input_mask = torch.stack([m for _, _, m in items]).to(self.device)
-        return batch
+        return pixel_batch(items, self.device)
 
     def describe(self):
         described = super().describe()

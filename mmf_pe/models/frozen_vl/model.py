@@ -7,6 +7,7 @@ the head trains (the seed systems); pe = a PE method of the core (LoRA, IA3; see
 only the head, and checkpoints leave out the frozen weights (re-read from `encoder_dir`). `encoder_dtype`
 (fp32 | bf16 | fp16 | auto) loads the encoder in half precision; the head stays fp32.
 """
+import contextlib
 import logging
 import os
 
@@ -200,6 +201,17 @@ class FrozenVL(BaseModel):
             keys = [f"{i}|{t}" for i, t in zip(image_keys(pixels), text_keys(input_ids, mask))]
         return keys if stream.name == stream.kind else [f"{stream.name}|{k}" for k in keys]
 
+    @contextlib.contextmanager
+    def input_gradients(self):
+        """Within: `encode` runs the encoder itself (no embedding cache) with autograd on even when it is frozen, so
+        a loss differentiates to the pixels (white-box PGD: `mmf_pe robustness`, `training.augment`)."""
+        previous = getattr(self, "_input_gradients", False)
+        self._input_gradients = True
+        try:
+            yield self
+        finally:
+            self._input_gradients = previous
+
     def encode(self, sample_list):
         """The streams' features of a batch (a tuple in stream order), through the cache where there is one."""
         pixels = sample_list.image
@@ -214,8 +226,9 @@ class FrozenVL(BaseModel):
                 return self.spec.encode(self.backbone, stream_names, pixels, input_ids, mask)
             return self.spec.encode(self.backbone, stream_names, pixels[indices], input_ids[indices], mask[indices])
 
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoders_frozen):
-            if self.cache is None:
+        to_inputs = getattr(self, "_input_gradients", False)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (to_inputs or not self.encoders_frozen)):
+            if self.cache is None or to_inputs:
                 features = compute(names)
                 return tuple(features[n] for n in names)
             return tuple(
