@@ -86,8 +86,15 @@ class ExtractOnce:
     def __init__(self, featurize):
         self.featurize, self.cache, self.extracted = featurize, {}, 0
 
+    @property
+    def reextracts(self):
+        return self.featurize.reextracts
+
     def load(self, path):
         return self.featurize.load(path)
+
+    def batch(self, features, like):
+        return self.featurize.batch(features, like)
 
     def __call__(self, image):
         import numpy as np
