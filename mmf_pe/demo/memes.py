@@ -45,8 +45,8 @@ NEW_EVENT = {
     "kind_words": ("delightful", "stunning", "precious", "splendid"),
     "mean_words": ("repulsive", "revolting", "despicable", "putrid"),
     "nouns": ("referee", "supporter", "striker", "fan"),
-    "warm": {"magenta": (206, 36, 150), "yellow": (232, 204, 26)},
-    "cool": {"green": (46, 150, 62), "purple": (104, 58, 176)},
+    "warm": {"yellow": (232, 204, 26), "pink": (240, 120, 190)},
+    "cool": {"green": (46, 150, 62), "mint": (110, 214, 170)},
     "shapes": ("pentagon", "star"),
 }
 

@@ -69,10 +69,12 @@ def _confounder_markdown(confounders):
     return "\n".join(lines)
 
 
-def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=None, stages=None, ocr=None):
+def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=None, stages=None, ocr=None,
+                 drift=None):
     """report.md, summary.json and PNGs under `<out>/report`. Returns {markdown, summary, plots, table2}; table2 is
     the demo's table (quality and compute per mode, mmf_pe.demo.table)."""
     from mmf_pe.demo import table as demo_table
+    from mmf_pe.demo.drift_rows import markdown as drift_markdown
     from mmf_pe.demo.ocr_rows import markdown as ocr_markdown
     from mmf_pe.demo.runs import read_stamp
     from mmf_pe.reporting.plots import make_plots, plot_auroc_twin
@@ -133,6 +135,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
         "## Table II: quality and cost per mode", demo_markdown, _chance_band(settings.splits),
         "### Metrics per split (the project's Table II layout)", table2_markdown(runs),
         "## Text read from the image (OCR)", ocr_markdown(runs, ocr),
+        "## A new event: the static PE adapter and its adapted successor", drift_markdown(drift),
         "## Stage times", _stages_markdown(stages),
         "## Exported adapters", _adapters_markdown(adapters),
         "## Table I: parameters per mode", table1_markdown(runs),
@@ -144,7 +147,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
                                            seconds=round(seconds, 1), fc_trains_visual_projection=projection,
                                            demo_table=rows, stages=stages, adapters=adapters,
                                            precision={run.mode: run.info.get("precision") for run in runs},
-                                           ocr=ocr)
+                                           ocr=ocr, drift=drift)
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": demo_markdown,
             "rows": rows, "precision": precision_line(runs)}
 
