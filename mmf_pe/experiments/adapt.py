@@ -61,10 +61,10 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
     """Train the version's slots on `examples` until `deadline` (time.perf_counter()); returns facts. No update is
     started that would end past the deadline (judged by the slowest update so far). The kind's model is this
     process's own."""
-    kind, model = version.kind, version.kind.model
-    generator = torch.Generator().manual_seed(seed)
     from mmf_pe.utils.precision import autocast
 
+    kind, model = version.kind, version.kind.model
+    generator = torch.Generator().manual_seed(seed)
     started, updates, epochs_run, stopped_by, losses = time.perf_counter(), 0, 0, "epochs", []
     slowest = 0.0
     with kind.lock:
