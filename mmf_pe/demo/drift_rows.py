@@ -41,19 +41,20 @@ def _folders(out):
 
 
 def _first_period(paths):
-    """The first period's train and test_seen annotations and standardised features (`paths`: memes.make_memes's)."""
-    from mmf_pe.demo.pipeline import FEATURES_DIR
-
+    """The first period's train and test_seen annotations and standardised features (`paths`: memes.make_memes's;
+    the features sit in its root's `features/`, pipeline.FEATURES_DIR)."""
     return {"train": os.path.join(paths["annotations"], "train.jsonl"),
             "test": os.path.join(paths["annotations"], "test_seen.jsonl"),
-            "features": os.path.join(paths["data_dir"], *FEATURES_DIR, "detectron.lmdb")}
+            "features": os.path.join(paths["root"], "features", "detectron.lmdb")}
 
 
 def prepare_new_period(out, settings, paths, log):
     """New-event memes and standardised features (idempotent; `paths`: the first period's, memes.make_memes).
     Returns {"wall_s", "cpu_s"} of this call (CPU: this thread's), or None when the demo trains no PE run."""
+    import torch
+
     from mmf_pe.demo import new_event
-    from mmf_pe.demo.pipeline import _extract
+    from mmf_pe.demo.features import extract_random_frcnn
 
     if STATIC not in settings.runs:
         return None
@@ -64,7 +65,12 @@ def prepare_new_period(out, settings, paths, log):
     done = os.path.join(os.path.dirname(folders["raw"]), ".frcnn_random_weights.complete")
     if not os.path.exists(done):
         log(f"drift: features of the new event's memes ({folders['data']}, 1 thread)")
-        _extract(new_paths, folders["raw"], settings, threads=1, jobs=1)
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # fixed, as every demo process: the features must not depend on the machine's load
+        try:
+            extract_random_frcnn(new_paths, folders["raw"], settings.num_regions, settings.image_size, progress=False)
+        finally:
+            torch.set_num_threads(before)
         atomic_write_text(done, "ok\n")
     standardise_like(folders["raw"], folders["features"], _first_period(paths)["features"])
     return {"wall_s": round(time.perf_counter() - started, 1), "cpu_s": round(time.thread_time() - cpu, 1)}
@@ -93,13 +99,13 @@ def standardise_like(raw, out, reference):
     return out
 
 
-def drift_stage(out, settings, paths, run_dirs, prepared, log, threads=1):
+def drift_stage(out, settings, paths, run_dirs, prepared, log, precision="auto", threads=1):
     """Adapt the exported PE adapter (the first seed's PE run, `run_dirs[("pe", seed)]`) to the new event and score
-    both on both periods (`paths`: the first period's, memes.make_memes; `prepared`: prepare_new_period's times).
+    both on both periods (`paths`: the first period's, memes.make_memes; `prepared`: prepare_new_period's times;
+    `precision`: the Engine's, the demo's training.precision).
     Returns the rows ({"rows": [...], "goals": {...}, ...}; also `<out>/drift/drift_rows.json`)."""
     import torch
 
-    from mmf_pe.demo.pipeline import DEMO_PRECISION
     from mmf_pe.demo.runs import read_stamp
     from mmf_pe.experiments.adapt import adapt
     from mmf_pe.experiments.periods import data_fingerprint, load_examples, open_adapter
@@ -118,7 +124,7 @@ def drift_stage(out, settings, paths, run_dirs, prepared, log, threads=1):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        engine = Engine(adapters, precision=DEMO_PRECISION)
+        engine = Engine(adapters, precision=precision)
         _, static, _, _ = open_adapter(os.path.join(adapters, STATIC), adapters, engine)
         batch = settings.batch_size
         key = {"static": static.fingerprint, "epochs": EPOCHS, "lr": LEARNING_RATE, "batch_size": batch,

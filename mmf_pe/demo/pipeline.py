@@ -366,7 +366,7 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
                                     tokenizer_dir=os.path.join(paths["data_dir"], "tokenizer"))
     stages["adapter export"] = time.time() - mark
     mark = time.time()
-    drift = drift_rows.drift_stage(out, settings, paths, run_dirs, results[-1], log)
+    drift = drift_rows.drift_stage(out, settings, paths, run_dirs, results[-1], log, precision=DEMO_PRECISION)
     stages["drift rows"] = time.time() - mark
     mark = time.time()
     result = write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title,
