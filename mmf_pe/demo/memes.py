@@ -37,20 +37,32 @@ SHAPES = {"seen": ("circle", "square", "triangle", "diamond"), "unseen": ("hexag
 BACKGROUNDS = ((236, 233, 222), (205, 205, 205), (178, 190, 170), (64, 64, 72), (226, 214, 190))
 PROPS = ((120, 120, 120), (120, 84, 50), (30, 30, 30))
 SPLITS = {"train": 512, "dev_seen": 128, "dev_unseen": 64, "test_seen": 256, "test_unseen": 128}
+# A later period's "new event" (mmf_pe.demo.new_event): templates, tone words, nouns, figure colours and shapes that
+# the first period never shows. The label rule is the same: a new mean word has tone 1, a new warm colour warmth 1.
+NEW_EVENT = {
+    "templates": ("{noun} spotted again, {adj}", "nothing but a {adj} {noun}", "{adj} {noun} alert",
+                  "who invited this {adj} {noun}"),
+    "kind_words": ("delightful", "stunning", "precious", "splendid"),
+    "mean_words": ("repulsive", "revolting", "despicable", "putrid"),
+    "nouns": ("referee", "supporter", "striker", "fan"),
+    "warm": {"yellow": (232, 204, 26), "pink": (240, 120, 190)},
+    "cool": {"green": (46, 150, 62), "mint": (110, 214, 170)},
+    "shapes": ("pentagon", "star"),
+}
 
 
 def tone(word):
-    if word in KIND_WORDS:
+    if word in KIND_WORDS + NEW_EVENT["kind_words"]:
         return 0
-    if word in MEAN_WORDS:
+    if word in MEAN_WORDS + NEW_EVENT["mean_words"]:
         return 1
     raise ValueError(f"{word!r} is not a tone word")
 
 
 def warmth(colour_name):
-    if colour_name in WARM:
+    if colour_name in WARM or colour_name in NEW_EVENT["warm"]:
         return 1
-    if colour_name in COOL:
+    if colour_name in COOL or colour_name in NEW_EVENT["cool"]:
         return 0
     raise ValueError(f"{colour_name!r} is not a figure colour")
 
@@ -102,8 +114,13 @@ def _sample_scene(rng, shapes):
 def _polygon(shape, cx, cy, r):
     if shape == "circle":
         return None
-    corners = {"square": 4, "diamond": 4, "triangle": 3, "hexagon": 6}[shape]
-    offset = {"square": np.pi / 4, "diamond": 0.0, "triangle": -np.pi / 2, "hexagon": 0.0}[shape]
+    if shape == "star":  # five points: outer and inner corners alternate
+        angles = -np.pi / 2 + np.pi * np.arange(10) / 5
+        return [(cx + r * (1 if i % 2 == 0 else 0.45) * np.cos(a), cy + r * (1 if i % 2 == 0 else 0.45) * np.sin(a))
+                for i, a in enumerate(angles)]
+    corners = {"square": 4, "diamond": 4, "triangle": 3, "hexagon": 6, "pentagon": 5}[shape]
+    offset = {"square": np.pi / 4, "diamond": 0.0, "triangle": -np.pi / 2, "hexagon": 0.0,
+              "pentagon": -np.pi / 2}[shape]
     angles = offset + 2 * np.pi * np.arange(corners) / corners
     return [(cx + r * np.cos(a), cy + r * np.sin(a)) for a in angles]
 
@@ -122,7 +139,7 @@ def draw_meme(scene, caption, size=128):
     px, py = scene.prop_xy[0] * size, scene.prop_xy[1] * size
     prop = [px - 0.06 * size, py - 0.1 * size, px + 0.06 * size, py + 0.1 * size]
     draw.rectangle(prop, fill=tuple(scene.prop_colour))
-    colour = {**WARM, **COOL}[scene.colour]
+    colour = {**WARM, **COOL, **NEW_EVENT["warm"], **NEW_EVENT["cool"]}[scene.colour]
     cx, cy, r = scene.cx * size, scene.cy * size, scene.radius * size
     polygon = _polygon(scene.shape, cx, cy, r)
     if polygon is None:
@@ -158,14 +175,19 @@ def _wrap(text, font, width, draw):
 
 
 def _quad(rng, vocabulary):
-    """Two captions differing only in the tone word x two scenes differing only in the figure's colour family."""
-    template = TEMPLATES[rng.integers(len(TEMPLATES))]
+    """Two captions differing only in the tone word x two scenes differing only in the figure's colour family.
+    `vocabulary`: nouns and shapes; templates, tone words and colours default to the first period's (NEW_EVENT's
+    keys replace them)."""
+    templates = vocabulary.get("templates", TEMPLATES)
+    kind_words, mean_words = vocabulary.get("kind_words", KIND_WORDS), vocabulary.get("mean_words", MEAN_WORDS)
+    warm_colours, cool_colours = vocabulary.get("warm", WARM), vocabulary.get("cool", COOL)
+    template = templates[rng.integers(len(templates))]
     noun = vocabulary["nouns"][rng.integers(len(vocabulary["nouns"]))]
-    kind, mean = KIND_WORDS[rng.integers(len(KIND_WORDS))], MEAN_WORDS[rng.integers(len(MEAN_WORDS))]
+    kind, mean = kind_words[rng.integers(len(kind_words))], mean_words[rng.integers(len(mean_words))]
     captions = [(template.format(adj=word, noun=noun), word) for word in (kind, mean)]
     scene = _sample_scene(rng, vocabulary["shapes"])
-    warm = list(WARM)[rng.integers(len(WARM))]
-    cool = list(COOL)[rng.integers(len(COOL))]
+    warm = list(warm_colours)[rng.integers(len(warm_colours))]
+    cool = list(cool_colours)[rng.integers(len(cool_colours))]
     scenes = [Scene(**{**asdict(scene), "colour": name}) for name in (warm, cool)]
     return [(caption, word, s) for caption, word in captions for s in scenes]
 

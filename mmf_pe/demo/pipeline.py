@@ -347,7 +347,10 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
     log(f"training: {len(jobs_order)} run(s), {jobs} at a time, {threads} thread(s) each")
     mark = time.time()
     calls = [(train, (out, name, settings, paths["data_dir"], seed, threads)) for name, seed in jobs_order]
-    dirs = dict(zip(jobs_order, _in_parallel(calls, jobs)))
+    from mmf_pe.demo import drift_rows  # its new-period memes and features: last in line, on a core training leaves
+
+    results = _in_parallel(calls + [(drift_rows.prepare_new_period, (out, settings, paths, log))], jobs)
+    dirs = dict(zip(jobs_order, results))
     run_dirs = {(name, seed): dirs[(name, seed)] for seed in settings.seeds for name in settings.runs}
     stages["training"] = time.time() - mark
     mark = time.time()
@@ -368,9 +371,12 @@ def run_demo(out, settings, report_title="mmf-pe demo: synthetic memes, FC vs Fu
                                     tokenizer_dir=os.path.join(paths["data_dir"], "tokenizer"))
     stages["adapter export"] = time.time() - mark
     mark = time.time()
+    drift = drift_rows.drift_stage(out, settings, paths, run_dirs, results[-1], log, precision=DEMO_PRECISION)
+    stages["drift rows"] = time.time() - mark
+    mark = time.time()
     result = write_report(out, run_dirs, settings, confounders, seconds=time.time() - started, title=report_title,
                           adapters=adapters, stages=stages, ocr=dict(ocr, size=settings.image_size),
-                          robustness=robustness)
+                          robustness=robustness, drift=drift)
     stages["report"] = time.time() - mark
     result["stages"] = stages
     return result

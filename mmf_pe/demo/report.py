@@ -70,10 +70,11 @@ def _confounder_markdown(confounders):
 
 
 def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=None, stages=None, ocr=None,
-                 robustness=None):
+                 robustness=None, drift=None):
     """report.md, summary.json and PNGs under `<out>/report`. Returns {markdown, summary, plots, table2}; table2 is
     the demo's table (quality and compute per mode, mmf_pe.demo.table)."""
     from mmf_pe.demo import table as demo_table
+    from mmf_pe.demo.drift_rows import markdown as drift_markdown
     from mmf_pe.demo.ocr_rows import markdown as ocr_markdown
     from mmf_pe.demo.robustness_rows import markdown as robustness_markdown
     from mmf_pe.demo.robustness_rows import summary as robustness_summary
@@ -137,6 +138,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
         "### Metrics per split (the project's Table II layout)", table2_markdown(runs),
         "## Text read from the image (OCR)", ocr_markdown(runs, ocr),
         "## Evasion attacks (robustness)", robustness_markdown(robustness),
+        "## A new event: the static PE adapter and its adapted successor", drift_markdown(drift),
         "## Stage times", _stages_markdown(stages),
         "## Exported adapters", _adapters_markdown(adapters),
         "## Table I: parameters per mode", table1_markdown(runs),
@@ -148,7 +150,7 @@ def write_report(out, run_dirs, settings, confounders, seconds, title, adapters=
                                            seconds=round(seconds, 1), fc_trains_visual_projection=projection,
                                            demo_table=rows, stages=stages, adapters=adapters,
                                            precision={run.mode: run.info.get("precision") for run in runs},
-                                           ocr=ocr, robustness=robustness)
+                                           ocr=ocr, robustness=robustness, drift=drift)
     return {"markdown": markdown, "summary": summary, "plots": [p for _, p in plots], "table2": demo_markdown,
             "rows": rows, "precision": precision_line(runs), "robustness": robustness_summary(robustness)}
 

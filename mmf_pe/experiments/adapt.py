@@ -61,6 +61,8 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
     """Train the version's slots on `examples` until `deadline` (time.perf_counter()); returns facts. No update is
     started that would end past the deadline (judged by the slowest update so far). The kind's model is this
     process's own."""
+    from mmf_pe.utils.precision import autocast
+
     kind, model = version.kind, version.kind.model
     generator = torch.Generator().manual_seed(seed)
     started, updates, epochs_run, stopped_by, losses = time.perf_counter(), 0, 0, "epochs", []
@@ -84,8 +86,9 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
                     batch = [examples[i] for i in order[start:start + batch_size]]
                     texts = [normalize_text(e.text, version.text_normalization) for e in batch]  # as served
                     sample = engine.sample_list(texts, [e.features for e in batch], version)
-                    scores = model.forward(sample)["scores"]
-                    loss = torch.nn.functional.cross_entropy(scores, torch.tensor([e.label for e in batch]))
+                    with autocast(engine.precision, engine.device.type):  # the engine's precision (fp32 default)
+                        scores = model.forward(sample)["scores"]
+                    loss = torch.nn.functional.cross_entropy(scores.float(), torch.tensor([e.label for e in batch]))
                     if not torch.isfinite(loss):
                         raise AdaptError(f"non-finite loss at update {updates + 1} (epoch {epoch + 1}); try a lower "
                                          "--lr. Nothing was written.")
@@ -103,6 +106,7 @@ def _train(engine, version, examples, deadline, epochs, lr, batch_size, seed):
         if not all(torch.isfinite(p).all() for p in slots):
             raise AdaptError("training produced non-finite weights; try a lower --lr. Nothing was written.")
     return {"updates": updates, "epochs": epochs_run, "stopped_by": stopped_by, "lr": lr, "batch_size": batch_size,
+            "precision": engine.precision,
             "seed": seed, "seconds": round(time.perf_counter() - started, 3),
             "last_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 5) if losses else None}
 

@@ -104,3 +104,32 @@ def test_rerun_reuses_and_other_settings_are_refused(data):
 def test_split_sizes_must_be_whole_quads(tmp_path):
     with pytest.raises(ValueError, match="multiples of 4"):
         memes.make_memes(str(tmp_path), {"train": 6}, progress=False)
+
+
+def test_new_event_period_is_new_but_follows_the_same_rule(data, tmp_path):
+    """The drift rows' second period: every caption template, tone word, noun, figure colour and shape is absent
+    from the first period; the label rule and the confounder quads are the same; ids never meet the first period's."""
+    from mmf_pe.demo import new_event
+
+    _, first = data
+    paths = new_event.make_new_event(str(tmp_path), {"new_train": 16, "new_test": 8}, image_size=64,
+                                     progress=False)
+    with open(paths["factors"]) as f:
+        factors = [json.loads(line) for line in f]
+    assert len(factors) == 24 and min(r["id"] for r in factors) == new_event.FIRST_ID
+    for key in ("tone_word", "colour", "shape"):
+        assert {r[key] for r in factors}.isdisjoint({r[key] for r in first}), key
+    assert {r["text"].replace(r["tone_word"], "") for r in factors}.isdisjoint(
+        {r["text"].replace(r["tone_word"], "") for r in first})
+    for row in factors:
+        assert row["label"] == memes.tone(row["tone_word"]) ^ memes.warmth(row["colour"])
+    for key in ("text", "pattern", "tone_word", "colour"):
+        for value in {r[key] for r in factors}:
+            labels = [r["label"] for r in factors if r[key] == value]
+            assert 2 * sum(labels) == len(labels), (key, value)
+    with open(os.path.join(paths["annotations"], "new_train.jsonl")) as f:
+        record = json.loads(f.readline())
+    assert record["period"] == "new_event" and os.path.exists(os.path.join(paths["images"], record["img"]))
+    with pytest.raises(ValueError, match="use another folder"):
+        new_event.make_new_event(str(tmp_path), {"new_train": 16, "new_test": 8}, image_size=64, seed=5,
+                                 progress=False)

@@ -179,6 +179,48 @@ def test_served_demo_meme_scores_as_offline(demo):
     assert np.allclose(offline, online, atol=1e-4)
 
 
+def test_drift_rows_static_and_adapted_pe(demo):
+    """The new event's rows: the exported PE adapter and its `mmf_pe adapt` successor (lineage: parent = the static
+    adapter, labels = the new period's train split, replay from the first period), both scored on both periods."""
+    from mmf_pe.demo import drift_rows, memes, new_event
+
+    out, settings, result = demo
+    with open(result["summary"]) as f:
+        drift = json.load(f)["drift"]
+    static, adapted = drift["rows"]
+    labels = drift_rows.new_period_splits(settings)["new_train"]
+    assert (static["adapter"], adapted["adapter"]) == ("pe", "pe_new_event") and labels <= 500
+    assert static["labels"] == settings.splits["train"] and static["train_seconds"] > 0
+    assert adapted["labels"] == labels and adapted["replayed"] == labels
+    assert adapted["updates"] == drift_rows.EPOCHS * -(-2 * labels // settings.batch_size)  # fixed epochs, no cap hit
+    for row in drift["rows"]:
+        assert 0.0 <= row["old_auroc"] <= 1.0 and 0.0 <= row["new_auroc"] <= 1.0
+    with open(os.path.join(out, "adapters", "pe", "adapter_config.json"), "rb") as f:
+        static_config = f.read()
+    with open(os.path.join(out, "drift", "pe_new_event", "adapter_config.json")) as f:
+        lineage = json.load(f)["lineage"]
+    assert lineage["parent"]["fingerprint"] == static["fingerprint"] == adapted["parent"]
+    assert lineage["generation"] == 1 and lineage["data"]["labels"] == labels
+    assert lineage["replay"]["annotations"].endswith("train.jsonl") and lineage["training"]["stopped_by"] == "epochs"
+    assert json.loads(static_config).get("lineage") is None
+    assert drift["test"]["new"]["memes"] == settings.splits["test_seen"]
+    # the new period holds no template, tone word or figure colour of the first one
+    with open(os.path.join(out, "drift", "data", "factors.jsonl")) as f:
+        factors = [json.loads(line) for line in f]
+    def values(rows):
+        return {(key, row[key]) for row in rows for key in ("tone_word", "colour", "shape")}
+
+    first = memes.read_factors(os.path.join(out, "data"))
+    assert values(first) and values(factors) and not values(first) & values(factors)
+    assert {f["text"].replace(f["tone_word"], "") for f in first}.isdisjoint(
+        f["text"].replace(f["tone_word"], "") for f in factors)
+    assert all(f["id"] >= new_event.FIRST_ID for f in factors) and len(factors) == sum(
+        drift_rows.new_period_splits(settings).values())
+    with open(result["markdown"]) as f:
+        section = f.read().split("## A new event", 1)[1].split("\n## ", 1)[0]
+    assert "| `pe` |" in section and "| `pe_new_event` |" in section and "goal >= 90 %" in section
+
+
 def test_confounders_in_summary_and_features(demo):
     out, settings, result = demo
     with open(result["summary"]) as f:
