@@ -18,7 +18,8 @@ import os
 import shutil
 import sys
 
-from mmf_pe.utils.download import MARKER, DownloadError, extract, fetch, sha256_file
+from mmf_pe.utils.download import MARKER, DownloadError, extract, fetch
+from mmf_pe.utils.hashing import file_sha256
 from mmf_pe.utils.io import atomic_write_text
 
 MMF_PREFIX, MMF_SERVER = "mmf://", "https://dl.fbaipublicfiles.com/mmf/data/"
@@ -181,7 +182,7 @@ def download(key, data_dir=None, weights_dir=None, revision="main"):
     _settle(folder, entry["expect"])
     os.unlink(archive)  # verified and extracted: the archive's bytes are not needed twice
     expected = os.path.join(folder, entry["expect"])  # its digest: readers may trust exactly these bytes
-    files = {entry["expect"]: sha256_file(expected)} if os.path.isfile(expected) else {}
+    files = {entry["expect"]: file_sha256(expected)} if os.path.isfile(expected) else {}
     atomic_write_text(marker, json.dumps({"key": key, "url": url, "sha256": entry["sha256"],
                                           "version": entry.get("version"), "files": files}, indent=2) + "\n")
     print(f"{key}: {entry['what']} -> {folder}")

@@ -22,6 +22,7 @@ import torch
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME, base_fingerprint, save_adapter, trained_state
 from mmf_pe.tuners.peft_methods.model import base_key
 from mmf_pe.utils.fingerprint import tensor_digests
+from mmf_pe.utils.hashing import file_sha256
 
 BASE_FORMAT = "mmf_pe.base/1"
 BASE_CONFIG = "base_config.json"
@@ -308,14 +309,6 @@ class Kind:
 
 
 # -- base folders -----------------------------------------------------------------------------------------------
-
-def file_sha256(path, chunk=1 << 22):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def write_manifest(directory):
     """{relative path: sha256} of every file under a base folder (but base_config.json)."""

@@ -13,7 +13,8 @@ import pickle
 
 import torch
 
-from mmf_pe.utils.download import recorded_digest, sha256_file
+from mmf_pe.utils.download import recorded_digest
+from mmf_pe.utils.hashing import file_sha256
 
 BERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # New in VisualBERT, never in a text BERT checkpoint: the visual projection and the visual embeddings (the latter are
@@ -53,7 +54,7 @@ def load_checkpoint(path, map_location="cpu"):
         except Exception:
             names = []
         recorded = recorded_digest(path)
-        if recorded is None or sha256_file(path) != recorded:
+        if recorded is None or file_sha256(path) != recorded:
             why = ("its sha256 is not the one `mmf_pe download` recorded for it" if recorded else
                    "it was not fetched by `mmf_pe download` (which verifies the published archive and records the "
                    "file's sha256)")

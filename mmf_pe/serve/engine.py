@@ -22,6 +22,7 @@ from mmf_pe.serve.adapter_checks import AdapterError, check_for_base, check_weig
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
 from mmf_pe.tuners import method_settings
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
+from mmf_pe.utils.hashing import file_sha256
 from mmf_pe.utils.text_normalization import check_mode
 
 _versions = itertools.count(1)
@@ -174,7 +175,7 @@ class Engine:
         if weights_path is None:
             identity = layout.fingerprint(config_bytes, weights_bytes)
         else:
-            identity = layout.fingerprint(config_bytes, None, layout.file_sha256(weights_path))
+            identity = layout.fingerprint(config_bytes, None, bytes.fromhex(file_sha256(weights_path)))
         return AdapterVersion(name, identity, config, tensors, kind)
 
     def base_for(self, config, where):

@@ -95,20 +95,12 @@ def stamp(folder, name):
 
 def fingerprint(config_bytes, weights_bytes, weights_sha256=None):
     """An adapter version's identity: sha256 over its config and weights files (16 hex digits shown).
-    `weights_sha256`: the weights file's digest, when it was hashed from the file (`file_sha256`)."""
+    `weights_sha256`: the weights file's raw digest, when it was hashed from the file (`utils.hashing`)."""
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(config_bytes).digest())
     digest.update(weights_sha256 if weights_sha256 is not None else hashlib.sha256(weights_bytes).digest())
     return digest.hexdigest()[:16]
 
-
-def file_sha256(path, chunk=1 << 20):
-    """The raw sha256 digest of a file, read in chunks (nothing of it kept in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.digest()
 
 
 def publish(folder, name, config_bytes, weights_bytes):

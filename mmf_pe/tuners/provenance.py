@@ -4,22 +4,16 @@ An adapter only scores images correctly when the server's detector makes the sam
 `mmf_pe export-adapter` records them (from `<features>.lmdb/extraction.json`, written by `mmf_pe extract`) and
 `mmf_pe serve` compares them with its own detector's. Plain JSON reading: no import of the extraction code.
 """
-import hashlib
 import json
 import os
+
+from mmf_pe.utils.hashing import file_sha256
 
 STATE_FILE = "extraction.json"  # mmf_pe.extraction.store.STATE_FILE
 # The settings that change the features; shard, run state and counts do not.
 KEYS = ("detector", "feature_dim", "feature", "weights_sha256", "selection", "feature_dtype", "precision",
         "min_size", "max_size", "rpn_pre_nms_top_n", "rpn_post_nms_top_n", "normalisation")
 
-
-def file_sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance_from_settings(settings, weights_sha256=None):

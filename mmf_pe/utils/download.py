@@ -5,7 +5,6 @@ server that ignores Range restarts it); the sha256 is checked before the file ge
 deletes the partial data (it cannot be resumed into a good file). `extract(archive, folder)`: tarfile's `data`
 filter (no links out, no devices), into a staging folder first, so an interrupted extraction leaves nothing half-made.
 """
-import hashlib
 import http.client
 import os
 import shutil
@@ -16,6 +15,8 @@ import urllib.request
 import uuid
 
 from tqdm import tqdm
+
+from mmf_pe.utils.hashing import file_sha256
 
 CHUNK = 1 << 20
 MARKER = ".mmf_pe_download.json"  # beside what `mmf_pe download` fetched: key, url, archive sha256, file digests
@@ -34,17 +35,10 @@ def require_tar_data_filter():
                             "needs to extract archives safely: use Python >= 3.10.12, >= 3.11.4 or >= 3.12")
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def fetch(url, dest, sha256, timeout=60):
     """Download `url` to `dest` (resuming `<dest>.part`), verified against `sha256`. Returns `dest`."""
-    if os.path.isfile(dest) and sha256_file(dest) == sha256:
+    if os.path.isfile(dest) and file_sha256(dest) == sha256:
         return dest
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     part = dest + ".part"
@@ -91,7 +85,7 @@ def _interrupted(url, part, total, reason):
 
 
 def _verified(part, dest, url, sha256):
-    actual = sha256_file(part)
+    actual = file_sha256(part)
     if actual != sha256:
         os.unlink(part)
         raise DownloadError(f"{url}: sha256 {actual} is not the expected {sha256}; the download was deleted. "

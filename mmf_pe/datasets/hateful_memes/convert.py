@@ -23,7 +23,6 @@ up the images of a password-protected zip; Python's decryption is slow). Re-runn
 rewritten atomically, images already in place (same size) are kept.
 """
 import argparse
-import hashlib
 import json
 import os
 import posixpath
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from mmf_pe.utils.archives import member_size_problem, unsafe_member
 from mmf_pe.utils.download import DownloadError, require_tar_data_filter
+from mmf_pe.utils.hashing import file_sha256
 from mmf_pe.utils.io import atomic_write_bytes, atomic_write_text
 
 PHASE_SPLITS = {
@@ -86,19 +86,10 @@ def accepted_checksums():
     return set(PUBLISHED_CHECKSUMS)
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True,
-                                     desc=f"sha256 {os.path.basename(path)}", disable=None) as bar:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
 
 def verify_checksum(path, checksums=None):
     checksums = accepted_checksums() if checksums is None else set(checksums)
-    actual = sha256_of(path)
+    actual = file_sha256(path, progress=True)
     if actual not in checksums:
         raise ConversionError(
             f"{path}: sha256 {actual} is not one of the published Hateful Memes zips (Phase 1 or Phase 2). "
