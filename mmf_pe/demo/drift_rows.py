@@ -99,6 +99,30 @@ def standardise_like(raw, out, reference):
     return out
 
 
+def adapter_identity(folder):
+    """An exported adapter as the rows' reuse key sees it: sha256 over its weights and its config without the values
+    that only say where files were (absolute paths: the source checkpoint, the feature LMDBs). Its fingerprint hashes
+    those paths too, so a copied or moved demo folder would measure the rows again although nothing changed."""
+    import hashlib
+
+    from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
+    from mmf_pe.utils.hashing import file_sha256
+
+    with open(os.path.join(folder, CONFIG_NAME)) as f:
+        config = _without_paths(json.load(f))
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(file_sha256(os.path.join(folder, WEIGHTS_NAME)).encode())
+    return digest.hexdigest()
+
+
+def _without_paths(value):
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items() if not (isinstance(v, str) and os.path.isabs(v))}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    return value
+
+
 def drift_stage(out, settings, paths, run_dirs, prepared, log, precision="auto", threads=1):
     """Adapt the exported PE adapter (the first seed's PE run, `run_dirs[("pe", seed)]`) to the new event and score
     both on both periods (`paths`: the first period's, memes.make_memes; `prepared`: prepare_new_period's times;
@@ -127,8 +151,8 @@ def drift_stage(out, settings, paths, run_dirs, prepared, log, precision="auto",
         engine = Engine(adapters, precision=precision)
         _, static, _, _ = open_adapter(os.path.join(adapters, STATIC), adapters, engine)
         batch = settings.batch_size
-        key = {"static": static.fingerprint, "epochs": EPOCHS, "lr": LEARNING_RATE, "batch_size": batch,
-               "budget_minutes": BUDGET_MINUTES, "precision": engine.precision, "threads": threads,
+        key = {"static": adapter_identity(os.path.join(adapters, STATIC)), "epochs": EPOCHS, "lr": LEARNING_RATE,
+               "batch_size": batch, "budget_minutes": BUDGET_MINUTES, "precision": engine.precision, "threads": threads,
                "splits": new_period_splits(settings)}
         cached = _read_json(folders["rows"])
         if cached.get("key") == key:

@@ -258,6 +258,14 @@ def config_digest(path, seen=None):
     return digest.hexdigest()
 
 
+def config_name(path):
+    """A project config as the reuse key names it: its path relative to the checkout (a checkout moved or seen
+    through a symlink, or a copied `logs/demo`, keeps the key; config_digest keys the content), the absolute path
+    only for a config outside the checkout."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(REPO_ROOT))
+    return os.path.abspath(path) if relative.startswith(os.pardir) else relative
+
+
 def run_dir(out, name, seed):
     return os.path.join(out, "runs", name, f"seed_{seed}")
 
@@ -268,8 +276,8 @@ def train(out, name, settings, data_dir, seed, threads=1, project_config=None, o
     save_dir = run_dir(out, name, seed)
     project_config = project_config or os.path.join(PROJECT, RUNS[name][0])
     overrides = overrides if overrides is not None else run_overrides(name, settings, seed)
-    key = json.dumps({"settings": settings.training_key(), "config": project_config, "overrides": overrides,
-                      "threads": threads, "yaml": config_digest(project_config),
+    key = json.dumps({"settings": settings.training_key(), "config": config_name(project_config),
+                      "overrides": overrides, "threads": threads, "yaml": config_digest(project_config),
                       "features": standardised_with(os.path.join(data_dir, *FEATURES_DIR, "detectron.lmdb"))},
                      sort_keys=True)
     stamp = read_stamp(save_dir)

@@ -264,8 +264,10 @@ def cache_key(runs, annotations, sizes):
 
 
 def _file_id(path):
-    info = os.stat(path)
-    return [info.st_size, int(info.st_mtime)]
+    """The file's content (not its path or mtime: a copied or moved demo folder keeps its rows)."""
+    from mmf_pe.utils.hashing import file_sha256
+
+    return file_sha256(path)
 
 
 def start_stage(out, run_dirs, paths, log):

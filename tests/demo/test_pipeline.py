@@ -243,10 +243,32 @@ def test_rerun_reuses_everything(demo, capsys):
     logs = {name: os.path.getsize(os.path.join(pipeline.run_dir(out, name, 1), "train.log")) for name in settings.runs}
     pipeline.run_demo(out, settings)
     printed = capsys.readouterr().out
-    assert printed.count("finished earlier, reused") == len(settings.runs)
+    assert printed.count("finished earlier, reused") == len(settings.runs), printed
     assert "mmf_pe evaluate" not in printed
     assert logs == {name: os.path.getsize(os.path.join(pipeline.run_dir(out, name, 1), "train.log"))
                     for name in settings.runs}
+
+
+def test_copied_folder_and_moved_checkout_reuse_everything(demo, tmp_path, monkeypatch, capsys):
+    """The reuse keys hold no absolute path and no mtime: the demo folder copied elsewhere (fresh mtimes, as `cp -r`)
+    and the checkout seen under another path (a symlink) retrain, re-evaluate and re-measure nothing."""
+    from mmf_pe.demo.runs import read_stamp
+
+    out, settings, _ = demo
+    copy = str(tmp_path / "copied_demo")
+    shutil.copytree(out, copy, symlinks=True, copy_function=shutil.copy)
+    checkout = tmp_path / "moved_checkout"
+    checkout.symlink_to(pipeline.REPO_ROOT, target_is_directory=True)
+    monkeypatch.setattr(pipeline, "REPO_ROOT", str(checkout))
+    monkeypatch.setattr(pipeline, "PROJECT", os.path.join(str(checkout), "projects", "visual_bert_pe"))
+    stamps = {name: read_stamp(pipeline.run_dir(copy, name, 1)) for name in settings.runs}
+    pipeline.run_demo(copy, settings)
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, reused") == len(settings.runs), printed
+    assert "trained in" not in printed and "mmf_pe evaluate" not in printed
+    assert "robustness rows: measured earlier, reused" in printed
+    assert "drift: adapted adapter and its scores reused" in printed
+    assert stamps == {name: read_stamp(pipeline.run_dir(copy, name, 1)) for name in settings.runs}
 
 
 def test_seeds_mean_std_and_same_numbers_from_scratch(demo, tmp_path):
