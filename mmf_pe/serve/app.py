@@ -19,7 +19,7 @@ from mmf_pe.serve.adapters import Adapters
 from mmf_pe.serve.batcher import Batcher, QueueFull
 from mmf_pe.serve.contract_inputs import contract_input
 from mmf_pe.serve.fanout import DEFAULT_MAX_FANOUT, score_many
-from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, decode_for_detector
+from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, ImageGate, Upload, decoded
 from mmf_pe.serve.inputs import BadInput, check_filename, features_from_json, features_from_npy, parse_json
 from mmf_pe.serve.metrics import Metrics
 from mmf_pe.serve.public import without_paths
@@ -207,7 +207,7 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
                 why = f" ({without_paths(adapters.errors[name], settings.folder)})" if name in adapters.errors else ""
                 raise BadInput(404, f"unknown adapter {name[:80]!r}{why}; loaded: {adapters.names()}", "adapter")
             adapter_label = name
-            scored = await read_text(fields, deadline)
+            scored = await read_text(fields, deadline, version)
             scored_text = normalize_text(scored["text"], version.text_normalization)  # as the adapter's run trained
             features, regions, features_ms = await features_for(fields, version, deadline)
             try:
@@ -250,10 +250,14 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
             headers = {"Retry-After": "1"} if error.status == 429 else None
             return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
-    async def read_text(fields, deadline):
-        """Client text, else OCR of the image (inside the image gate, within the request's deadline)."""
+    async def read_text(fields, deadline, version):
+        """Client text, else OCR of the image (inside the image gate, within the request's deadline). For a base
+        without a detector OCR reads the full-size decode its image processor then reuses; with a detector, the
+        copy shrunk to the default working size (800 / 1333), which the detector reuses when it works at that size
+        (the default; a detector set smaller decodes its own, so OCR reads the same text whatever the detector)."""
+        working_size = None if not version.base.uses_detector else DEFAULT_WORKING_SIZE
         try:
-            return await text_for(fields, reader, settings.max_pixels, gate, deadline)
+            return await text_for(fields, reader, settings.max_pixels, gate, deadline, working_size)
         except (Expired, TimeoutError):
             raise timed_out() from None
 
@@ -284,10 +288,17 @@ def create_app(settings, engine=None, featurizer=None, reader="tesseract"):
             raise timed_out() from None
         return features, regions, 1000 * (time.perf_counter() - started)
 
+    def decode_size(version):
+        """The detector's working size for a base with a detector; None (full size) for one reading images with its
+        own processor."""
+        if not version.base.uses_detector:
+            return None
+        return featurizer.working_size() if featurizer is not None else DEFAULT_WORKING_SIZE
+
     def image_features(image, version, deadline):
-        """In a worker thread, holding one of the gate's slots: decode (bad files first), check, run the detector."""
-        working_size = featurizer.working_size() if featurizer is not None else DEFAULT_WORKING_SIZE
-        rgb, original = decode_for_detector(image[1], image[0], settings.max_pixels, working_size)
+        """In a worker thread, holding one of the gate's slots: decode (bad files first; kept from OCR if it read the
+        image first), check, run the detector."""
+        rgb, original = decoded(image, settings.max_pixels, decode_size(version))
         if featurizer is None:
             raise BadInput(422, "this server runs no detector (started with --no-detector): send precomputed features")
         if version.provenance is None:
@@ -387,7 +398,8 @@ async def read_score_fields(request, limit):
         if isinstance(value, UploadFile):
             if value.filename == "" and not value.size:
                 continue  # an empty file input of an HTML form
-            fields[key] = (check_filename(value.filename, key) or key, await value.read())
+            name = check_filename(value.filename, key) or key
+            fields[key] = Upload(name, await value.read()) if key == "image" else (name, await value.read())
         elif value not in (None, ""):
             if key == "image":
                 raise BadInput(422, "field 'image' must be a file upload", "image")

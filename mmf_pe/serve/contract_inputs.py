@@ -4,16 +4,17 @@ contract: the frozen CLIP / BLIP family, or any registered family (mmf_pe.models
 import time
 
 from mmf_pe.models.contract import RequestError
-from mmf_pe.serve.images import decode_for_detector
+from mmf_pe.serve.images import decoded
 from mmf_pe.serve.inputs import BadInput, features_from_json, features_from_npy
 
 
 async def contract_input(version, image, given, max_pixels, gate, deadline):
     """(model input for `Engine.score`, None (no regions), milliseconds spent) of one request's image / features.
 
-    An image is decoded inside one of `gate`'s slots (bounded concurrency, counted in the request's deadline): first
-    the server's checks (pixel cap before decoding, bombs, truncation), then the base's own processor on the
-    upload's bytes, as MMF's dataset reads the file, so served scores equal offline ones."""
+    An image is decoded once, inside one of `gate`'s slots (bounded concurrency, counted in the request's deadline):
+    the server's checks (pixel cap before decoding, bombs, truncation) and decode (`decode_rgb`, as MMF's dataset
+    reads the file, so served scores equal offline ones; kept on an `Upload` for OCR, which may have decoded it
+    first), then the base's own processor on that decoded image."""
     base = version.base
     started = time.perf_counter()
     if image is not None:
@@ -35,9 +36,8 @@ async def contract_input(version, image, given, max_pixels, gate, deadline):
 
 
 def _checked_pixels(base, image, max_pixels):
-    filename, data = image
-    decode_for_detector(data, filename, max_pixels)  # size limits, unreadable files: 4xx naming `image`
+    rgb = decoded(image, max_pixels)  # size limits, unreadable files: 4xx naming `image`; the request's one decode
     try:
-        return base.process_image(data, filename)
+        return base.process_image(rgb, image[0])
     except RequestError as error:
         raise BadInput(error.status, str(error), error.field) from None

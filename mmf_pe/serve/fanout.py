@@ -37,8 +37,9 @@ def requested_names(value, loaded, limit):
 async def score_many(fields, adapters, batcher, features_for, deadline, limit, timed_out,
                      read_text=None):
     """The fan-out answer body: {"results": [{adapter, probability, label, threshold}, ...], ...}.
-    `read_text(fields, deadline)`: the text to score ({"text", "source", "ocr_ms", "note"?}: the client's, else OCR
-    of the image), read once for all adapters; None: the client's text only."""
+    `read_text(fields, deadline, version)`: the text to score ({"text", "source", "ocr_ms", "note"?}: the client's,
+    else OCR of the image as the first adapter's base decodes it), read once for all adapters; None: the client's
+    text only."""
     names = requested_names(fields.get("adapters"), adapters.names(), limit)
     versions = [await adapters.get_async(name) for name in names]
     unknown = [n for n, v in zip(names, versions) if v is None]
@@ -48,7 +49,7 @@ async def score_many(fields, adapters, batcher, features_for, deadline, limit, t
     if read_text is None:
         scored = {"text": check_text(fields.get("text")), "source": "client", "ocr_ms": 0.0}
     else:
-        scored = await read_text(fields, deadline)
+        scored = await read_text(fields, deadline, versions[0])
     text = scored["text"]
     prepared, features_ms = {}, 0.0
     for version in versions:  # one input per base and provenance

@@ -12,8 +12,10 @@ their features differ slightly from those of `mmf_pe extract` on the full-size f
 """
 import asyncio
 import io
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -40,11 +42,11 @@ def reduction_factor(width, height, min_size, max_size):
     return max(1, int(1.0 / scale)) if scale < 1 else 1
 
 
-def decode_for_detector(data, filename, max_pixels, working_size=DEFAULT_WORKING_SIZE):
-    """(RGB uint8 array, its size before reduction as (height, width) after EXIF orientation) of an upload.
-
-    Same checks and messages as the extractor's `load_rgb` (pixel cap before decoding, decompression bombs,
-    truncated files); BadInput 413 / 415 / 422 naming the `image` field."""
+@contextmanager
+def _opened(data, filename, max_pixels):
+    """The upload opened (its header read, no pixels yet) once it passed the checks that come before decoding: empty
+    upload, pixel cap, decompression bombs. Errors while decoding inside the block are BadInput 413 / 415 / 422
+    naming the `image` field, with the extractor's `load_rgb` messages."""
     if not data:
         raise BadInput(400, f"{filename}: empty upload (0 bytes)", "image")
     try:
@@ -57,11 +59,7 @@ def decode_for_detector(data, filename, max_pixels, working_size=DEFAULT_WORKING
                                         "(--max-pixels; decompression bomb?)", "image")
                 if width < 1 or height < 1:
                     raise BadInput(422, f"{filename}: invalid size {width}x{height}", "image")
-                factor = reduction_factor(width, height, *working_size)
-                if factor == 1:  # the extractor's own path, byte for byte
-                    image.load()
-                    return _to_rgb(ImageOps.exif_transpose(image)), _oriented(image, (height, width))
-                return _reduced(image, factor, working_size), _oriented(image, (height, width))
+                yield image
     except BadInput:
         raise
     except Image.UnidentifiedImageError:
@@ -72,6 +70,73 @@ def decode_for_detector(data, filename, max_pixels, working_size=DEFAULT_WORKING
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, MemoryError) as error:
         reason = str(error) or type(error).__name__
         raise BadInput(422, f"{filename}: corrupt or truncated image: {reason}", "image") from None
+
+
+def decode_for_detector(data, filename, max_pixels, working_size=DEFAULT_WORKING_SIZE):
+    """(RGB uint8 array, its size before reduction as (height, width) after EXIF orientation) of an upload.
+
+    Same checks and messages as the extractor's `load_rgb` (pixel cap before decoding, decompression bombs,
+    truncated files); BadInput 413 / 415 / 422 naming the `image` field."""
+    with _opened(data, filename, max_pixels) as image:
+        width, height = image.size
+        factor = reduction_factor(width, height, *working_size)
+        if factor == 1:  # the extractor's own path, byte for byte
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image)), _oriented(image, (height, width))
+        return _reduced(image, factor, working_size), _oriented(image, (height, width))
+
+
+def decode_rgb(data, filename, max_pixels):
+    """An upload as one full-size RGB PIL image, as MMF's datasets read an image file (`convert("RGB")`, no EXIF
+    rotation): what a frozen encoder's image processor and OCR read for bases without a detector. Same checks and
+    4xx errors as `decode_for_detector`."""
+    with _opened(data, filename, max_pixels) as image:
+        return image.convert("RGB")  # a copy (even of an RGB image): it outlives the opened file
+
+
+class Upload(tuple):
+    """A request's uploaded image `(filename, bytes)` that keeps its one decode.
+
+    OCR (no client text), the detector and a frozen encoder's image processor all read the same request's image;
+    the first of them decodes it (inside the image gate, under the request's deadline) and the others reuse that
+    copy, so one request decodes its image once and holds at most one decoded copy (a fan-out over bases that
+    need different decodes, detector and full-size, replaces the copy)."""
+
+    def __new__(cls, filename, data):
+        upload = super().__new__(cls, (filename, data))
+        upload._decoded, upload._lock = {}, threading.Lock()
+        return upload
+
+    def decoded(self, max_pixels, working_size=None):
+        key = (max_pixels, None if working_size is None else tuple(working_size))
+        with self._lock:  # two readers of one request in two worker threads: still one decode
+            if key not in self._decoded:
+                self._decoded.clear()
+                self._decoded[key] = _decode(self, max_pixels, working_size)
+            return self._decoded[key]
+
+
+def decoded(image, max_pixels, working_size=None):
+    """The decoded upload `image` ((filename, bytes) or an `Upload`, whose decode is kept for its request's other
+    readers): with `working_size`, `decode_for_detector`'s (array, original size); without, `decode_rgb`'s full-size
+    RGB PIL image."""
+    if isinstance(image, Upload):
+        return image.decoded(max_pixels, working_size)
+    return _decode(image, max_pixels, working_size)
+
+
+def _decode(image, max_pixels, working_size):
+    filename, data = image
+    if working_size is None:
+        return decode_rgb(data, filename, max_pixels)
+    return decode_for_detector(data, filename, max_pixels, working_size)
+
+
+def upright(image):
+    """A decoded PIL image turned as its EXIF orientation says (OCR reads text upright; the frozen encoders, like
+    MMF's datasets, see the stored orientation). The image itself when no turn is needed."""
+    orientation = _orientation(image)
+    return image.transpose(TRANSPOSE[orientation]) if orientation in TRANSPOSE else image
 
 
 def _orientation(image):

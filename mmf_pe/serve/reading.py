@@ -8,7 +8,7 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from mmf_pe.ocr import ENGINE, OcrError
-from mmf_pe.serve.images import Expired, decode_for_detector
+from mmf_pe.serve.images import DEFAULT_WORKING_SIZE, Expired, decoded, upright
 from mmf_pe.serve.inputs import BadInput, check_text
 
 OCR_OFF = ("this server reads no text from images (started with --ocr off): send the meme's text in field 'text'")
@@ -16,28 +16,32 @@ EMPTY_OCR = "no text found in the image (OCR read nothing): scored on empty text
 NO_IMAGE = "no text given and no image to read it from: scored on empty text"
 
 
-async def read_image_text(reader, image, max_pixels, gate=None, deadline=None):
-    """(text, ms) of an uploaded image `(filename, bytes)`. With the app's image `gate`, decoding and OCR take one
-    of its slots (bounded memory and concurrency), before `deadline` (time.monotonic())."""
+async def read_image_text(reader, image, max_pixels, gate=None, deadline=None, working_size=DEFAULT_WORKING_SIZE):
+    """(text, ms) of an uploaded image `(filename, bytes)` or `Upload` (mmf_pe.serve.images: its decode is kept for
+    the request's model input). With the app's image `gate`, decoding and OCR take one of its slots (bounded memory
+    and concurrency), before `deadline` (time.monotonic()). `working_size`: the copy shrunk towards it (large images
+    shrunk first, as for the detector); None: the full-size copy a frozen encoder reads."""
     if reader is None:
         raise BadInput(422, OCR_OFF, "text")
     if gate is None:
-        result = await run_in_threadpool(_read, reader, image, max_pixels)
+        result = await run_in_threadpool(_read, reader, image, max_pixels, working_size)
     else:
-        result = await gate.run(deadline, _read, reader, image, max_pixels)
+        result = await gate.run(deadline, _read, reader, image, max_pixels, working_size)
     return result.text, result.ms
 
 
-def _read(reader, image, max_pixels):
-    rgb, _ = decode_for_detector(image[1], image[0], max_pixels)  # the server's checks; large images shrunk first
+def _read(reader, image, max_pixels, working_size):
+    rgb = decoded(image, max_pixels, working_size)  # the server's checks, the request's one decode
+    rgb = rgb[0] if working_size is not None else upright(rgb)  # the detector's copy is already upright
     try:
         return reader.read(rgb)
     except OcrError as error:
         raise BadInput(503, str(error), "text") from None
 
 
-async def text_for(fields, reader, max_pixels, gate=None, deadline=None):
-    """{"text", "source": client | ocr | none, "ocr_ms", "note"?} for a scoring request's fields."""
+async def text_for(fields, reader, max_pixels, gate=None, deadline=None, working_size=DEFAULT_WORKING_SIZE):
+    """{"text", "source": client | ocr | none, "ocr_ms", "note"?} for a scoring request's fields (`working_size`:
+    as for `read_image_text`)."""
     given = fields.get("text")
     if given is not None:
         return {"text": check_text(given), "source": "client", "ocr_ms": 0.0}
@@ -45,7 +49,7 @@ async def text_for(fields, reader, max_pixels, gate=None, deadline=None):
         raise BadInput(422, OCR_OFF, "text")
     if fields.get("image") is None:
         return {"text": "", "source": "none", "ocr_ms": 0.0, "note": NO_IMAGE}
-    text, ms = await read_image_text(reader, fields["image"], max_pixels, gate, deadline)
+    text, ms = await read_image_text(reader, fields["image"], max_pixels, gate, deadline, working_size)
     answer = {"text": check_text(text), "source": "ocr", "ocr_ms": round(ms, 3)}
     if not text:
         answer["note"] = EMPTY_OCR

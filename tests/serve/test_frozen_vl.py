@@ -3,6 +3,7 @@ clip_pe name), FC heads and LoRA / IA3,
 exported by the apps from real MMF runs, scored from uploaded images over HTTP beside a VisualBERT base in one folder,
 equal to `mmf_pe evaluate` on the same memes."""
 import os
+import shutil
 
 import pytest
 import requests
@@ -73,6 +74,37 @@ def test_bad_input_is_a_4xx_naming_the_problem(vl_server, vl_hmd, case):
         expected, field = "needs an image", "image"
     assert 400 <= response.status_code < 500, response.text
     assert expected in response.json()["error"] and response.json().get("field") == field, response.json()
+
+
+def counted_image_opens(monkeypatch):
+    """A list that grows by one per `PIL.Image.open` (every decode of an upload starts there) in this process, where
+    the test server runs."""
+    from PIL import Image
+
+    opened, real_open = [], Image.open
+
+    def counting(*args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("fp"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    return opened
+
+
+@pytest.mark.parametrize("text_source", ["client", "ocr"])
+def test_a_request_decodes_its_image_once(vl_server, vl_hmd, monkeypatch, text_source):
+    """The server's checks, OCR (no client text) and the encoder's image processor share one decode of the upload
+    (before: two, three with OCR); the score is unchanged."""
+    if text_source == "ocr" and shutil.which("tesseract") is None:
+        pytest.skip("needs the Debian packages tesseract-ocr tesseract-ocr-eng")
+    meme_id, text, image = memes(vl_hmd)[0]
+    opened = counted_image_opens(monkeypatch)
+    data = {"adapter": "clip_fc"} | ({"text": text} if text_source == "client" else {})
+    response = requests.post(f"{vl_server.url}/v1/score", data=data,
+                             files={"image": (f"{meme_id}.png", image, "image/png")}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["text_source"] == text_source
+    assert len(opened) == 1, opened
 
 
 def test_an_image_encodes_once_for_several_heads(vl_served, vl_hmd):

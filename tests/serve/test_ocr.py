@@ -55,6 +55,20 @@ def test_an_image_alone_is_scored_on_its_ocr_caption(server, meme):
     assert page_ocr["text"] == body["text"] and page_ocr["engine"] == "tesseract"
 
 
+def test_ocr_and_the_detector_share_one_decode(server, featurizer, meme, monkeypatch):
+    """An image alone: OCR reads the copy the detector then reads (before: each decoded the upload). The test's
+    detector works at a small size; here it reports the default one, at which OCR's copy is the detector's (the
+    192 px meme is not shrunk at either size, so its features are unchanged)."""
+    from mmf_pe.serve.images import DEFAULT_WORKING_SIZE
+    from tests.serve.test_frozen_vl import counted_image_opens
+
+    monkeypatch.setattr(featurizer, "working_size", lambda: DEFAULT_WORKING_SIZE)
+    opened = counted_image_opens(monkeypatch)
+    response = post(server.url, {"adapter": "pe_img"}, meme)
+    assert response.status_code == 200 and response.json()["text_source"] == "ocr", response.text
+    assert len(opened) == 1, opened
+
+
 def test_an_image_without_text_is_scored_on_empty_text_and_says_so(server):
     from PIL import Image
 

@@ -254,13 +254,18 @@ class FrozenVLBase(ServedBase):
 
         return PixelSpace(self.config["processors"]["image_processor"], f"{self.directory}: image_processor")
 
-    def process_image(self, data, filename="image"):
-        """An upload's bytes -> the pixel tensor, as MMF's dataset reads an image file (PIL, RGB, the processor)."""
+    def process_image(self, image, filename="image"):
+        """An image -> the pixel tensor, as MMF's dataset reads an image file (PIL, RGB, the processor). `image`: a
+        decoded PIL image (the server's one decode of an upload, mmf_pe.serve.images.decode_rgb) or an upload's
+        bytes, decoded here."""
         from PIL import Image
 
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
+            if isinstance(image, Image.Image):
+                rgb = image if image.mode == "RGB" else image.convert("RGB")
+            else:
+                with Image.open(io.BytesIO(image)) as opened:
+                    rgb = opened.convert("RGB")
         except Exception as error:  # noqa: BLE001 - any undecodable upload is the client's problem
             raise RequestError(f"{filename}: the encoder's image processor cannot read it ({type(error).__name__}: "
                                f"{error})", "image") from None
