@@ -24,6 +24,11 @@ class AdapterError(ValueError):
     field = None
 
 
+class AdapterChanged(AdapterError):
+    """An adapter whose files were replaced while they were read (an upload's version switch): reading again gets
+    the new version."""
+
+
 def refuse(message, field):
     error = AdapterError(message)
     error.field = field

@@ -18,7 +18,7 @@ import torch
 
 from mmf_pe.models.contract import Kind, RequestError, open_base, read_adapter_files
 from mmf_pe.serve import layout, mixed
-from mmf_pe.serve.adapter_checks import AdapterError, check_for_base, check_weights, checked_config
+from mmf_pe.serve.adapter_checks import AdapterChanged, AdapterError, check_for_base, check_weights, checked_config
 from mmf_pe.serve.base_export import BASES_DIR  # more bases beside base/: <folder>/bases/<name>/
 from mmf_pe.tuners import method_settings
 from mmf_pe.tuners.export import CONFIG_NAME, WEIGHTS_NAME
@@ -204,7 +204,7 @@ class Engine:
         config_bytes = read_adapter_files(real, weights=False)[0]
         version = self.read_version(name, config_bytes, None, path, weights_path=os.path.join(real, WEIGHTS_NAME))
         if layout.stamp(self.folder, name) != before:
-            raise AdapterError(f"{path}: its files changed while it was loading; read again")
+            raise AdapterChanged(f"{path}: its files changed while it was loading; read again")
         return version
 
     # ---- scoring -------------------------------------------------------------------------------------------------

@@ -4,16 +4,19 @@ The folder scan (`refresh`) only records which adapters exist and their stamps (
 loads a registered adapter on first use (JSON + safetensors, the same checks as an eager load) and evicts the least
 recently used resident adapter that no queued or running request holds (`hold`, called by the batcher). A request
 keeps the immutable `AdapterVersion` it started with, so an eviction or a replacement never changes its answer. An
-adapter whose files vanish before its lazy load is reported in `errors` (the request gets a 404 naming it).
+adapter whose files vanish before its lazy load is reported in `errors` (the request gets a 404 naming it); one
+replaced by an upload during its load is read again (the request gets the new version).
 """
 import collections
 import logging
 import time
 
 from mmf_pe.serve import layout
+from mmf_pe.serve.adapter_checks import AdapterChanged
 from mmf_pe.serve.adapters import Adapters
 
 log = logging.getLogger("mmf_pe.serve")
+READ_ATTEMPTS = 3  # an adapter replaced during its lazy load is read again, up to this many reads in all
 
 
 class LazyAdapters(Adapters):
@@ -47,7 +50,7 @@ class LazyAdapters(Adapters):
                 return None
             started = time.perf_counter()
             try:
-                version = self.engine.read_folder_version(name)
+                version = self._read(name)
             except FileNotFoundError as error:  # vanished since the last scan
                 self.errors[name] = f"its files are gone from the served folder ({error.filename})"
                 self.registered.pop(name, None)
@@ -65,6 +68,17 @@ class LazyAdapters(Adapters):
             self._evict(resident, keep=name)
             self.versions = resident
             return version
+
+    def _read(self, name, attempts=READ_ATTEMPTS):
+        """The adapter's files as they are now. An upload replacing the adapter during the read (its version switch:
+        new files, the old version folder removed) is read again, so a request started meanwhile gets the old or
+        the new version, never an error; an adapter gone from the folder raises FileNotFoundError."""
+        for attempt in range(attempts):
+            try:
+                return self.engine.read_folder_version(name)
+            except (AdapterChanged, FileNotFoundError):
+                if attempt == attempts - 1 or layout.stamp(self.engine.folder, name) is None:
+                    raise
 
     def _evict(self, resident, keep):
         for name in list(resident):

@@ -151,6 +151,37 @@ def test_an_adapter_held_by_a_request_is_never_evicted(many):
     assert "a00" not in adapters.versions and adapters.evictions == 3
 
 
+def test_an_adapter_replaced_during_its_lazy_load_is_read_again(many, tmp_path):
+    """An upload's version switch landing while a lazy load reads the old files: the load reads again and returns
+    the new version (before: the request got a 404 "its files changed while it was loading")."""
+    from mmf_pe.serve import layout
+    from mmf_pe.serve.engine import Engine
+    from mmf_pe.serve.residency import LazyAdapters
+
+    served = str(tmp_path / "served")
+    shutil.copytree(os.path.join(many["served"], "base"), os.path.join(served, "base"))
+    old, new = [read_files(os.path.join(many["spare"], n)) for n in sorted(os.listdir(many["spare"]))[:2]]
+    layout.publish(served, "racing", *old)
+    adapters = LazyAdapters(Engine(served), 2)
+    adapters.refresh()
+    engine, reads, published = adapters.engine, [], []
+    real_read_version = engine.read_version
+
+    def replaced_while_reading(*args, **kwargs):
+        reads.append(args[0])
+        version = real_read_version(*args, **kwargs)
+        if len(reads) == 1:
+            published.append(layout.publish(served, "racing", *new))  # between the two stamps of the first read
+        return version
+
+    engine.read_version = replaced_while_reading
+    version = adapters.get("racing")
+    assert version is not None and "racing" not in adapters.errors, adapters.errors
+    assert len(reads) == 2 and version.fingerprint == published[0] != layout.fingerprint(*old)
+    assert abs(engine.score(version, [INPUTS[0][0]], [torch.from_numpy(INPUTS[0][1])])[0][0]
+               - many["offline"][version.fingerprint][0]) < 1e-5
+
+
 def test_an_adapter_whose_files_vanish_before_its_lazy_load_is_a_clear_404(lazy_server, many):
     source = os.path.join(many["spare"], sorted(os.listdir(many["spare"]))[0])
     target = os.path.join(many["served"], "vanishing")
