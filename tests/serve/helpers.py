@@ -157,3 +157,18 @@ def npy_bytes(array):
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def counted_image_opens(monkeypatch):
+    """A list that grows by one per `PIL.Image.open` (every decode of an upload starts there) in this process, where
+    the test server runs."""
+    from PIL import Image
+
+    opened, real_open = [], Image.open
+
+    def counting(*args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("fp"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    return opened

@@ -10,6 +10,7 @@ import requests
 import torch
 
 from tests.serve.contract_helpers import VL_ADAPTERS, base_of, memes, model_of
+from tests.serve.helpers import counted_image_opens
 
 
 @pytest.mark.parametrize("name", sorted(VL_ADAPTERS))
@@ -74,21 +75,6 @@ def test_bad_input_is_a_4xx_naming_the_problem(vl_server, vl_hmd, case):
         expected, field = "needs an image", "image"
     assert 400 <= response.status_code < 500, response.text
     assert expected in response.json()["error"] and response.json().get("field") == field, response.json()
-
-
-def counted_image_opens(monkeypatch):
-    """A list that grows by one per `PIL.Image.open` (every decode of an upload starts there) in this process, where
-    the test server runs."""
-    from PIL import Image
-
-    opened, real_open = [], Image.open
-
-    def counting(*args, **kwargs):
-        opened.append(args[0] if args else kwargs.get("fp"))
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting)
-    return opened
 
 
 @pytest.mark.parametrize("text_source", ["client", "ocr"])

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from mmf_pe.serve.reading import EMPTY_OCR
-from tests.serve.helpers import ThreadedServer
+from tests.serve.helpers import ThreadedServer, counted_image_opens
 
 CAPTION = "look at this lovely family"
 TOKEN = "score-token"
@@ -60,7 +60,6 @@ def test_ocr_and_the_detector_share_one_decode(server, featurizer, meme, monkeyp
     detector works at a small size; here it reports the default one, at which OCR's copy is the detector's (the
     192 px meme is not shrunk at either size, so its features are unchanged)."""
     from mmf_pe.serve.images import DEFAULT_WORKING_SIZE
-    from tests.serve.test_frozen_vl import counted_image_opens
 
     monkeypatch.setattr(featurizer, "working_size", lambda: DEFAULT_WORKING_SIZE)
     opened = counted_image_opens(monkeypatch)
